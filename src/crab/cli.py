@@ -1,0 +1,125 @@
+"""The ``crab`` command: one subcommand per stage of the stage table, plus the tools around it.
+
+``crab <stage>`` loads ``params.yaml`` strictly and runs the stage function; DVC calls exactly these
+commands (``dvc.yaml`` is generated from the same table). Extra subcommands:
+
+* ``crab synth`` writes AV-Synth, the embedded default data, into ``data/raw`` (outside ``dvc.yaml``:
+  raw data is versioned data, see DESIGN.md section 3);
+* ``crab dvc-yaml`` regenerates ``dvc.yaml`` from the stage table (``--check`` only compares).
+
+Start-up imports only the standard library, PyYAML and the config/stage modules; a stage's heavy
+dependencies (torch, great_expectations, prefect) load when that stage runs. User errors
+(:class:`crab.errors.CrabError`) print as one line and exit non-zero; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from crab.config import ConfigError, load_params
+from crab.errors import CrabError
+from crab.stages import PARAMS_FILE, STAGES, dvc_yaml, resolve
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("crab")
+
+#: Environment that keeps every library offline and quiet (DESIGN.md section 8, stack-notes section 0).
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_EVALUATE_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one subcommand per entry of the stage table."""
+    parser = argparse.ArgumentParser(
+        prog="crab",
+        description="Crab: unified audio-visual scene understanding, as a reproducible pipeline. "
+        "Stages run in order under `dvc repro`; each can also be run alone.",
+    )
+    parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+
+    for stage in STAGES.values():
+        p = sub.add_parser(stage.name, help=stage.help, description=stage.help)
+        p.epilog = f"reads params sections: {', '.join(stage.params)}; writes: {', '.join(stage.outs)}"
+
+    synth = sub.add_parser(
+        "synth",
+        help="Write AV-Synth (the embedded default data) into data/raw in the native dataset layouts.",
+        description="Generate AV-Synth from the `synth` params section, byte-deterministically. "
+        "data.dvc records the expected result; this is not a DVC stage.",
+    )
+    synth.add_argument("--force", action="store_true", help="overwrite existing dataset folders")
+
+    gen = sub.add_parser("dvc-yaml", help="Regenerate dvc.yaml from the stage table.")
+    gen.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``crab`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        return _run(args)
+    except ConfigError as err:
+        print(f"crab: error: {err}", file=sys.stderr)
+        return 2
+    except CrabError as err:
+        print(f"crab: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "dvc-yaml":
+        return _dvc_yaml(check=args.check)
+    params = load_params(args.params)
+    start = time.perf_counter()
+    if args.command == "synth":
+        from crab.synth import synthesize
+
+        synthesize(params, force=args.force)
+    else:
+        resolve(STAGES[args.command])(params)
+    log.info("%s finished in %.1f s", args.command, time.perf_counter() - start)
+    return 0
+
+
+def _dvc_yaml(check: bool) -> int:
+    path = Path("dvc.yaml")
+    expected = dvc_yaml()
+    if check:
+        if not path.exists() or path.read_text(encoding="utf-8") != expected:
+            print("crab: error: dvc.yaml is out of date with src/crab/stages.py; run `crab dvc-yaml`", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(expected, encoding="utf-8")
+    log.info("wrote %s", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

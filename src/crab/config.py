@@ -1,0 +1,339 @@
+"""Typed, strict configuration loaded from ``params.yaml`` (DESIGN.md section 3).
+
+``params.yaml`` is the single source of experiment values. It loads into frozen dataclasses; the loader
+rejects unknown keys, missing keys and wrong types with a one-line message naming the full key
+(``synth.ave.num_train: expected int, got str 'ten'``), so a typo can never be silently ignored (Crab's
+``--pretrain_ckpt_dir`` class of bug). Only the standard library and PyYAML are imported here: the CLI
+loads this module at start-up.
+
+Stage functions receive the whole :class:`Params`; the stage table (``crab.stages``) declares which
+top-level sections each stage reads, and a contract test checks that ``dvc.yaml`` lists exactly those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from crab.errors import CrabError
+
+__all__ = [
+    "ConfigError",
+    "Params",
+    "load_params",
+    "parse_section",
+]
+
+TaskName = Literal["ave", "avqa", "avcap"]
+DatasetName = Literal["ave", "music_avqa", "valor"]
+
+
+class ConfigError(CrabError):
+    """A params file that does not match the typed schema; the message names the offending key."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SynthVideoConfig:
+    """Rendering of AV-Synth frames (encoded as H.264 in mp4)."""
+
+    size: int  # frame width = height in pixels
+    fps: int
+    crf: int  # x264 constant rate factor: lower = larger files, sharper frames
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "size", "fps")
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"crf: must be in [0, 51], got {self.crf}")
+
+
+@dataclass(frozen=True)
+class SynthAudioConfig:
+    """Audio track of AV-Synth clips (AAC in mp4)."""
+
+    sample_rate: int  # 16000 or 44100 like the real datasets
+
+    def __post_init__(self) -> None:
+        if self.sample_rate not in (16000, 22050, 32000, 44100, 48000):
+            raise ConfigError(f"synth.audio.sample_rate: unsupported rate {self.sample_rate}")
+
+
+@dataclass(frozen=True)
+class DifficultyConfig:
+    """Difficulty knobs of AV-Synth (DESIGN.md section 5)."""
+
+    audio_noise: float  # background noise amplitude relative to a unit-loudness source
+    visual_noise: float  # per-pixel Gaussian noise std on a 0..1 scale
+    distractor_prob: float  # probability that a clip gets distractors at all
+    max_distractors: int  # distractors per clip when it gets any
+    offscreen_prob: float  # share of distractors that are heard but never seen (else seen but silent)
+    signature_jitter: float  # per-instance relative jitter of pitch, colour and size
+    motion: bool  # objects drift slowly inside their slot
+
+    def __post_init__(self) -> None:
+        _check_unit_interval(self, "distractor_prob", "offscreen_prob", "signature_jitter")
+        _check_non_negative(self, "audio_noise", "visual_noise", "max_distractors")
+
+
+@dataclass(frozen=True)
+class SynthAveConfig:
+    """AV-Synth clips in the AVE layout: one audio-visual event per clip."""
+
+    num_train: int
+    num_val: int
+    num_test: int
+    duration_s: int  # AVE clips are 10 s, annotated on a 10 x 1 s grid
+    min_event_s: int  # shortest audio-visual event
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_train", "num_val", "num_test", "duration_s", "min_event_s")
+        if self.min_event_s > self.duration_s:
+            raise ConfigError("min_event_s: longer than duration_s")
+
+
+@dataclass(frozen=True)
+class SynthMusicAvqaConfig:
+    """AV-Synth clips of instruments in the MUSIC-AVQA layout, with template questions."""
+
+    num_train_videos: int
+    num_val_videos: int
+    num_test_videos: int
+    questions_per_video: int
+    duration_s: int  # real MUSIC-AVQA clips are 60 s; the tiny profile uses shorter ones
+    max_instruments: int
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            self,
+            "num_train_videos",
+            "num_val_videos",
+            "num_test_videos",
+            "questions_per_video",
+            "duration_s",
+            "max_instruments",
+        )
+        if not 1 <= self.max_instruments <= 3:
+            raise ConfigError("max_instruments: must be 1..3 (left/middle/right)")
+
+
+@dataclass(frozen=True)
+class SynthValorConfig:
+    """AV-Synth captioned clips in the VALOR layout (Crab's ``avcap`` pre-training data)."""
+
+    num_train: int
+    num_val: int
+    duration_s: int
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_train", "num_val", "duration_s")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """AV-Synth, the embedded benchmark written in the public datasets' native layouts."""
+
+    seed: int
+    video: SynthVideoConfig
+    audio: SynthAudioConfig
+    difficulty: DifficultyConfig
+    ave: SynthAveConfig
+    music_avqa: SynthMusicAvqaConfig
+    valor: SynthValorConfig
+
+
+@dataclass(frozen=True)
+class DatasetsConfig:
+    """Where each raw dataset lives (native layout), relative to the repository root."""
+
+    raw_root: str  # versioned by data.dvc
+    ave: str
+    music_avqa: str
+    valor: str
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """How readers turn a clip into model inputs (crab-reference section 1.2 and 1.4)."""
+
+    num_frames: int  # frames sampled uniformly per clip; Crab uses 10
+    audio_sample_rate: int  # everything is resampled to this mono rate; BEATs wants 16 kHz
+    num_audio_segments: int  # AVE / AVCAP: the clip is cut into this many equal segments
+    avqa_num_windows: int  # AVQA: windows spread over the clip (Crab: 10)
+    avqa_window_s: float  # AVQA window length (Crab: 2 s, from t - 0.5 to t + 1.5)
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_frames", "audio_sample_rate", "num_audio_segments", "avqa_num_windows")
+        if self.avqa_window_s <= 0:
+            raise ConfigError("avqa_window_s: must be > 0")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Quality gates (``validate_raw``, ``validate_avuie``)."""
+
+    max_failure_rate: float  # the stage fails if more than this share of items is quarantined
+    duration_tolerance_s: float  # allowed deviation of a clip's duration from the expected one
+    ave_duration_s: float  # expected AVE clip duration
+    allowed_sample_rates: list[int]  # audio sample rates accepted in raw media
+
+    def __post_init__(self) -> None:
+        _check_unit_interval(self, "max_failure_rate")
+        _check_non_negative(self, "duration_tolerance_s")
+
+
+@dataclass(frozen=True)
+class AvuieConfig:
+    """AV-UIE instruction data (answers with an explicit reasoning process)."""
+
+    seed: int  # picks phrasings; independent of the synth seed
+    use_reasoning: bool  # False = the paper's "w/o ERP" ablation: answers without the reasoning process
+    tasks: list[TaskName]  # tasks written by avuie_build
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole ``params.yaml``."""
+
+    profile: Literal["tiny", "paper"]
+    synth: SynthConfig
+    datasets: DatasetsConfig
+    media: MediaConfig
+    validation: ValidationConfig
+    avuie: AvuieConfig
+
+
+# --------------------------------------------------------------------------------------------------
+# Strict loading
+# --------------------------------------------------------------------------------------------------
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read ``params.yaml`` into :class:`Params`.
+
+    Raises:
+        ConfigError: the file is missing or unreadable YAML, or a key is unknown, missing or of the
+            wrong type; the message starts with the file name and names the key.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+    try:
+        return parse_section(Params, raw, "")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def parse_section(cls: type, raw: Any, key: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, strictly (no unknown, missing or mistyped keys)."""
+    return _convert(cls, raw, key)
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    where = key or "<top level>"
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_describe(value)}")
+        hints = get_type_hints(tp)
+        names = [f.name for f in dataclasses.fields(tp)]
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ConfigError(f"{_join(key, str(unknown[0]))}: unknown key")
+        missing = [n for n in names if n not in value]
+        if missing:
+            raise ConfigError(f"{_join(key, missing[0])}: missing key")
+        kwargs = {n: _convert(hints[n], value[n], _join(key, n)) for n in names}
+        try:
+            return tp(**kwargs)
+        except ConfigError as err:
+            # __post_init__ messages name the field relative to its section; make the key absolute.
+            raise ConfigError(_join(key, str(err))) from None
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: expected one of {list(choices)}, got {_describe(value)}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: unexpected {_describe(value)}")
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {_describe(value)}")
+        (item_tp, *_) = get_args(tp) or (Any,)
+        items = [_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_describe(value)}")
+        key_tp, val_tp = get_args(tp)
+        return {_convert(key_tp, k, where): _convert(val_tp, v, _join(key, str(k))) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected int, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected float, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected str, got {_describe(value)}")
+        return value
+    raise TypeError(f"config schema uses an unsupported type at {where}: {tp!r}")  # a schema bug, not user error
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _check_positive(obj: object, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ConfigError(f"{name}: must be > 0, got {getattr(obj, name)}")
+
+
+def _check_non_negative(obj: object, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) < 0:
+            raise ConfigError(f"{name}: must be >= 0, got {getattr(obj, name)}")
+
+
+def _check_unit_interval(obj: object, *names: str) -> None:
+    for name in names:
+        if not 0.0 <= getattr(obj, name) <= 1.0:
+            raise ConfigError(f"{name}: must be in [0, 1], got {getattr(obj, name)}")
+

@@ -1,0 +1,80 @@
+"""Strict params loading: unknown keys, wrong types and bad values fail with the key's full name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crab.config import ConfigError, Params, load_params, parse_section
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _raw() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+def _load(raw: dict) -> Params:
+    return parse_section(Params, raw, "")
+
+
+def test_unknown_key_is_named() -> None:
+    raw = _raw()
+    raw["synth"]["ave"]["num_trian"] = 3
+    with pytest.raises(ConfigError, match=r"^synth\.ave\.num_trian: unknown key$"):
+        _load(raw)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("synth.ave.num_train", "ten", r"synth\.ave\.num_train: expected int, got str 'ten'"),
+        ("synth.ave.num_train", 2.5, r"synth\.ave\.num_train: expected int, got float"),
+        ("synth.ave.num_train", True, r"synth\.ave\.num_train: expected int, got bool"),
+        ("synth.difficulty.motion", "yes", r"synth\.difficulty\.motion: expected true/false"),
+        ("avuie.tasks", ["ave", "bogus"], r"avuie\.tasks\[1\]: expected one of"),
+        ("profile", "huge", r"profile: expected one of \['tiny', 'paper'\]"),
+        ("media", [1, 2], r"media: expected a mapping, got list"),
+        ("synth.ave.num_test", 0, r"synth\.ave\.num_test: must be > 0, got 0"),
+        ("synth.difficulty.offscreen_prob", 1.5, r"synth\.difficulty\.offscreen_prob: must be in \[0, 1\]"),
+        ("synth.video.crf", 70, r"synth\.video\.crf: must be in \[0, 51\]"),
+    ],
+)
+def test_bad_values_are_named(path: str, value: object, message: str) -> None:
+    raw = _raw()
+    *parents, leaf = path.split(".")
+    node = raw
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+    with pytest.raises(ConfigError, match=message):
+        _load(raw)
+
+
+def test_float_field_accepts_an_int() -> None:
+    raw = _raw()
+    raw["media"]["avqa_window_s"] = 2
+    assert _load(raw).media.avqa_window_s == 2.0
+
+
+def test_config_is_frozen() -> None:
+    params = load_params(REPO / "params.yaml")
+    with pytest.raises(AttributeError):
+        params.synth.seed = 1  # type: ignore[misc]
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.yaml: file not found"):
+        load_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("synth: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_params(bad)
+    broken = tmp_path / "broken.yaml"
+    raw = _raw()
+    raw["validation"]["max_failure_rate"] = "lots"
+    broken.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^.*broken\.yaml: validation\.max_failure_rate: expected float"):
+        load_params(broken)
