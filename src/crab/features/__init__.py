@@ -1,0 +1,1 @@
+"""Audio and visual feature extraction that runs before the encoders (BEATs fbank)."""
