@@ -1,0 +1,1 @@
+"""``evaluate`` module folder for AVE per-second accuracy (a package only so installs ship it)."""

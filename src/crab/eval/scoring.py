@@ -1,0 +1,51 @@
+"""Pieces shared by the AVE and AVQA metrics and their baselines: text normalisation and parse failures.
+
+Both benchmarks score a tagged answer by exact string match (evaluation.md, "AVE" and "AVQA"); they differ
+only in case handling (AVE categories are compared case-sensitively, AVQA answers case-insensitively, as
+MUSIC-AVQA's vocabulary lookup is). The whitespace rule is one rule for both, so it lives here once. The
+parse-failure rate is what every evaluation report prints beside the accuracy: a model that stops writing
+its tags scores badly for a different reason than one that answers wrongly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from typing import Any, TypeVar
+
+__all__ = ["majority", "normalise_whitespace", "parse_failure_rate"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+def normalise_whitespace(text: str) -> str:
+    """``text`` trimmed, with every inner run of whitespace collapsed to one space."""
+    return " ".join(text.split())
+
+
+def parse_failure_rate(predictions: Sequence[Any]) -> float:
+    """Share of predictions that are ``None`` (the parser found no well-formed tag).
+
+    Args:
+        predictions: parsed predictions, ``None`` for a parse failure.
+
+    Returns:
+        The share in [0, 1].
+
+    Raises:
+        ValueError: ``predictions`` is empty (a rate over nothing is undefined).
+    """
+    if not predictions:
+        raise ValueError("parse_failure_rate needs at least one prediction")
+    return sum(p is None for p in predictions) / len(predictions)
+
+
+def majority(counts: Counter[K]) -> K:
+    """The most frequent key; ties go to the smallest key, so the result does not depend on input order.
+
+    Raises:
+        ValueError: ``counts`` is empty.
+    """
+    if not counts:
+        raise ValueError("majority of an empty collection")
+    return min(counts, key=lambda key: (-counts[key], key))
