@@ -1,0 +1,250 @@
+"""Configuration of the Crab model (projectors + LLM) and its named builders.
+
+Implements the sizes of crab-reference sections 1.3, 1.5, 1.6 and 8: two BLIP-2 style Q-Former projectors
+(visual: CLIP ViT-L/14 layer-23 patch tokens, width 1024; audio: BEATs tokens, width 768), each with 32
+learned queries, 2 Q-Former layers of width 768 with cross-attention in every layer, and a 2-layer GELU MLP
+to the LLM width; the LLM is Llama-2-7B-chat with 17 added tokens.
+
+How it differs from the authors' code: there every size is a constructor default or a hard-coded path
+(``d_model = 3584``, a bert-base config read from ``/group/...``). Here one :class:`CrabConfig` holds the
+three sub-configs (``text_config``: ``LlamaConfig``; ``visual_qformer_config`` / ``audio_qformer_config``:
+``Blip2QFormerConfig``), every module reads its sizes from them (house-style 4.2), and the literals live only
+in the named builders :func:`crab_tiny_config` and :func:`crab_llama2_7b_config` (house-style 4.3).
+The LLM config never sets ``pad_token_id``: ``LlamaModel`` turns it into ``nn.Embedding(padding_idx=...)``,
+which would zero and freeze the embedding of ``</s>``, the token Crab pads with. Padding positions are
+masked anyway; generation pads finished rows with EOS. The frozen encoders are *not* part of the model: training reads pre-computed features (the ``features``
+stage), so ``vision_feature_layer`` is recorded for that stage and for documentation only.
+"""
+
+from __future__ import annotations
+
+from transformers import Blip2QFormerConfig, LlamaConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+__all__ = ["CrabConfig", "crab_llama2_7b_config", "crab_tiny_config"]
+
+
+class CrabConfig(PreTrainedConfig):
+    """Configuration of :class:`~crab.models.modeling_crab.CrabForConditionalGeneration`.
+
+    The class defaults describe the paper model (so that ``CrabConfig()`` is valid, as transformers requires),
+    but code should build configs with :func:`crab_llama2_7b_config` or :func:`crab_tiny_config`.
+
+    Args:
+        text_config: ``LlamaConfig`` (or its dict) of the language model.
+        visual_qformer_config: ``Blip2QFormerConfig`` of the visual projector; its ``encoder_hidden_size``
+            must equal ``vision_hidden_size``.
+        audio_qformer_config: ``Blip2QFormerConfig`` of the audio projector; its ``encoder_hidden_size``
+            must equal ``audio_hidden_size``.
+        num_visual_queries: learned queries per video frame / image (LLM tokens per frame).
+        num_audio_queries: learned queries per audio clip (LLM tokens per clip).
+        video_token_id: id of the ``<video>`` placeholder token.
+        audio_token_id: id of the ``<audio>`` placeholder token.
+        image_token_id: id of the ``<image>`` placeholder token.
+        vision_feature_layer: index into CLIP's ``hidden_states`` (0 = patch embedding, negative counts from
+            the end) whose patch tokens feed the visual projector; read by the ``features`` stage.
+        vision_hidden_size: width of the visual features (CLIP hidden size).
+        audio_hidden_size: width of the audio features (BEATs encoder width).
+        initializer_range: std of the normal init of the projector linears and of the learned queries.
+
+    Raises:
+        ValueError: if a Q-Former's ``encoder_hidden_size`` disagrees with its feature width, a query count is
+            not positive, or two placeholder ids coincide.
+    """
+
+    model_type = "crab"
+    sub_configs_defaults = {
+        "text_config": LlamaConfig,
+        "visual_qformer_config": SubConfigSpec(
+            config_class=Blip2QFormerConfig,
+            init_kwargs={"num_hidden_layers": 2, "cross_attention_frequency": 1, "encoder_hidden_size": 1024},
+        ),
+        "audio_qformer_config": SubConfigSpec(
+            config_class=Blip2QFormerConfig,
+            init_kwargs={"num_hidden_layers": 2, "cross_attention_frequency": 1, "encoder_hidden_size": 768},
+        ),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    visual_qformer_config: dict | PreTrainedConfig | None = None
+    audio_qformer_config: dict | PreTrainedConfig | None = None
+    num_visual_queries: int = 32
+    num_audio_queries: int = 32
+    video_token_id: int = 32003
+    audio_token_id: int = 32006
+    image_token_id: int = 32000
+    vision_feature_layer: int = 23
+    vision_hidden_size: int = 1024
+    audio_hidden_size: int = 768
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs) -> None:
+        super().__post_init__(**kwargs)
+        pairs = (
+            ("visual", self.visual_qformer_config, self.vision_hidden_size),
+            ("audio", self.audio_qformer_config, self.audio_hidden_size),
+        )
+        for name, qformer_config, width in pairs:
+            if qformer_config.encoder_hidden_size != width:
+                raise ValueError(
+                    f"{name}_qformer_config.encoder_hidden_size={qformer_config.encoder_hidden_size} "
+                    f"but the {name} feature width is {width}"
+                )
+        for name in ("num_visual_queries", "num_audio_queries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        ids = {
+            "video_token_id": self.video_token_id,
+            "audio_token_id": self.audio_token_id,
+            "image_token_id": self.image_token_id,
+        }
+        if len(set(ids.values())) != len(ids):
+            raise ValueError(f"placeholder token ids must differ, got {ids}")
+
+
+def _qformer_config(
+    *,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    intermediate_size: int,
+    encoder_hidden_size: int,
+) -> Blip2QFormerConfig:
+    """A Q-Former with cross-attention in every layer and bert-base dropout / LayerNorm eps (crab-ref 1.3)."""
+    return Blip2QFormerConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        layer_norm_eps=1e-12,
+        initializer_range=0.02,
+        cross_attention_frequency=1,
+        encoder_hidden_size=encoder_hidden_size,
+        use_qformer_text_input=False,
+    )
+
+
+def crab_llama2_7b_config(
+    *,
+    vocab_size: int = 32017,
+    image_token_id: int = 32000,
+    video_token_id: int = 32003,
+    audio_token_id: int = 32006,
+) -> CrabConfig:
+    """The paper model: Llama-2-7B-chat + two Q-Former projectors (crab-reference section 8).
+
+    The default ids are those Crab's tokenizer extension gives (crab-ref 1.6: ``<image>`` 32000,
+    ``<video>`` 32003, ``<audio>`` 32006; 17 added tokens, vocabulary 32017).
+
+    Args:
+        vocab_size: LLM vocabulary after adding the special tokens.
+        image_token_id: id of ``<image>``.
+        video_token_id: id of ``<video>``.
+        audio_token_id: id of ``<audio>``.
+
+    Returns:
+        The config; ``vision_feature_layer=23`` (CLIP ViT-L/14 hidden state 23 of 24, LLaVA's penultimate).
+    """
+    text_config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        hidden_act="silu",
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        initializer_range=0.02,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=None,  # see the module docstring: Crab pads with eos, which must not be a padding_idx
+        tie_word_embeddings=False,
+    )
+    return CrabConfig(
+        text_config=text_config,
+        visual_qformer_config=_qformer_config(
+            hidden_size=768, num_layers=2, num_heads=12, intermediate_size=3072, encoder_hidden_size=1024
+        ),
+        audio_qformer_config=_qformer_config(
+            hidden_size=768, num_layers=2, num_heads=12, intermediate_size=3072, encoder_hidden_size=768
+        ),
+        num_visual_queries=32,
+        num_audio_queries=32,
+        video_token_id=video_token_id,
+        audio_token_id=audio_token_id,
+        image_token_id=image_token_id,
+        vision_feature_layer=23,
+        vision_hidden_size=1024,
+        audio_hidden_size=768,
+    )
+
+
+def crab_tiny_config(
+    vocab_size: int,
+    *,
+    video_token_id: int,
+    audio_token_id: int,
+    image_token_id: int,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    vision_hidden_size: int = 64,
+    audio_hidden_size: int = 64,
+    vision_feature_layer: int = -2,
+) -> CrabConfig:
+    """The CPU-sized model of the ``tiny`` profile: same architecture, small widths.
+
+    LLM: hidden 128, 4 layers, 4 heads, FFN 512. Q-Formers: hidden 64, 2 layers (cross-attention in both),
+    4 heads, FFN 256, 8 queries per frame / clip.
+
+    Args:
+        vocab_size: LLM vocabulary (the tiny BPE tokenizer's size, special tokens included).
+        video_token_id: id of ``<video>``.
+        audio_token_id: id of ``<audio>``.
+        image_token_id: id of ``<image>``.
+        bos_token_id: tokenizer's BOS id, if any (used by generation).
+        eos_token_id: tokenizer's EOS id, if any (generation stops on it and pads finished rows with it).
+        vision_hidden_size: width of the tiny CLIP's features.
+        audio_hidden_size: width of the tiny BEATs' features.
+        vision_feature_layer: CLIP ``hidden_states`` index feeding the projector; the default, the
+            penultimate layer, is the paper's choice (23 of a 24-layer CLIP).
+
+    Returns:
+        The config.
+    """
+    text_config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        hidden_act="silu",
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        initializer_range=0.02,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=None,  # see the module docstring
+        tie_word_embeddings=False,
+    )
+    return CrabConfig(
+        text_config=text_config,
+        visual_qformer_config=_qformer_config(
+            hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256, encoder_hidden_size=vision_hidden_size
+        ),
+        audio_qformer_config=_qformer_config(
+            hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256, encoder_hidden_size=audio_hidden_size
+        ),
+        num_visual_queries=8,
+        num_audio_queries=8,
+        video_token_id=video_token_id,
+        audio_token_id=audio_token_id,
+        image_token_id=image_token_id,
+        vision_feature_layer=vision_feature_layer,
+        vision_hidden_size=vision_hidden_size,
+        audio_hidden_size=audio_hidden_size,
+    )

@@ -1,0 +1,372 @@
+"""The Crab model: Q-Former projectors + Llama LLM over pre-computed encoder features (whole forward here).
+
+Implements crab-reference sections 1.1-1.7. Per video frame (or image), the CLIP layer-23 patch tokens go
+through ``LayerNorm -> Q-Former with learned queries (cross-attention in every layer) -> Linear-GELU-Linear``
+and become ``num_visual_queries`` LLM tokens; per audio clip the BEATs tokens go through the audio twin of
+that projector. The projected tokens replace the ``<video>`` / ``<audio>`` / ``<image>`` placeholder tokens
+of the prompt (already expanded by the collator to one placeholder per projected token) and the sequence
+runs through ``LlamaForCausalLM`` with the usual shifted cross-entropy over labels != -100.
+
+How it differs from the authors' code (a LLaVA fork):
+
+- The frozen encoders are not inside the model: the ``features`` stage runs CLIP and BEATs once, and the
+  model reads ``video_features (B_v, T, P, Dv)``, ``audio_features (B_a, C, N, Da)`` and
+  ``image_features (B_i, P, Dv)``. Ragged batches (mixed tasks: 5 or 10 clips, 48 or 96 BEATs tokens) may
+  pass a list of per-occurrence tensors instead; segments of equal length share one Q-Former call.
+- The Q-Former is transformers' ``Blip2QFormerModel`` (sizes from the sub-configs). Like Crab's
+  ``BertLMHeadModel.bert(query_embeds=...)``, it applies its embedding LayerNorm and dropout to the query
+  embeddings (``Blip2QFormerModel.layernorm`` / ``.dropout``); unlike Crab's, it carries no unused BERT
+  word/position embeddings, text-branch FFNs or MLM head.
+- Placeholders are merged with a per-modality count check and ``masked_scatter`` (transformers
+  ``LlavaModel``), batched, instead of a per-sample Python splice.
+- ``generate`` embeds the prompt once and decodes with the KV cache under the caller's attention mask, so
+  left-padded batches decode exactly like single samples (Crab generated from ``inputs_embeds`` without a
+  mask); transformers derives ``position_ids = cumsum(mask) - 1`` for the prompt and extends them per step.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers import Blip2QFormerConfig, Blip2QFormerModel, GenerationMixin, LlamaForCausalLM, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from crab.models.configuration_crab import CrabConfig
+
+__all__ = [
+    "CrabForConditionalGeneration",
+    "CrabPreTrainedModel",
+    "CrabQFormerProjector",
+    "Features",
+    "parameter_counts",
+    "set_trainable",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Features of one modality: a stacked tensor, or one tensor per placeholder occurrence for ragged batches.
+Features = torch.Tensor | Sequence[torch.Tensor]
+
+
+class CrabQFormerProjector(nn.Module):
+    """Encoder tokens of one segment (frame / clip) -> ``num_queries`` LLM-width tokens (crab-ref 1.3, 1.5).
+
+    Args:
+        qformer_config: the Q-Former's config; ``encoder_hidden_size`` is the feature width.
+        num_queries: learned queries, i.e. output tokens per segment.
+        output_hidden_size: the LLM width.
+    """
+
+    def __init__(self, qformer_config: Blip2QFormerConfig, num_queries: int, output_hidden_size: int) -> None:
+        super().__init__()
+        query_width = qformer_config.hidden_size
+        self.feature_norm = nn.LayerNorm(qformer_config.encoder_hidden_size)  # Crab's visual_ln / audio_ln
+        self.query_tokens = nn.Parameter(torch.zeros(1, num_queries, query_width))
+        self.qformer = Blip2QFormerModel._from_config(qformer_config)
+        self.linear_1 = nn.Linear(query_width, output_hidden_size)
+        self.act = nn.GELU()
+        self.linear_2 = nn.Linear(output_hidden_size, output_hidden_size)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Project a batch of segments.
+
+        Args:
+            features: (S, N, D_enc) encoder tokens of S segments.
+
+        Returns:
+            (S, num_queries, output_hidden_size).
+        """
+        features = self.feature_norm(features.to(self.feature_norm.weight.dtype))  # (S, N, D_enc)
+        queries = self.query_tokens.expand(features.shape[0], -1, -1)  # (S, Q, Hq)
+        hidden = self.qformer(query_embeds=queries, encoder_hidden_states=features).last_hidden_state  # (S, Q, Hq)
+        return self.linear_2(self.act(self.linear_1(hidden)))  # (S, Q, H)
+
+
+class CrabPreTrainedModel(PreTrainedModel):
+    """Weight init and loading plumbing shared by Crab models."""
+
+    config_class = CrabConfig
+    base_model_prefix = "crab"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    _no_split_modules = ["CrabQFormerProjector", "LlamaDecoderLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Linears N(0, initializer_range), LayerNorms (1, 0); sub-models (Q-Former, Llama) use their own init.
+        super()._init_weights(module)
+        if isinstance(module, CrabQFormerProjector):
+            init.normal_(module.query_tokens, mean=0.0, std=self.config.initializer_range)  # Crab: N(0, 0.02)
+
+
+class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
+    """Crab: visual and audio Q-Former projectors feeding a ``LlamaForCausalLM`` (``language_model``).
+
+    Args:
+        config: the model config (build it with ``crab_tiny_config`` or ``crab_llama2_7b_config``).
+    """
+
+    def __init__(self, config: CrabConfig) -> None:
+        super().__init__(config)
+        llm_width = config.text_config.hidden_size
+        self.visual_projector = CrabQFormerProjector(config.visual_qformer_config, config.num_visual_queries, llm_width)
+        self.audio_projector = CrabQFormerProjector(config.audio_qformer_config, config.num_audio_queries, llm_width)
+        self.language_model = LlamaForCausalLM._from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def get_decoder(self) -> nn.Module:
+        return self.language_model.get_decoder()
+
+    def embed_inputs(
+        self,
+        input_ids: torch.LongTensor,
+        video_features: Features | None = None,
+        audio_features: Features | None = None,
+        image_features: Features | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings with every placeholder replaced by its projected feature token.
+
+        Feature rows are consumed in the order their placeholders appear in the batch (row-major over
+        samples; within a video, frame-major; within an audio, clip-major).
+
+        Args:
+            input_ids: (B, L) token ids with expanded placeholders.
+            video_features: (B_v, T, P, Dv) per-frame CLIP patch tokens, or a list of (T_i, P, Dv).
+            audio_features: (B_a, C, N, Da) per-clip BEATs tokens, or a list of (C_i, N_i, Da).
+            image_features: (B_i, P, Dv) CLIP patch tokens of single images, or a list of (P_i, Dv).
+
+        Returns:
+            (B, L, H) input embeddings for the LLM.
+
+        Raises:
+            ValueError: if a modality's placeholder count differs from its number of projected tokens
+                (e.g. ``"video placeholders: 640 tokens in input_ids, 320 feature tokens"``), or a feature
+                tensor has the wrong rank.
+        """
+        inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, H)
+        if image_features is not None:  # an image is a one-frame video: (B_i, 1, P, Dv)
+            if isinstance(image_features, torch.Tensor):
+                _check_rank(image_features, 3, "image")
+                image_features = image_features.unsqueeze(1)
+            else:
+                image_features = [_check_rank(f, 2, "image").unsqueeze(0) for f in image_features]
+        merges = (
+            ("video", self.config.video_token_id, self.visual_projector, video_features),
+            ("image", self.config.image_token_id, self.visual_projector, image_features),
+            ("audio", self.config.audio_token_id, self.audio_projector, audio_features),
+        )
+        for modality, token_id, projector, features in merges:
+            placeholder_mask = input_ids == token_id  # (B, L)
+            num_placeholders = int(placeholder_mask.sum())
+            projected = _project_segments(projector, features, modality)  # (n, H) or None
+            num_features = 0 if projected is None else projected.shape[0]
+            if num_placeholders != num_features:
+                raise ValueError(
+                    f"{modality} placeholders: {num_placeholders} tokens in input_ids, {num_features} feature tokens"
+                )
+            if projected is not None:
+                mask = placeholder_mask.unsqueeze(-1).to(inputs_embeds.device)  # (B, L, 1)
+                inputs_embeds = inputs_embeds.masked_scatter(mask, projected.to(inputs_embeds.dtype))
+        return inputs_embeds
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        video_features: Features | None = None,
+        audio_features: Features | None = None,
+        image_features: Features | None = None,
+        labels: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        cache=None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """Language-model logits (and loss) for a batch of multimodal prompts.
+
+        Args:
+            input_ids: (B, L) token ids with expanded placeholders; exclusive with ``inputs_embeds``.
+            attention_mask: (B, L) 1 on tokens, 0 on (left) padding.
+            position_ids: (B, L) positions; the collator gives ``cumsum(attention_mask) - 1`` clamped at 0.
+            video_features: see :meth:`embed_inputs`.
+            audio_features: see :meth:`embed_inputs`.
+            image_features: see :meth:`embed_inputs`.
+            labels: (B, L) target ids, -100 where no loss is taken; the LLM shifts them by one.
+            inputs_embeds: (B, L, H) ready embeddings (e.g. from :meth:`embed_inputs`).
+            cache: a transformers KV cache to extend.
+            use_cache: return a KV cache; defaults to off when ``labels`` are given (training).
+            logits_to_keep: compute logits for the last ``n`` positions only (0 = all).
+            **kwargs: passed to the LLM (e.g. ``num_items_in_batch`` for the loss).
+
+        Returns:
+            ``CausalLMOutputWithPast`` with ``logits (B, L, V)`` and ``loss`` (mean CE over labels != -100).
+
+        Raises:
+            ValueError: if both or neither of ``input_ids`` / ``inputs_embeds`` are given, if features come
+                with ``inputs_embeds``, or on a placeholder count mismatch.
+        """
+        has_features = any(f is not None for f in (video_features, audio_features, image_features))
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_inputs(input_ids, video_features, audio_features, image_features)
+        elif has_features:
+            raise ValueError("features are merged through placeholder input_ids; pass input_ids, not inputs_embeds")
+        if use_cache is None and labels is not None:
+            use_cache = False  # a training step never reuses the cache
+        return self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        video_features: Features | None = None,
+        audio_features: Features | None = None,
+        image_features: Features | None = None,
+        **generate_kwargs,
+    ) -> torch.LongTensor:
+        """Decode answers; the features are consumed once, on the prefill step.
+
+        The prompt is embedded once and handed to the LLM's ``generate`` together with ``input_ids`` and the
+        attention mask; transformers derives the prompt's position ids from the mask and keeps a KV cache,
+        so a left-padded batch decodes as each sample alone would. Decoding settings come from
+        ``generate_kwargs`` (e.g. ``max_new_tokens=100, do_sample=False``) over ``self.generation_config``.
+
+        Args:
+            input_ids: (B, L) left-padded prompt ids with expanded placeholders.
+            attention_mask: (B, L) 1 on tokens, 0 on padding; all ones when omitted (unpadded input).
+            video_features: see :meth:`embed_inputs`.
+            audio_features: see :meth:`embed_inputs`.
+            image_features: see :meth:`embed_inputs`.
+            **generate_kwargs: passed to ``GenerationMixin.generate``.
+
+        Returns:
+            (B, L + n_new) ids: the prompt followed by the generated tokens (slice ``[:, L:]`` for answers).
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        inputs_embeds = self.embed_inputs(input_ids, video_features, audio_features, image_features)
+        if "generation_config" not in generate_kwargs:
+            # Our (saved) generation config, not the LLM's, updated with the call's settings.
+            generation_config = copy.deepcopy(self.generation_config)
+            generate_kwargs = generation_config.update(**generate_kwargs)
+            if generation_config.pad_token_id is None:  # Crab pads with EOS (the LLM config has no pad id)
+                generation_config.pad_token_id = generation_config.eos_token_id
+            generate_kwargs["generation_config"] = generation_config
+        return self.language_model.generate(
+            input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generate_kwargs
+        )
+
+
+def _check_rank(features: torch.Tensor, rank: int, modality: str) -> torch.Tensor:
+    """Return ``features`` after checking its number of dimensions (``ValueError`` naming the modality)."""
+    if features.ndim != rank:
+        raise ValueError(f"{modality} features must have {rank} dimensions, got shape {tuple(features.shape)}")
+    return features
+
+
+def _project_segments(projector: CrabQFormerProjector, features: Features | None, modality: str) -> torch.Tensor | None:
+    """Project every segment (frame / clip) of a modality and flatten to one row per LLM token.
+
+    Args:
+        projector: the modality's projector.
+        features: (B, S, N, D) stacked, or a list of (S_i, N_i, D); ``None`` or an empty list for none.
+        modality: name used in error messages.
+
+    Returns:
+        (sum_i S_i * Q, H) rows ordered occurrence, segment, query; ``None`` when there are no features.
+    """
+    if features is None:
+        return None
+    if isinstance(features, torch.Tensor):
+        _check_rank(features, 4, modality)
+        return projector(features.flatten(0, 1)).flatten(0, 1)  # (B*S, N, D) -> (B*S, Q, H) -> (B*S*Q, H)
+    features = [_check_rank(f, 3, modality) for f in features]
+    if not features:
+        return None
+    # Segments of equal token count share one Q-Former call; the occurrence order is restored afterwards.
+    by_length: dict[int, list[int]] = {}
+    for index, occurrence in enumerate(features):
+        by_length.setdefault(occurrence.shape[1], []).append(index)
+    rows: list[torch.Tensor | None] = [None] * len(features)
+    for indices in by_length.values():
+        projected = projector(torch.cat([features[i] for i in indices]))  # (sum S_i, Q, H)
+        for index, chunk in zip(indices, projected.split([features[i].shape[0] for i in indices]), strict=True):
+            rows[index] = chunk.flatten(0, 1)  # (S_i * Q, H)
+    return torch.cat(rows)
+
+
+_COMPONENTS = ("visual_projector", "audio_projector", "language_model")
+
+
+def parameter_counts(model: CrabForConditionalGeneration, *, trainable_only: bool = False) -> dict[str, int]:
+    """Number of parameters per component (works on the ``meta`` device).
+
+    Args:
+        model: a Crab model.
+        trainable_only: count only parameters with ``requires_grad``.
+
+    Returns:
+        ``{"visual_projector": n, "audio_projector": n, "language_model": n}``.
+    """
+    counts = {}
+    for name in _COMPONENTS:
+        params = getattr(model, name).parameters()
+        counts[name] = sum(p.numel() for p in params if p.requires_grad or not trainable_only)
+    return counts
+
+
+def set_trainable(
+    model: CrabForConditionalGeneration, *, llm: Literal["frozen", "full"], projectors: bool
+) -> dict[str, int]:
+    """Set ``requires_grad`` by component (house-style 4.1); adapters are added by peft afterwards.
+
+    Args:
+        model: a Crab model.
+        llm: ``"frozen"`` (no LLM weight trains, as in Crab's pre-training and LoRA stages) or ``"full"``.
+        projectors: whether both Q-Former projectors (LayerNorm, queries, Q-Former, MLP) train.
+
+    Returns:
+        Trainable parameter count per component, as :func:`parameter_counts` gives it.
+
+    Raises:
+        ValueError: on an unknown ``llm`` mode.
+    """
+    if llm not in ("frozen", "full"):
+        raise ValueError(f"llm must be 'frozen' or 'full', got {llm!r}")
+    model.language_model.requires_grad_(llm == "full")
+    model.visual_projector.requires_grad_(projectors)
+    model.audio_projector.requires_grad_(projectors)
+    counts = parameter_counts(model, trainable_only=True)
+    logger.info("trainable parameters: %s", counts)
+    return counts
