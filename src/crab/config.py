@@ -52,6 +52,8 @@ class SynthVideoConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "size", "fps")
+        if self.size % 2:
+            raise ConfigError(f"size: must be even (H.264 yuv420p), got {self.size}")
         if not 0 <= self.crf <= 51:
             raise ConfigError(f"crf: must be in [0, 51], got {self.crf}")
 
@@ -200,6 +202,149 @@ class AvuieConfig:
 
 
 @dataclass(frozen=True)
+class TinyVisionConfig:
+    """The tiny profile's seeded random-init ``CLIPVisionModel`` (paper: CLIP ViT-L/14 at 224 px)."""
+
+    image_size: int
+    patch_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    feature_layer: int  # index into HF ``hidden_states`` (0 = patch embedding) feeding the LLM; paper: 23
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "image_size", "patch_size", "hidden_size", "num_layers", "num_heads")
+        if self.image_size % self.patch_size:
+            raise ConfigError("image_size: must be a multiple of patch_size")
+        if not 1 <= self.feature_layer <= self.num_layers:
+            raise ConfigError(f"feature_layer: must be in 1..num_layers, got {self.feature_layer}")
+
+
+@dataclass(frozen=True)
+class TinyLlmConfig:
+    """The tiny profile's seeded random-init ``LlamaForCausalLM`` (paper: Llama-2-7b-chat)."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "hidden_size", "num_layers", "num_heads", "intermediate_size")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError("hidden_size: must be a multiple of num_heads")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """The tiny profile's byte-level BPE tokenizer, trained on the AV-UIE text."""
+
+    vocab_size: int
+    min_frequency: int
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "vocab_size", "min_frequency")
+
+
+@dataclass(frozen=True)
+class BaseModelsConfig:
+    """``base_models`` stage: the frozen encoders, the LLM and the tokenizer every later stage starts from."""
+
+    out_dir: str
+    seed: int
+    vision: TinyVisionConfig
+    llm: TinyLlmConfig
+    tokenizer: TokenizerConfig
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """``features`` stage: frozen encoders run once over all media referenced by AV-UIE."""
+
+    out_dir: str
+    shard_size: int  # media items per safetensors shard (the unit of resumption)
+    batch_size: int  # frames / audio clips per encoder forward
+    dtype: Literal["float32", "float16", "bfloat16"]  # storage dtype of the features
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "shard_size", "batch_size")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation of one training stage: AdamW, linear warmup then cosine decay, accumulation."""
+
+    epochs: float  # passes over the stage's training mixture (fractions allowed)
+    batch_size: int  # samples per micro-batch
+    grad_accum: int  # micro-batches per optimizer step
+    lr: float
+    weight_decay: float
+    warmup_ratio: float  # share of optimizer steps spent warming up
+    max_grad_norm: float
+    mixed_precision: Literal["no", "bf16", "fp16"]  # used only where the device supports it
+    log_every_steps: int
+    save_every_steps: int  # checkpoint (model, optimizer, scheduler, RNG, data position) period
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "epochs", "batch_size", "grad_accum", "lr", "log_every_steps", "save_every_steps")
+        _check_unit_interval(self, "warmup_ratio")
+        _check_non_negative(self, "weight_decay", "max_grad_norm")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """``pretrain`` stage: align the projectors (tiny profile: the LLM also learns language)."""
+
+    out_dir: str
+    seed: int
+    tasks: list[TaskName]  # training mixture (avcap captions + task data in the tiny profile)
+    train_llm: bool  # tiny: True (the random-init LLM must learn language); paper: False (projectors only)
+    optim: OptimConfig
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    """Adapter hyper-parameters (crab-reference section 2.2)."""
+
+    r: int
+    alpha: float
+    dropout: float
+    num_heads: int  # IA-LoRA B heads (Crab: 3)
+    router_aux_loss_coef: float  # optional router load-balance loss; 0 = off, as in Crab
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "r", "alpha", "num_heads")
+        _check_unit_interval(self, "dropout")
+        _check_non_negative(self, "router_aux_loss_coef")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """``finetune`` stage: multi-task instruction tuning, LLM frozen, adapter + projectors trained."""
+
+    out_dir: str
+    seed: int
+    tasks: list[TaskName]
+    adapter: Literal["ia_lora", "lora"]
+    lora: LoraParams
+    optim: OptimConfig
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """``evaluate`` stage: greedy generation with KV cache, answer parsing, official metrics."""
+
+    split: Literal["val", "test"]
+    batch_size: int
+    max_new_tokens: int
+    num_examples: int  # predictions shown in the report
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "batch_size", "max_new_tokens")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole ``params.yaml``."""
 
@@ -209,6 +354,11 @@ class Params:
     media: MediaConfig
     validation: ValidationConfig
     avuie: AvuieConfig
+    base_models: BaseModelsConfig
+    features: FeaturesConfig
+    pretrain: PretrainConfig
+    finetune: FinetuneConfig
+    evaluate: EvaluateConfig
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""``synthesize``: write the embedded AV-Synth benchmark into ``data/raw`` (DESIGN.md sections 3 and 5).
+
+This is the body of ``crab synth``, which bootstraps the tiny profile's raw data outside ``dvc.yaml``
+(``data.dvc`` versions the result). Each dataset (AVE, MUSIC-AVQA, VALOR) is written into a temporary
+sibling folder and renamed into place when complete, so an interrupted run never leaves a half-written
+dataset that looks finished. Existing non-empty dataset folders are never overwritten without ``force``,
+because they may hold a user's real data. Every clip is byte-deterministic from ``synth.seed`` (seeds per
+dataset, split and item, :func:`crab.synth.world.item_seeds`), so the output matches what ``data.dvc``
+records on any machine with the same stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from crab.config import Params
+from crab.errors import CrabError
+from crab.synth.ave import write_ave
+from crab.synth.music_avqa import write_music_avqa
+from crab.synth.valor import write_valor
+
+__all__ = ["SynthResult", "synthesize"]
+
+logger = logging.getLogger(__name__)
+
+Writer = Callable[[Params, Path], int]
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """What :func:`synthesize` wrote.
+
+    Attributes:
+        num_clips: clips written per dataset (``"ave"``, ``"music_avqa"``, ``"valor"``); a dataset that was
+            skipped is absent.
+        seconds: wall-clock time of the whole run.
+    """
+
+    num_clips: dict[str, int]
+    seconds: float
+
+
+def _is_non_empty(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def _write_atomically(name: str, writer: Writer, params: Params, target: Path) -> int:
+    """Run ``writer`` into a temporary sibling of ``target``, then swap it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.synth-tmp")
+    old = target.with_name(f".{target.name}.synth-old")
+    for leftover in (tmp, old):  # from an interrupted earlier run
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    tmp.mkdir()
+    try:
+        count = writer(params, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        target.rename(old)  # keep the previous data until the new one is in place
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+    logger.info("synth: %s -> %s (%d clips)", name, target, count)
+    return count
+
+
+def synthesize(params: Params, force: bool = False) -> SynthResult:
+    """Write AV-Synth's AVE, MUSIC-AVQA and VALOR datasets into ``params.datasets`` paths.
+
+    Args:
+        params: ``synth`` (seed, sizes, rendering, difficulty) and ``datasets`` (target folders, relative to
+            the working directory).
+        force: replace existing dataset folders.
+
+    Returns:
+        Clips per dataset and the elapsed time.
+
+    Raises:
+        CrabError: a target folder exists and is not empty, and ``force`` is False (nothing is written).
+    """
+    start = time.perf_counter()
+    writers: dict[str, Writer | None] = {
+        "ave": write_ave,
+        "music_avqa": write_music_avqa,
+        "valor": write_valor,
+    }
+    jobs = {name: (w, Path(getattr(params.datasets, name))) for name, w in writers.items()}
+    occupied = [str(target) for _, target in jobs.values() if _is_non_empty(target)]
+    if occupied and not force:
+        raise CrabError(
+            f"refusing to overwrite existing dataset folder(s) {', '.join(occupied)}; "
+            "move them away or rerun with `crab synth --force`"
+        )
+    counts = {name: _write_atomically(name, w, params, target) for name, (w, target) in jobs.items()}
+    seconds = time.perf_counter() - start
+    logger.info("synth: wrote %s in %.1f s", ", ".join(f"{name} {n} clips" for name, n in counts.items()), seconds)
+    return SynthResult(num_clips=counts, seconds=seconds)
