@@ -1,0 +1,135 @@
+"""The task table: Crab's tasks, their one canonical instruction and their answer format.
+
+Crab (CVPR'25) solves these tasks with one set of weights; the canonical names are used everywhere
+(params, file names, metric keys, dvc ``foreach`` items):
+
+* ``ave``: AVE, audio-visual event localisation (which event is both seen and heard, and when).
+* ``avvp``: AVVP, audio-visual video parsing (audio, visual and audio-visual events with time spans; LLP).
+* ``avqa``: AVQA, audio-visual question answering (spatio-temporal reasoning on MUSIC-AVQA).
+* ``arig``: ARIG, audio-referred image grounding (box of the sounding object in a frame).
+* ``s4``: S4, single-sound-source segmentation (AVS, audio-visual segmentation, AVSBench v1s).
+* ``ms3``: MS3, multiple-sound-source segmentation (AVS on AVSBench v1m).
+* ``avss``: AVSS, audio-visual semantic segmentation (AVSBench v2).
+* ``ref_avs``: Ref-AVS, referring audio-visual segmentation (segment the object a text refers to).
+* ``avcap``: AV captioning on VALOR (used for pre-training / alignment).
+
+Other acronyms: AV-UIE, the paper's audio-visual unified instruction-tuning data; ERP, its explicit
+reasoning process (answers that say what is seen and heard, where and when, before the tagged answer).
+
+:data:`TASKS` maps each task built so far (``ave``, ``avqa``, ``avcap``) to its :class:`TaskSpec`; the
+other tasks (``avvp``, ``arig``, ``s4``, ``ms3``, ``avss``, ``ref_avs``) get their specs in a later
+issue, together with their builders. Each spec holds the ONE instruction used by training, evaluation and
+``crab infer`` (Crab's scripts disagree between train, test and quick start, crab-reference section 7
+item 5; we fix one wording per task, in the standard AV prompt of section 1.6).
+
+This module is imported by the CLI, so it imports only the standard library at module level; the answer
+formatters and parsers (``crab.avuie.<task>``) are resolved when first used, the way ``crab.stages``
+resolves stage functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+__all__ = ["AUDIO_PROMPT", "TASKS", "VIDEO_PROMPT", "AudioCutting", "Task", "TaskSpec"]
+
+#: ``{V}`` of crab-reference section 4: the video placeholder block that opens an AV instruction.
+VIDEO_PROMPT = "This is a video:\n<video_start><video><video_end>\n"
+#: ``{A}``: the audio placeholder block, after the video block.
+AUDIO_PROMPT = "This is an audio:\n<audio_start><audio><audio_end>\n"
+
+#: How a clip's audio is cut for the audio encoder: ``segments`` = N equal segments covering the clip
+#: (AVE, AVCAP); ``windows`` = fixed-length windows spread over the clip (AVQA; crab-reference 1.4).
+AudioCutting = Literal["segments", "windows"]
+
+
+class Task(StrEnum):
+    """Canonical task names (see the module docstring for the acronyms)."""
+
+    AVE = "ave"
+    AVVP = "avvp"
+    AVQA = "avqa"
+    ARIG = "arig"
+    S4 = "s4"
+    MS3 = "ms3"
+    AVSS = "avss"
+    REF_AVS = "ref_avs"
+    AVCAP = "avcap"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything that defines one task for data building, training, evaluation and inference.
+
+    Attributes:
+        task: the task.
+        dataset: the raw dataset it is built from (a ``params.datasets`` key).
+        description: one line for humans (CLI help, reports).
+        prompt: the canonical instruction, placeholders included; ``str.format`` fields (AVQA's
+            ``{question}``) are filled per item with :meth:`instruction`.
+        audio_cutting: how the audio is cut for the encoder (:data:`AudioCutting`).
+        answer_module: module defining the task's label dataclass, ``format_answer(label,
+            reasoning_text)`` and ``parse_answer(text)``; imported on first use.
+    """
+
+    task: Task
+    dataset: str
+    description: str
+    prompt: str
+    audio_cutting: AudioCutting
+    answer_module: str
+
+    def instruction(self, **fields: str) -> str:
+        """The prompt with its per-item fields filled, e.g. ``instruction(question="Where is ...?")``.
+
+        Raises:
+            KeyError: a field the prompt needs is not given.
+        """
+        return self.prompt.format(**fields)
+
+    @property
+    def format_answer(self) -> Callable[..., str]:
+        """``format_answer(label, reasoning_text | None) -> str``: the target text for a label."""
+        return importlib.import_module(self.answer_module).format_answer
+
+    @property
+    def parse_answer(self) -> Callable[[str], Any]:
+        """``parse_answer(text) -> label | None``: the label in a generated or target text, if any."""
+        return importlib.import_module(self.answer_module).parse_answer
+
+
+TASKS: dict[Task, TaskSpec] = {
+    spec.task: spec
+    for spec in (
+        TaskSpec(
+            task=Task.AVE,
+            dataset="ave",
+            description="AVE: name the event that is both seen and heard, and its time range in seconds.",
+            prompt=VIDEO_PROMPT
+            + AUDIO_PROMPT
+            + "Please describe the events and time range that occurred in the video.",
+            audio_cutting="segments",
+            answer_module="crab.avuie.ave",
+        ),
+        TaskSpec(
+            task=Task.AVQA,
+            dataset="music_avqa",
+            description="AVQA: answer a spatio-temporal question about a music performance (MUSIC-AVQA).",
+            prompt=VIDEO_PROMPT + AUDIO_PROMPT + "Please answer this question: {question}",
+            audio_cutting="windows",
+            answer_module="crab.avuie.avqa",
+        ),
+        TaskSpec(
+            task=Task.AVCAP,
+            dataset="valor",
+            description="AVCAP: describe the video and its audio in one caption (VALOR).",
+            prompt=VIDEO_PROMPT + AUDIO_PROMPT + "Please describe this video and audio.",
+            audio_cutting="segments",
+            answer_module="crab.avuie.avcap",
+        ),
+    )
+}

@@ -1,0 +1,60 @@
+"""Tests for ``crab.tasks``: canonical names, the one prompt per task, lazy answer formats."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from crab.tasks import AUDIO_PROMPT, TASKS, VIDEO_PROMPT, Task
+
+AV = "This is a video:\n<video_start><video><video_end>\nThis is an audio:\n<audio_start><audio><audio_end>\n"
+
+
+def test_task_names_are_the_canonical_nine():
+    assert [t.value for t in Task] == ["ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref_avs", "avcap"]
+    assert Task("ref_avs") is Task.REF_AVS
+    assert f"{Task.AVQA}" == "avqa"
+
+
+def test_table_holds_the_tasks_built_so_far():
+    assert set(TASKS) == {Task.AVE, Task.AVQA, Task.AVCAP}
+    assert {t: s.dataset for t, s in TASKS.items()} == {"ave": "ave", "avqa": "music_avqa", "avcap": "valor"}
+    assert all(spec.task is task for task, spec in TASKS.items())
+    assert {t: s.audio_cutting for t, s in TASKS.items()} == {"ave": "segments", "avqa": "windows", "avcap": "segments"}
+
+
+def test_prompts_are_the_canonical_wordings():
+    assert VIDEO_PROMPT + AUDIO_PROMPT == AV
+    assert TASKS[Task.AVE].instruction() == AV + "Please describe the events and time range that occurred in the video."
+    assert TASKS[Task.AVCAP].instruction() == AV + "Please describe this video and audio."
+    question = "Which {brace} is the <LR> instrument?"  # braces in the value are not format fields
+    assert TASKS[Task.AVQA].instruction(question=question) == AV + "Please answer this question: " + question
+    with pytest.raises(KeyError):
+        TASKS[Task.AVQA].instruction()
+
+
+@pytest.mark.parametrize(
+    ("task", "text", "expected_repr"),
+    [
+        ("ave", "x <event> Bark </event> y <range> 2,6 </range>.", "AveLabel(event='Bark', start=2, end=6)"),
+        ("avqa", "So the answer is <answer> two </answer>.", "AvqaLabel(answer='two')"),
+        ("avcap", "  A dog barks.  ", "AvcapLabel(caption='A dog barks.')"),
+    ],
+)
+def test_answer_format_resolves_and_round_trips(task, text, expected_repr):
+    spec = TASKS[Task(task)]
+    label = spec.parse_answer(text)
+    assert repr(label) == expected_repr
+    assert spec.parse_answer(spec.format_answer(label, None)) == label
+
+
+def test_import_is_light():
+    code = (
+        "import sys, crab.tasks\n"
+        "heavy = [m for m in sys.modules\n"
+        "         if m.split('.')[0] in ('numpy', 'torch', 'av', 'yaml') or m.startswith('crab.')]\n"
+        "assert heavy == ['crab.tasks'], heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
