@@ -37,7 +37,7 @@ data: setup
 
 # Re-record data.dvc after an intended change of the data (new synth params, or real datasets).
 record-data: setup
-	$(BIN)/dvc add data/raw
+	$(BIN)/dvc commit --force data.dvc
 
 run: data
 	$(BIN)/dvc repro
