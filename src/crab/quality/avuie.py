@@ -1,0 +1,286 @@
+"""The ``validate_avuie`` stage: quality gates over the AV-UIE instruction data before training reads it.
+
+DESIGN.md section 3: "GE suite over AV-UIE (tags parse, ranges inside duration, answers in vocab, media
+exist)". Every line of ``data/avuie/<task>/<split>.jsonl`` (schema: :mod:`crab.avuie.schema`) becomes a
+row; lines that are not JSON are quarantined as ``"malformed JSON line"``, lines that are JSON but break
+the schema get a ``schema`` reason (and skip the other checks). The checks (the suite is here, next to
+the frame it reads) cover ids (unique, ``<task>/<split>/<item_id>``), task / split / dataset against the
+file the line is in, the instruction's placeholders (exactly one ``<video>`` and one ``<audio>``, each
+wrapped as ``<video_start><video><video_end>`` / ``<audio_start><audio><audio_end>``), the labels (AVE
+category and ``0 <= start < end <= validation.ave_duration_s``, AVQA answer and question type, AVCAP
+caption), media existence, and that the target says what the label says. The target is parsed with the
+task's own parser (``crab.tasks.TASKS[task].parse_answer``, the one evaluation uses), so the gate checks
+exactly the format the model is trained and scored on.
+
+Outputs: ``reports/validation/avuie.json`` (quarantine keyed by record ``id``, see
+:func:`crab.quality.quarantine.load_quarantined_avuie`) and ``reports/validation/avuie_docs/``. The stage
+fails only if a task's failure rate exceeds ``validation.max_failure_rate``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crab.avuie.build import OUT_DIR as AVUIE_DIR
+from crab.config import Params, ValidationConfig
+from crab.datasets.vocab import AVE_CATEGORIES, AVQA_ANSWERS
+from crab.errors import CrabError
+from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
+from crab.quality.runner import Gate, enforce_max_failure_rate, log_summary, open_gate
+from crab.quality.suites import AVQA_TYPE_STRINGS, Check
+from crab.tasks import TASKS, Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["AVUIE_DIR", "DOCS_DIR", "REPORT_PATH", "avuie_suite", "validate_avuie"]
+
+log = logging.getLogger(__name__)
+
+STAGE = "validate_avuie"
+REPORT_PATH = Path("reports/validation/avuie.json")
+DOCS_DIR = Path("reports/validation/avuie_docs")
+SPLITS = ("train", "val", "test")
+
+_COLUMNS = (
+    "location", "file_task", "file_split", "schema_error", "id", "canonical_id", "task", "split", "dataset",
+    "item_id", "video_id", "instruction", "target", "media_error", "target_error",
+    "event", "start", "end", "answer", "question_type", "caption",
+)  # fmt: skip
+#: Exactly one ``<video>`` in the instruction, and it sits inside its start / end markers.
+_VIDEO_REGEX = r"(?s)^(?!.*<video>.*<video>).*<video_start><video><video_end>"
+_AUDIO_REGEX = r"(?s)^(?!.*<audio>.*<audio>).*<audio_start><audio><audio_end>"
+
+
+def _label_problem(task: str, label: dict[str, Any]) -> str | None:
+    """Why a record's label does not fit its task's label schema (None if it does)."""
+    fields: tuple[tuple[str, type], ...] = {
+        "ave": (("event", str), ("start", int), ("end", int)),
+        "avqa": (("answer", str), ("question", str), ("question_type", list), ("question_id", int)),
+        "avcap": (("caption", str),),
+    }[task]
+    for key, kind in fields:
+        if key not in label:
+            return f"label: missing key {key!r}"
+        value = label[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"label.{key}: expected {kind.__name__}, got {type(value).__name__}"
+    if task == "avqa" and not (
+        len(label["question_type"]) == 2 and all(isinstance(t, str) for t in label["question_type"])
+    ):
+        return "label.question_type: expected a list of 2 strings"
+    return None
+
+
+def _target_problem(task: str, target: str, label: dict[str, Any]) -> str | None:
+    """Whether the target's tagged answer, parsed as evaluation parses it, says what the label says."""
+    parsed = TASKS[Task(task)].parse_answer(target)
+    if task == "ave":
+        if parsed is None:
+            return "no parsable <event> ... </event> and <range> s,e </range> tags"
+        if parsed.event != label["event"]:
+            return f"<event> {parsed.event!r} differs from the label {label['event']!r}"
+        if (parsed.start, parsed.end) != (label["start"], label["end"]):
+            return f"<range> {parsed.start},{parsed.end} differs from the label {label['start']},{label['end']}"
+        return None
+    if task == "avqa":
+        from crab.avuie.avqa import answers_match
+
+        if parsed is None:
+            return "no parsable <answer> ... </answer> tag"
+        if not answers_match(parsed, label["answer"]):
+            return f"<answer> {parsed.answer!r} differs from the label {label['answer']!r}"
+        return None
+    from crab.avuie.avcap import normalize_caption
+
+    if parsed is None:
+        return "empty caption"
+    if parsed.caption != normalize_caption(label["caption"]):
+        return "target is not the label's caption"
+    return None
+
+
+def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict[str, Any]:
+    """One frame row for a JSON line (``raw`` = its parsed value); schema problems leave the checked columns null."""
+    from crab.avuie.schema import AvuieRecord
+
+    row: dict[str, Any] = dict.fromkeys(_COLUMNS)
+    row.update(location=location, file_task=task, file_split=file_split)
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+        row["id"] = raw["id"]
+    try:
+        record = AvuieRecord.from_json(line)
+    except ValueError as err:
+        row["schema_error"] = str(err)
+        return row
+    problem = _label_problem(task, record.label)
+    if problem:
+        row["schema_error"] = problem
+        return row
+    row.update(
+        canonical_id=f"{record.task}/{record.split}/{record.item_id}",
+        task=record.task,
+        split=record.split,
+        dataset=record.dataset,
+        item_id=record.item_id,
+        video_id=record.video_id,
+        instruction=record.instruction,
+        target=record.target,
+        target_error=_target_problem(task, record.target, record.label),
+    )
+    missing = sorted({p for p in record.media.values() if not Path(p).is_file()})
+    if missing:
+        row["media_error"] = "media file not found: " + ", ".join(missing)
+    label = record.label
+    if task == "ave":
+        row.update(event=label["event"], start=label["start"], end=label["end"])
+    elif task == "avqa":
+        row.update(answer=label["answer"], question_type=json.dumps(label["question_type"]))
+    else:
+        row.update(caption=label["caption"])
+    return row
+
+
+def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
+    """The AV-UIE checks for one task's records."""
+    checks = [
+        Check("schema_valid", "ExpectColumnValuesToBeNull", {"column": "schema_error"}, "schema: {schema_error}"),
+        Check("id_unique", "ExpectColumnValuesToBeUnique", {"column": "id"}, "duplicate id {id!r}"),
+        Check(
+            "id_is_task_split_item",
+            "ExpectColumnPairValuesToBeEqual",
+            {"column_A": "id", "column_B": "canonical_id", "ignore_row_if": "either_value_is_missing"},
+            "id {id!r} is not <task>/<split>/<item_id> ({canonical_id!r})",
+        ),
+        Check("task_matches_folder", "ExpectColumnValuesToBeInSet", {"column": "task", "value_set": [task]},
+              "task {task!r} in the {file_task}/ folder"),
+        Check("split_known", "ExpectColumnValuesToBeInSet", {"column": "split", "value_set": list(SPLITS)},
+              "unknown split {split!r}"),
+        Check(
+            "split_matches_file",
+            "ExpectColumnPairValuesToBeEqual",
+            {"column_A": "split", "column_B": "file_split", "ignore_row_if": "either_value_is_missing"},
+            "split {split!r} in the file {file_split}.jsonl",
+        ),
+        Check("dataset_matches_task", "ExpectColumnValuesToBeInSet",
+              {"column": "dataset", "value_set": [TASKS[Task(task)].dataset]}, "dataset {dataset!r} for task {task!r}"),
+        Check("video_placeholder", "ExpectColumnValuesToMatchRegex", {"column": "instruction", "regex": _VIDEO_REGEX},
+              "instruction needs exactly one <video>, as <video_start><video><video_end>"),
+        Check("audio_placeholder", "ExpectColumnValuesToMatchRegex", {"column": "instruction", "regex": _AUDIO_REGEX},
+              "instruction needs exactly one <audio>, as <audio_start><audio><audio_end>"),
+        Check("target_not_empty", "ExpectColumnValuesToMatchRegex", {"column": "target", "regex": r"\S"},
+              "empty target"),
+        Check("media_exist", "ExpectColumnValuesToBeNull", {"column": "media_error"}, "{media_error}"),
+        Check("target_matches_label", "ExpectColumnValuesToBeNull", {"column": "target_error"},
+              "target: {target_error}"),
+    ]  # fmt: skip
+    if task == "ave":
+        duration = validation.ave_duration_s
+        checks += [
+            Check("event_in_vocabulary", "ExpectColumnValuesToBeInSet",
+                  {"column": "event", "value_set": list(AVE_CATEGORIES)}, "unknown event {event!r} (not one of AVE's 28)"),
+            Check("start_not_negative", "ExpectColumnValuesToBeBetween", {"column": "start", "min_value": 0},
+                  "range starts before the clip: start {start:g}"),
+            Check("start_before_end", "ExpectColumnPairValuesAToBeGreaterThanB",
+                  {"column_A": "end", "column_B": "start", "or_equal": False, "ignore_row_if": "either_value_is_missing"},
+                  "reversed or empty range: start {start:g}, end {end:g}"),
+            Check("end_within_clip", "ExpectColumnValuesToBeBetween", {"column": "end", "max_value": duration},
+                  f"range ends at {{end:g}} s, past the clip's end ({duration:g} s)"),
+        ]  # fmt: skip
+    elif task == "avqa":
+        checks += [
+            Check("answer_in_vocabulary", "ExpectColumnValuesToBeInSet",
+                  {"column": "answer", "value_set": list(AVQA_ANSWERS)}, "answer {answer!r} is not in the answer vocabulary"),
+            Check("question_type_known", "ExpectColumnValuesToBeInSet",
+                  {"column": "question_type", "value_set": list(AVQA_TYPE_STRINGS)}, "unknown question type {question_type}"),
+        ]  # fmt: skip
+    else:
+        checks.append(
+            Check("caption_not_empty", "ExpectColumnValuesToMatchRegex", {"column": "caption", "regex": r"\S"},
+                  "empty caption")
+        )  # fmt: skip
+    return checks
+
+
+def _validate_task(gate: Gate, task: str, task_dir: Path, validation: ValidationConfig) -> GroupReport:
+    """Read every JSONL file of one task and check its records; return the task's report."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    malformed: list[QuarantinedItem] = []
+    files = sorted(task_dir.glob("*.jsonl"))
+    if not files:
+        log.warning("%s: %s holds no .jsonl files", STAGE, task_dir)
+    for path in files:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            location = f"{path.as_posix()}:{number}"
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as err:
+                reason = f"malformed JSON line ({location}: {err.msg})"
+                malformed.append(QuarantinedItem("", path.stem, location, (reason,), record_id=""))
+                continue
+            rows.append(_row(task, path.stem, location, line, raw))
+
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=list(_COLUMNS))
+    for column in ("start", "end"):
+        frame[column] = frame[column].astype(float)  # nullable: rows with schema errors have none
+    run = gate.validate(task, frame, avuie_suite(task, validation))
+    quarantined = list(malformed)
+    for label, reasons in run.reasons.items():
+        row = frame.loc[label]
+        quarantined.append(
+            QuarantinedItem(
+                item_id=row["item_id"] if isinstance(row["item_id"], str) else "",
+                split=row["split"] if isinstance(row["split"], str) else row["file_split"],
+                source=row["location"],
+                reasons=tuple(reasons),
+                record_id=row["id"] if isinstance(row["id"], str) else "",
+            )
+        )
+    return GroupReport(
+        name=task,
+        root=task_dir.as_posix(),
+        present=True,
+        num_items=len(rows) + len(malformed),
+        quarantined=tuple(sorted(quarantined, key=lambda q: q.source)),
+        expectations=tuple(run.outcomes),
+    )
+
+
+def validate_avuie(params: Params) -> ValidationResult:
+    """Run the quality gate over ``data/avuie/<task>/*.jsonl`` for every task in ``avuie.tasks``.
+
+    Args:
+        params: reads ``avuie.tasks`` and ``validation`` (thresholds, AVE clip duration).
+
+    Returns:
+        The per-task reports (also written to ``reports/validation/avuie.json``).
+
+    Raises:
+        CrabError: a task folder is missing (run ``crab avuie_build``), or a task's failure rate
+            exceeds ``validation.max_failure_rate`` (the report is written first).
+    """
+    for task in params.avuie.tasks:
+        if not (AVUIE_DIR / task).is_dir():
+            raise CrabError(f"{STAGE}: {AVUIE_DIR / task}: folder not found (run `crab avuie_build` first)")
+    groups: dict[str, GroupReport] = {}
+    with open_gate(STAGE, DOCS_DIR) as gate:
+        for task in params.avuie.tasks:
+            groups[task] = _validate_task(gate, task, AVUIE_DIR / task, params.validation)
+    result = ValidationResult(
+        stage=STAGE,
+        max_failure_rate=params.validation.max_failure_rate,
+        groups=groups,
+        report_path=REPORT_PATH,
+        docs_path=DOCS_DIR,
+    )
+    write_report(result, REPORT_PATH)
+    log_summary(result)
+    enforce_max_failure_rate(result)
+    return result

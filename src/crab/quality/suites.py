@@ -1,0 +1,387 @@
+"""The expectation suites of the quality gates, defined in code, each check with its human reason.
+
+DESIGN.md section 3 (``validate_raw``, ``validate_avuie``): every item of a raw dataset or of AV-UIE is
+one row of a pandas frame; a suite is a list of :class:`Check` s over its columns. A check names a
+Great Expectations 1.x expectation class and its arguments, plus the reason an item failing it gets in
+the quarantine report (a ``str.format`` template over the row, so the reason says what is wrong with
+*that* item: ``"unknown category 'Dog'"``). Row-wise checks use GE's column-map expectations directly;
+rules that involve several rows (AVE's conflicting annotations, exact duplicates) or parsed structure
+(templates, placeholders) are computed here into derived columns (``duplicate_of``, ``conflicts_with``,
+``templ_values_error``, ...) that a null / in-set expectation then checks, so that every verdict still
+goes through GE and shows in the data docs.
+
+The raw frames are built by ``crab.quality.raw``; the ``derive_*`` functions here add the derived
+columns. The AV-UIE suite lives next to its frame in ``crab.quality.avuie`` (its checks read parsed
+JSONL, not reader records). Nothing here imports great_expectations (the
+runner does, lazily), so defining suites is free.
+
+Decision (the brief left it open): AVE's ``Quality`` column is a *warning*. Every row of the public
+release says ``good``; another value marks an annotator's doubt, not an unusable item, so it is
+reported (and logged) but not quarantined.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from crab.datasets.music_avqa import count_placeholders
+from crab.datasets.vocab import (
+    AVE_CATEGORIES,
+    AVQA_ANSWERS,
+    AVQA_PLACEHOLDER_VALUES,
+    AVQA_QUESTION_TYPES,
+    AVQA_TEMPLATES,
+)
+from crab.quality.quarantine import Severity
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from crab.config import ValidationConfig
+
+__all__ = [
+    "AVQA_TYPE_STRINGS",
+    "Check",
+    "ave_suite",
+    "derive_ave",
+    "derive_music_avqa",
+    "media_checks",
+    "music_avqa_suite",
+    "normalize_template",
+    "valor_suite",
+]
+
+#: A media file name stem: YouTube ids (11 chars of [A-Za-z0-9_-], may start with '-'), MUSIC-AVQA's
+#: 8-digit / synthetic ids, AV-Synth ids. No path separators, no spaces.
+VIDEO_ID_REGEX = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+
+#: The 9 question types as stored in MUSIC-AVQA's ``type`` field (``json.dumps`` of the pair).
+AVQA_TYPE_STRINGS: tuple[str, ...] = tuple(json.dumps(list(t)) for t in AVQA_QUESTION_TYPES)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation of a suite and the reason an item failing it gets.
+
+    Attributes:
+        name: short stable name (``"category_in_vocabulary"``).
+        expectation: class name in ``great_expectations.expectations`` (``"ExpectColumnValuesToBeInSet"``).
+        kwargs: the expectation's arguments (``column`` or ``column_A`` / ``column_B``, value sets, ...).
+        reason: ``str.format`` template over the failing row's columns.
+        severity: ``"critical"`` quarantines failing items; ``"warning"`` only reports them.
+    """
+
+    name: str
+    expectation: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    severity: Severity = "critical"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        if "column" in self.kwargs:
+            return (self.kwargs["column"],)
+        return (self.kwargs["column_A"], self.kwargs["column_B"])
+
+    @property
+    def column_label(self) -> str:
+        """The column, or ``"A,B"`` for a column-pair expectation."""
+        return ",".join(self.columns)
+
+    def describe(self, row: Mapping[str, Any]) -> str:
+        """The reason for one failing row."""
+        return self.reason.format_map(row)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared checks
+# --------------------------------------------------------------------------------------------------
+
+
+def media_checks(validation: ValidationConfig, expected_duration_s: float | None) -> list[Check]:
+    """Checks on the probed media columns ``media_error``, ``duration_s``, ``audio_sample_rate``.
+
+    ``media_error`` holds the :class:`crab.errors.DataError` reason of a full decode requiring a video
+    and an audio stream (missing file, no audio stream, no samples, truncation ...); rows whose media
+    failed have null durations and rates, which the other checks skip.
+
+    Args:
+        validation: thresholds (sample rates, duration tolerance).
+        expected_duration_s: the clip length every file must have (AVE), or None for "any positive length".
+    """
+    rates = sorted(validation.allowed_sample_rates)
+    if expected_duration_s is None:
+        duration = Check(
+            "duration_positive",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "duration_s", "min_value": 0, "strict_min": True},
+            "clip has no duration ({duration_s} s)",
+        )
+    else:
+        tol = validation.duration_tolerance_s
+        duration = Check(
+            "clip_duration",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "duration_s", "min_value": expected_duration_s - tol, "max_value": expected_duration_s + tol},
+            f"clip lasts {{duration_s:.2f}} s, expected {expected_duration_s:g} +- {tol:g} s",
+        )
+    return [
+        Check(
+            "media_decodes",
+            "ExpectColumnValuesToBeNull",
+            {"column": "media_error"},
+            "media {video_path}: {media_error}",
+        ),
+        duration,
+        Check(
+            "audio_sample_rate_allowed",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "audio_sample_rate", "value_set": rates},
+            f"audio sample rate {{audio_sample_rate:.0f}} Hz is not one of {rates}",
+        ),
+        Check(
+            "video_id_is_file_stem",
+            "ExpectColumnValuesToMatchRegex",
+            {"column": "video_id", "regex": VIDEO_ID_REGEX},
+            "video_id {video_id!r} is not a plain file name",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# AVE
+# --------------------------------------------------------------------------------------------------
+
+
+def derive_ave(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add AVE's derived columns to a frame of AVE rows (in file order within each split).
+
+    Adds ``clip_seconds`` (probed duration rounded to the 1 s grid), ``duplicate_of`` (for the 2nd and
+    later copies of an exact duplicate row in a split: the first copy's source) and ``conflicts_with``
+    (sources of the other rows of the same video and split whose ``[start, end)`` overlaps this row's:
+    two events cannot both hold the same seconds, so all involved rows are suspect). Exact duplicates
+    are left out of the overlap test (they are the same annotation, not a conflict).
+
+    Args:
+        frame: columns ``split, video_id, category, quality, start_s, end_s, source, duration_s``.
+
+    Returns:
+        The same frame (modified in place) with the three columns added.
+    """
+    frame["clip_seconds"] = frame["duration_s"].round()
+    key = ["split", "video_id", "category", "quality", "start_s", "end_s"]
+    first_source = frame.groupby(key, sort=False)["source"].transform("first")
+    is_copy = frame.duplicated(subset=key, keep="first")
+    frame["duplicate_of"] = first_source.where(is_copy, None).astype(object)
+
+    conflicts: dict[Any, str] = {}
+    originals = frame[~is_copy]
+    for _, group in originals.groupby(["split", "video_id"], sort=False):
+        if len(group) < 2:
+            continue
+        rows = list(group[["start_s", "end_s", "source"]].itertuples())
+        for label, start, end, _src in rows:
+            others = [src for other, s, e, src in rows if other != label and start < e and s < end]
+            if others:
+                conflicts[label] = ", ".join(others)
+    frame["conflicts_with"] = [conflicts.get(label) for label in frame.index]
+    return frame
+
+
+def ave_suite(validation: ValidationConfig) -> list[Check]:
+    """The AVE suite (dataset-layouts.md section 1): media, vocabulary, ranges on the 1 s grid, duplicates."""
+    return [
+        *media_checks(validation, validation.ave_duration_s),
+        Check(
+            "category_in_vocabulary",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "category", "value_set": list(AVE_CATEGORIES)},
+            "unknown category {category!r} (not one of AVE's 28)",
+        ),
+        Check(
+            "quality_is_good",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "quality", "value_set": ["good"]},
+            "quality {quality!r} is not 'good'",
+            severity="warning",
+        ),
+        Check(
+            "start_not_negative",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "start_s", "min_value": 0},
+            "range starts before the clip: start {start_s} s",
+        ),
+        Check(
+            "start_before_end",
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            {"column_A": "end_s", "column_B": "start_s", "or_equal": False},
+            "reversed or empty range: start {start_s} s, end {end_s} s",
+        ),
+        Check(
+            "end_within_clip",
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            {
+                "column_A": "clip_seconds",
+                "column_B": "end_s",
+                "or_equal": True,
+                "ignore_row_if": "either_value_is_missing",
+            },
+            "range ends at {end_s} s, past the clip's end ({clip_seconds:.0f} s)",
+        ),
+        Check(
+            "not_a_duplicate_row",
+            "ExpectColumnValuesToBeNull",
+            {"column": "duplicate_of"},
+            "duplicate row (same as {duplicate_of})",
+        ),
+        Check(
+            "no_conflicting_annotation",
+            "ExpectColumnValuesToBeNull",
+            {"column": "conflicts_with"},
+            "conflicting annotations: range {start_s}-{end_s} s overlaps {conflicts_with} (same video and split)",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# MUSIC-AVQA
+# --------------------------------------------------------------------------------------------------
+
+
+def normalize_template(text: str) -> str:
+    """A template without the release's quirks: U+FF1F -> ``?``, trailing whitespace removed.
+
+    The public files keep two trailing spaces and one full-width question mark (dataset-layouts 3.3);
+    writers may or may not copy them, so templates are compared in this normal form.
+    """
+    return text.replace("\uff1f", "?").rstrip()
+
+
+_TEMPLATE_TYPES: dict[str, str] = {}  # normalized template -> its type string
+for _qtype, _templates in AVQA_TEMPLATES.items():
+    for _template in _templates:
+        _TEMPLATE_TYPES[normalize_template(_template)] = json.dumps(list(_qtype))
+_PLACEHOLDER = re.compile(r"<[^<>]*>")
+
+
+def _templ_values_error(content: str, values: list[str]) -> str | None:
+    """Why ``values`` cannot fill ``content``'s placeholders (None if they can or the count differs)."""
+    placeholders = _PLACEHOLDER.findall(content)
+    if len(placeholders) != len(values):
+        return None  # reported by the count check
+    problems = []
+    for slot, value in zip(placeholders, values, strict=True):
+        allowed = AVQA_PLACEHOLDER_VALUES.get(slot)
+        if allowed is None:
+            problems.append(f"unknown placeholder {slot}")
+        elif value not in allowed:
+            problems.append(f"{value!r} is not a {slot} value")
+    return "; ".join(problems) or None
+
+
+def derive_music_avqa(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add MUSIC-AVQA's derived columns (templates, placeholder counts and values).
+
+    Adds ``template`` (normal form, :func:`normalize_template`), ``type_and_template`` (``"<type> |
+    <template>"`` for a known template, else null so that only the unknown-template check reports it),
+    ``num_placeholders`` (words holding ``<``, the reader's rule), ``num_templ_values`` and
+    ``templ_values_error``.
+
+    Args:
+        frame: columns ``question_type`` (stored type string), ``question_content``, ``templ_values``
+            (JSON list string).
+
+    Returns:
+        The same frame (modified in place).
+    """
+    frame["template"] = [normalize_template(t) for t in frame["question_content"]]
+    frame["type_and_template"] = [
+        f"{qtype} | {template}" if template in _TEMPLATE_TYPES else None
+        for qtype, template in zip(frame["question_type"], frame["template"], strict=True)
+    ]
+    values = [json.loads(v) for v in frame["templ_values"]]
+    frame["num_placeholders"] = [count_placeholders(c) for c in frame["question_content"]]
+    frame["num_templ_values"] = [len(v) for v in values]
+    frame["templ_values_error"] = [
+        _templ_values_error(c, v) for c, v in zip(frame["question_content"], values, strict=True)
+    ]
+    return frame
+
+
+def music_avqa_suite(validation: ValidationConfig) -> list[Check]:
+    """The MUSIC-AVQA suite (dataset-layouts.md section 3): ids, types, templates, values, answers, media."""
+    type_and_template = sorted(f"{qtype} | {template}" for template, qtype in _TEMPLATE_TYPES.items())
+    return [
+        *media_checks(validation, None),
+        Check(
+            "question_id_unique",
+            "ExpectColumnValuesToBeUnique",
+            {"column": "question_id"},
+            "question_id {question_id} occurs more than once across the splits "
+            "(every copy quarantined: duplicates carry conflicting answers)",
+        ),
+        Check(
+            "question_type_known",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "question_type", "value_set": list(AVQA_TYPE_STRINGS)},
+            "unknown question type {question_type}",
+        ),
+        Check(
+            "template_known",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "template", "value_set": sorted(_TEMPLATE_TYPES)},
+            "unknown question template {question_content!r}",
+        ),
+        Check(
+            "template_matches_type",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "type_and_template", "value_set": type_and_template},
+            "template {question_content!r} is not a {question_type} template",
+        ),
+        Check(
+            "templ_values_count",
+            "ExpectColumnPairValuesToBeEqual",
+            {"column_A": "num_templ_values", "column_B": "num_placeholders"},
+            "{num_templ_values} templ_values for {num_placeholders} placeholders",
+        ),
+        Check(
+            "templ_values_allowed",
+            "ExpectColumnValuesToBeNull",
+            {"column": "templ_values_error"},
+            "templ_values {templ_values}: {templ_values_error}",
+        ),
+        Check(
+            "answer_in_vocabulary",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "answer", "value_set": list(AVQA_ANSWERS)},
+            "answer {answer!r} is not in the 42-word answer vocabulary",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# VALOR
+# --------------------------------------------------------------------------------------------------
+
+
+def valor_suite(validation: ValidationConfig) -> list[Check]:
+    """The VALOR suite (dataset-layouts.md section 7.2): one caption per video, media."""
+    return [
+        *media_checks(validation, None),
+        Check(
+            "video_id_unique",
+            "ExpectColumnValuesToBeUnique",
+            {"column": "video_id"},
+            "video_id {video_id!r} occurs more than once across the splits (every copy quarantined)",
+        ),
+        Check(
+            "caption_not_empty",
+            "ExpectColumnValuesToMatchRegex",
+            {"column": "caption", "regex": r"\S"},
+            "empty caption",
+        ),
+    ]

@@ -1,0 +1,191 @@
+"""Acceptance test of ``validate_avuie``: AV-UIE JSONL with planted bad lines (malformed JSON, schema breaks,
+duplicate ids, wrong placeholders, labels out of vocabulary or range, targets that contradict their label,
+missing media) is quarantined line by line with the expected reason; every good record passes.
+
+Good records are made with the task table's instruction and the tasks' own answer formatters, exactly as
+``avuie_build`` makes them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MediaKit, make_params
+
+from crab.avuie.avcap import AvcapLabel
+from crab.avuie.avcap import format_answer as avcap_answer
+from crab.avuie.ave import AveLabel
+from crab.avuie.ave import format_answer as ave_answer
+from crab.avuie.avqa import AvqaLabel
+from crab.avuie.avqa import format_answer as avqa_answer
+from crab.errors import CrabError
+from crab.quality.avuie import validate_avuie
+from crab.quality.quarantine import ValidationResult, load_quarantined_avuie
+from crab.tasks import TASKS, Task
+
+AVQA_QUESTION = "Is there a cello sound?"
+
+
+def record(task: str, split: str, item_id: str, media_path: str, /, **changes: Any) -> dict[str, Any]:
+    """A valid AV-UIE record as a dict; ``changes`` override fields.
+
+    ``label`` is merged into the default label before the target is formatted from it; ``raw_label`` is
+    merged after (to break the label's schema without breaking the formatter).
+    """
+    spec = TASKS[Task(task)]
+    label = {
+        "ave": {"event": "Church bell", "start": 1, "end": 5},
+        "avqa": {"answer": "yes", "question": AVQA_QUESTION, "question_type": ["Audio", "Counting"], "question_id": 7},
+        "avcap": {"caption": "A bell rings in a church."},
+    }[task]
+    label.update(changes.pop("label", {}))
+    if task == "ave":
+        target = ave_answer(AveLabel(**label), "A church bell is seen and heard.")
+    elif task == "avqa":
+        target = avqa_answer(AvqaLabel(answer=label["answer"]), "A cello is heard.")
+    else:
+        target = avcap_answer(AvcapLabel(caption=label["caption"]), None) if label["caption"] else ""
+    label.update(changes.pop("raw_label", {}))
+    fields = {
+        "id": f"{task}/{split}/{item_id}",
+        "task": task,
+        "split": split,
+        "dataset": spec.dataset,
+        "item_id": item_id,
+        "source": f"raw/{task}.txt:{item_id}",
+        "video_id": item_id,
+        "media": {"video": media_path, "audio": media_path},
+        "instruction": spec.instruction(question=AVQA_QUESTION) if task == "avqa" else spec.instruction(),
+        "target": target,
+        "reasoning": task != "avcap",
+        "label": label,
+    }
+    fields.update(changes)
+    return fields
+
+
+def planted_lines(media: str) -> dict[tuple[str, str], list[tuple[str, str | None]]]:
+    """(task, split) -> lines as (JSON text, expected reason piece or None for a good line)."""
+
+    def line(
+        task: str, split: str, item_id: str, reason: str | None = None, /, **changes: Any
+    ) -> tuple[str, str | None]:
+        return json.dumps(record(task, split, item_id, media, **changes), sort_keys=True, ensure_ascii=False), reason
+
+    def drop(key: str, reason: str) -> tuple[str, str]:
+        rec = record("ave", "train", "noreason", media)
+        del rec[key]
+        return json.dumps(rec), reason
+
+    video_twice = TASKS[Task.AVE].instruction() + " <video>"
+    bare_audio = TASKS[Task.AVE].instruction().replace("<audio_start><audio><audio_end>", "<audio>")
+    bad_range_target = ave_answer(AveLabel("Church bell", 2, 5), "Reasoning.")
+    return {
+        ("ave", "train"): [
+            line("ave", "train", "good1"),
+            line("ave", "train", "good2", label={"event": "Race car, auto racing", "start": 0, "end": 10}),
+            ('{"id": "ave/train/broken", "task": "ave"', "malformed JSON line"),
+            line("ave", "train", "dog", "unknown event 'Dog'", label={"event": "Dog"}),
+            line("ave", "train", "reversed", "reversed or empty range: start 7, end 3", label={"start": 7, "end": 3}),
+            line("ave", "train", "pastend", "range ends at 12 s, past the clip's end (10 s)", label={"start": 5, "end": 12}),
+            line("ave", "train", "badtarget", "<range> 2,5 differs from the label 1,5", target=bad_range_target),
+            line("ave", "train", "notags", "no parsable <event>", target="A church bell rings."),
+            line("ave", "train", "dupid", "duplicate id 'ave/train/dupid'"),
+            line("ave", "train", "dupid", "duplicate id 'ave/train/dupid'", label={"start": 2}),
+            line("ave", "train", "twovideo", "exactly one <video>", instruction=video_twice),
+            line("ave", "train", "bareaudio", "exactly one <audio>", instruction=bare_audio),
+            line("ave", "train", "nomedia", "media file not found", media={"video": "gone.mp4", "audio": "gone.mp4"}),
+            drop("reasoning", "schema: missing key 'reasoning'"),
+            line("ave", "train", "strstart", "schema: label.start: expected int, got str", raw_label={"start": "1"}),
+            line("ave", "train", "valsplit", "split 'val' in the file train.jsonl", id="ave/val/valsplit", split="val"),
+            line("ave", "train", "oddid", "is not <task>/<split>/<item_id>", id="ave/train/other"),
+            line("ave", "train", "wrongset", "dataset 'valor' for task 'ave'", dataset="valor"),
+        ],
+        ("ave", "val"): [line("ave", "val", "good3")],
+        ("ave", "test"): [line("ave", "test", "good4", label={"event": "Bark", "start": 0, "end": 1})],
+        ("avqa", "train"): [
+            line("avqa", "train", "q1"),
+            line("avqa", "train", "q2", label={"answer": "more than ten", "question_type": ["Audio-Visual", "Counting"]}),
+            line("avqa", "train", "q3", "answer 'maybe' is not in the answer vocabulary", label={"answer": "maybe"}),
+            line("avqa", "train", "q4", "<answer> 'yes' differs from the label 'no'", target="So the answer is <answer> yes </answer>.", label={"answer": "no"}),
+            line("avqa", "train", "q5", "unknown question type [\"Audio\", \"Location\"]", label={"question_type": ["Audio", "Location"]}),
+            ("[1, 2", "malformed JSON line"),
+        ],
+        ("avqa", "test"): [line("avqa", "test", "q6", label={"answer": "two"})],
+        ("avcap", "train"): [
+            line("avcap", "train", "c1"),
+            line("avcap", "train", "c2", "empty caption", label={"caption": ""}),
+            line("avcap", "train", "c3", "target is not the label's caption", target="Something else entirely."),
+            line("avcap", "train", "c4", "task 'ave' in the avcap/ folder", task="ave"),
+        ],
+        ("avcap", "val"): [line("avcap", "val", "c5")],
+    }  # fmt: skip
+
+
+def write_avuie(
+    workdir: Path, lines: dict[tuple[str, str], list[tuple[str, str | None]]]
+) -> tuple[list[str], dict[str, str]]:
+    """Write the JSONL files under ``workdir/data/avuie``; return (good locations, bad location -> reason)."""
+    good, bad = [], {}
+    for (task, split), entries in lines.items():
+        path = Path("data/avuie") / task / f"{split}.jsonl"
+        (workdir / path).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / path).write_text("".join(text + "\n" for text, _ in entries), encoding="utf-8")
+        for number, (_, reason) in enumerate(entries, start=1):
+            location = f"{path.as_posix()}:{number}"
+            (good.append(location) if reason is None else bad.__setitem__(location, reason))
+    return good, bad
+
+
+@pytest.fixture(scope="module")
+def avuie_run(
+    media_kit: MediaKit, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, ValidationResult, list[str], dict[str, str]]:
+    workdir = tmp_path_factory.mktemp("avuie_run")
+    good, bad = write_avuie(workdir, planted_lines(str(media_kit.files["good"])))
+    params = make_params(workdir / "raw", ["ave", "avqa", "avcap"], max_failure_rate=1.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(workdir)
+        result = validate_avuie(params)
+    return workdir, result, good, bad
+
+
+def test_bad_lines_quarantined_with_reason_and_good_records_pass(avuie_run) -> None:
+    _, result, good, bad = avuie_run
+    quarantined = {q.source: q for g in result.groups.values() for q in g.quarantined}
+    assert set(quarantined) == set(bad)
+    for location, expected in bad.items():
+        assert any(expected in reason for reason in quarantined[location].reasons), (
+            location,
+            quarantined[location].reasons,
+        )
+    assert sum(g.num_passed for g in result.groups.values()) == len(good)
+    assert {name: g.num_items for name, g in result.groups.items()} == {"ave": 20, "avqa": 7, "avcap": 5}
+
+
+def test_report_and_quarantined_ids(avuie_run) -> None:
+    workdir, _, _, _ = avuie_run
+    path = workdir / "reports/validation/avuie.json"
+    report = json.loads(path.read_text(encoding="utf-8"))
+    assert report["stage"] == "validate_avuie" and set(report["tasks"]) == {"ave", "avqa", "avcap"}
+    ids = load_quarantined_avuie(path)
+    assert {"ave/train/dog", "ave/train/dupid", "avqa/train/q3", "avcap/train/c2"} <= ids
+    assert not {"ave/train/good1", "avqa/train/q1", "avcap/val/c5"} & ids
+    assert "" not in ids  # malformed lines carry no id
+    assert (workdir / "reports/validation/avuie_docs/index.html").is_file()
+
+
+def test_failure_rate_above_threshold_names_task(media_kit: MediaKit, tmp_path: Path, monkeypatch) -> None:
+    write_avuie(tmp_path, planted_lines(str(media_kit.files["good"])))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CrabError, match=r"^validate_avuie: ave quarantined 16 of 20 items \(80\.0%\), above"):
+        validate_avuie(make_params(tmp_path, ["ave"], max_failure_rate=0.05))
+
+
+def test_missing_task_folder_is_an_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CrabError, match=r"data/avuie/avqa: folder not found \(run `crab avuie_build` first\)"):
+        validate_avuie(make_params(tmp_path, ["avqa"], max_failure_rate=1.0))
