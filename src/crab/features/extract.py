@@ -1,0 +1,399 @@
+"""The ``features`` stage: frozen CLIP and BEATs run once over every clip that AV-UIE references.
+
+DESIGN.md section 3 ("frozen encoders run once over all media; sharded, resumable, atomic") and
+crab-reference sections 1.2 and 1.4, which say what the encoders see:
+
+* **video**: ``media.num_frames`` frames sampled with Crab's uniform indices, resized straight to the
+  processor's crop size (aspect ratio ignored, as decord does for Crab), normalised by the
+  ``CLIPImageProcessor``; ``CLIPVisionModel(output_hidden_states=True).hidden_states[feature_layer]``
+  with the CLS token dropped: raw block outputs, no post-layernorm -> ``(T, P, D)`` per clip;
+* **audio**: 16 kHz mono, cut per task (``crab.tasks.TASKS[task].audio_cutting``: AVE / AVCAP into
+  ``media.num_audio_segments`` equal segments, AVQA into ``media.avqa_num_windows`` windows of
+  ``media.avqa_window_s`` s), Kaldi fbank of each clip, BEATs' last layer -> ``(C, N, D)`` per clip.
+
+Inputs are all AV-UIE splits of ``avuie.tasks`` minus the records ``validate_avuie`` quarantined. Media
+are deduplicated into feature keys (:mod:`crab.features.store`), sorted, and cut into fixed shards of
+``features.shard_size`` items, so shard ``k`` always holds the same keys. How it differs from running the
+encoders inside training as Crab does: each frame and clip is encoded once; a killed run resumes at the
+first unfinished shard (finished shards are recognised by their key list, fingerprint and media digest
+and never recomputed, and their files are not touched); the fingerprint hashes the encoder files and the
+digest the media bytes, so new weights, edited clips or changed media params never reuse stale features.
+Encoders are loaded only if some shard needs computing. Frames (``features.batch_size`` per forward) and
+clips are batched across the items of a shard; batches never span shards, so a resumed run gives the same
+bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from crab.avuie.build import OUT_DIR as AVUIE_DIR
+from crab.avuie.schema import AvuieRecord, read_jsonl
+from crab.config import MediaConfig, Params, TinyVisionConfig
+from crab.datasets.media import read_audio, read_frames, segment_audio, window_audio
+from crab.errors import CrabError, DataError
+from crab.features.fbank import BEATS_SAMPLE_RATE, beats_fbank, num_fbank_frames
+from crab.features.store import INDEX_NAME, StoreWriter, audio_key, audio_scheme, shard_name, video_key
+from crab.models.base import BaseModelPaths, load_audio, load_vision
+from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
+from crab.quality.quarantine import load_quarantined_avuie
+from crab.tasks import TASKS, Task
+
+__all__ = [
+    "FeaturesResult",
+    "MediaItem",
+    "encode_clips",
+    "encode_frames",
+    "features",
+    "plan_items",
+    "read_avuie_records",
+]
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One feature to compute.
+
+    Attributes:
+        key: feature key (``video/<path>`` or ``audio/<scheme>/<path>``).
+        kind: ``"video"`` or ``"audio"``.
+        path: the media file, as the AV-UIE record names it.
+        cutting: audio only: ``"segments"`` or ``"windows"``.
+    """
+
+    key: str
+    kind: Literal["video", "audio"]
+    path: str
+    cutting: str | None = None
+
+
+@dataclass(frozen=True)
+class FeaturesResult:
+    """What the ``features`` stage did.
+
+    Attributes:
+        out_dir: the store folder.
+        num_records: AV-UIE records whose media were featurised.
+        num_excluded: records left out because ``validate_avuie`` quarantined them.
+        num_video / num_audio: feature items in the store.
+        num_shards / num_shards_computed: shards in the store / computed by this run (the rest were reused).
+        num_frames / num_audio_clips: frames and audio clips encoded by this run.
+        size_mb: size of the store on disk (shards + index), in MB (10^6 bytes).
+        seconds: wall time of the stage.
+        video_seconds / audio_seconds: time spent decoding + encoding video / audio in this run.
+    """
+
+    out_dir: Path
+    num_records: int
+    num_excluded: int
+    num_video: int
+    num_audio: int
+    num_shards: int
+    num_shards_computed: int
+    num_frames: int
+    num_audio_clips: int
+    size_mb: float
+    seconds: float
+    video_seconds: float
+    audio_seconds: float
+
+    @property
+    def frames_per_s(self) -> float:
+        """Video throughput of this run (decode + preprocess + CLIP), frames per second."""
+        return self.num_frames / self.video_seconds if self.video_seconds else 0.0
+
+    @property
+    def clips_per_s(self) -> float:
+        """Audio throughput of this run (decode + cut + fbank + BEATs), clips per second."""
+        return self.num_audio_clips / self.audio_seconds if self.audio_seconds else 0.0
+
+
+class _Encoders(NamedTuple):
+    """The frozen encoders (``CLIPVisionModel``, ``CLIPImageProcessor``, ``BEATs``), loaded on first need."""
+
+    vision: Any
+    processor: Any
+    audio: Any
+
+
+@dataclass
+class _Counters:
+    num_shards: int = 0
+    num_frames: int = 0
+    num_clips: int = 0
+    video_seconds: float = 0.0
+    audio_seconds: float = 0.0
+
+
+def read_avuie_records(
+    tasks: Iterable[str], avuie_dir: Path = AVUIE_DIR, report: Path = AVUIE_REPORT
+) -> tuple[list[AvuieRecord], int]:
+    """All AV-UIE records of ``tasks`` (every split file) except those ``validate_avuie`` quarantined.
+
+    Args:
+        tasks: task names (``avuie.tasks``).
+        avuie_dir: the AV-UIE folder (``data/avuie``).
+        report: the ``validate_avuie`` report (``reports/validation/avuie.json``).
+
+    Returns:
+        The kept records (in file order) and the number excluded by the quarantine.
+
+    Raises:
+        DataError: the report is missing or invalid, a task has no split files, or a line breaks the schema.
+    """
+    quarantined = load_quarantined_avuie(report)
+    kept: list[AvuieRecord] = []
+    excluded = 0
+    for task in tasks:
+        files = sorted((avuie_dir / task).glob("*.jsonl"))
+        if not files:
+            raise DataError(avuie_dir / task, "no AV-UIE split files (*.jsonl); run `crab avuie_build`")
+        for path in files:
+            for record in read_jsonl(path):
+                if record.id in quarantined:
+                    excluded += 1
+                else:
+                    kept.append(record)
+    return kept, excluded
+
+
+def plan_items(records: Iterable[AvuieRecord], params: Params) -> list[MediaItem]:
+    """The unique feature items of the records, sorted by key (this order fixes the shard assignment).
+
+    Args:
+        records: AV-UIE records.
+        params: reads ``media`` (the audio scheme is part of the key).
+
+    Returns:
+        One video item per video file and one audio item per (audio file, scheme).
+    """
+    items: dict[str, MediaItem] = {}
+    for record in records:
+        vkey, akey = video_key(record), audio_key(record, params)
+        items.setdefault(vkey, MediaItem(vkey, "video", record.media["video"]))
+        cutting = TASKS[Task(record.task)].audio_cutting
+        items.setdefault(akey, MediaItem(akey, "audio", record.media["audio"], cutting))
+    return [items[key] for key in sorted(items)]
+
+
+@torch.inference_mode()
+def encode_frames(vision: Any, processor: Any, frames: np.ndarray, layer: int, batch_size: int) -> Tensor:
+    """CLIP patch tokens of one layer for a stack of frames, in batches.
+
+    Args:
+        vision: ``CLIPVisionModel`` in eval mode.
+        processor: its ``CLIPImageProcessor`` (CLIP mean / std normalisation; resize and crop are no-ops
+            on frames already at the crop size).
+        frames: ``(F, S, S, 3)`` uint8 RGB, S = the processor's crop size.
+        layer: index into ``hidden_states`` (0 = patch embedding).
+        batch_size: frames per forward.
+
+    Returns:
+        ``(F, P, D)`` float32 tokens of ``hidden_states[layer]`` without CLS (P = (S / patch)^2).
+    """
+    outputs = []
+    for start in range(0, len(frames), batch_size):
+        batch = list(frames[start : start + batch_size])
+        pixels = processor(images=batch, return_tensors="pt")["pixel_values"].to(vision.dtype)  # (b, 3, S, S)
+        hidden = vision(pixel_values=pixels, output_hidden_states=True).hidden_states[layer]  # (b, 1 + P, D)
+        outputs.append(hidden[:, 1:, :].float())  # drop CLS -> (b, P, D)
+    return torch.cat(outputs)  # (F, P, D)
+
+
+@torch.inference_mode()
+def encode_clips(beats: Any, clips: np.ndarray, batch_size: int) -> Tensor:
+    """BEATs last-layer tokens for equal-length 16 kHz clips, in batches.
+
+    Args:
+        beats: ``BEATs`` in eval mode.
+        clips: ``(n, L)`` float32 waveforms at 16 kHz.
+        batch_size: clips per forward.
+
+    Returns:
+        ``(n, N, C)`` float32, ``N = floor(T / 16) * 8`` for ``T`` fbank frames (1 s -> 48, 2 s -> 96).
+    """
+    outputs = []
+    for start in range(0, len(clips), batch_size):
+        fbank = beats_fbank(torch.from_numpy(clips[start : start + batch_size]))  # (b, T, 128)
+        outputs.append(beats.extract_features(fbank).float())  # (b, N, C)
+    return torch.cat(outputs)  # (n, N, C)
+
+
+def _cut_audio(item: MediaItem, media: MediaConfig, patch: int) -> np.ndarray:
+    """Decode an item's audio and cut it into its clips: ``(C, L)`` float32 at 16 kHz."""
+    wave = read_audio(Path(item.path), BEATS_SAMPLE_RATE)  # (L,)
+    try:
+        if item.cutting == "segments":
+            clips = segment_audio(wave, media.num_audio_segments)
+        else:
+            clips = window_audio(wave, BEATS_SAMPLE_RATE, media.avqa_num_windows, media.avqa_window_s)
+    except ValueError as err:
+        raise DataError(item.path, f"audio cannot be cut for {item.key.split('/')[1]} ({err})") from None
+    if num_fbank_frames(clips.shape[1]) < patch:
+        raise DataError(item.path, f"audio too short: {clips.shape[1]}-sample clips give < {patch} fbank frames")
+    return clips  # (C, L)
+
+
+def _compute_shard(
+    items: Sequence[MediaItem], enc: _Encoders, params: Params, counters: _Counters
+) -> dict[str, Tensor]:
+    """Decode and encode every item of one shard; feature key -> tensor in the storage dtype."""
+    dtype, batch_size = _DTYPES[params.features.dtype], params.features.batch_size
+    out: dict[str, Tensor] = {}
+    videos = [i for i in items if i.kind == "video"]
+    if videos:
+        start = time.perf_counter()
+        size, layer = enc.processor.crop_size["height"], params.base_models.vision.feature_layer
+        frames = [read_frames(Path(i.path), params.media.num_frames, size) for i in videos]  # (T_i, S, S, 3) each
+        tokens = encode_frames(enc.vision, enc.processor, np.concatenate(frames), layer, batch_size)  # (sum T_i, P, D)
+        for item, chunk in zip(videos, tokens.split([len(f) for f in frames]), strict=True):
+            out[item.key] = chunk.to(dtype, copy=True)  # (T, P, D), own storage
+        counters.num_frames += len(tokens)
+        counters.video_seconds += time.perf_counter() - start
+    audios = [i for i in items if i.kind == "audio"]
+    if audios:
+        start = time.perf_counter()
+        clips = [_cut_audio(i, params.media, enc.audio.cfg.input_patch_size) for i in audios]  # (C_i, L_i) each
+        by_length: dict[int, list[int]] = defaultdict(list)  # BEATs batches need equal lengths
+        for n, item_clips in enumerate(clips):
+            by_length[item_clips.shape[1]].append(n)
+        for length in sorted(by_length):
+            members = by_length[length]
+            tokens = encode_clips(enc.audio, np.concatenate([clips[n] for n in members]), batch_size)  # (sum C, N, C)
+            for n, chunk in zip(members, tokens.split([len(clips[n]) for n in members]), strict=True):
+                out[audios[n].key] = chunk.to(dtype, copy=True)  # (C, N, D)
+            counters.num_clips += len(tokens)
+        counters.audio_seconds += time.perf_counter() - start
+    return out
+
+
+def _load_encoders(base_dir: Path, vision_cfg: TinyVisionConfig) -> _Encoders:
+    paths = BaseModelPaths.of(base_dir)
+    vision, processor = load_vision(paths.vision)
+    layer, num_layers = vision_cfg.feature_layer, vision.config.num_hidden_layers
+    if not 1 <= layer <= num_layers:
+        raise CrabError(f"base_models.vision.feature_layer: {layer} not in 1..{num_layers} for {paths.vision}")
+    if processor.crop_size["height"] != vision.config.image_size:
+        raise CrabError(f"{paths.vision}: processor crop size != model image size {vision.config.image_size}")
+    return _Encoders(vision.eval(), processor, load_audio(paths.audio).eval())
+
+
+def _file_sha256(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+
+
+def _digest(parts: Iterable[str]) -> str:
+    """SHA-256 of NUL-separated strings."""
+    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
+
+
+def _media_digest(shard: Sequence[MediaItem], cache: dict[str, str]) -> str:
+    """Digest of a shard's keys and its media files' bytes (``cache``: path -> file hash, shared by items)."""
+    for item in shard:
+        if item.path not in cache:
+            cache[item.path] = _file_sha256(Path(item.path))
+    return _digest(part for item in shard for part in (item.key, cache[item.path]))
+
+
+def _feature_spec(params: Params) -> dict[str, Any]:
+    """Everything that defines the stored features; hashed into the fingerprint and kept in the index."""
+    paths = BaseModelPaths.of(params.base_models.out_dir)
+    vision_files = sorted(p for p in paths.vision.glob("*") if p.suffix in (".json", ".safetensors"))
+    if not vision_files or not paths.audio.is_file():
+        raise CrabError(f"{paths.root}: no CLIP folder or BEATs checkpoint; run `crab base_models`")
+    preprocessor = paths.vision / "preprocessor_config.json"
+    crop = json.loads(preprocessor.read_text(encoding="utf-8")).get("crop_size", {}) if preprocessor.is_file() else {}
+    return {
+        "vision": {
+            "sha256": _digest(f"{p.name}:{_file_sha256(p)}" for p in vision_files),
+            "num_frames": params.media.num_frames,
+            "image_size": crop.get("height"),
+            "feature_layer": params.base_models.vision.feature_layer,
+            "tokens": "patch (CLS dropped), raw block output",
+        },
+        "audio": {"sha256": _file_sha256(paths.audio), "sample_rate": BEATS_SAMPLE_RATE, "tokens": "last layer"},
+        "dtype": params.features.dtype,
+    }
+
+
+def features(params: Params) -> FeaturesResult:
+    """Run the frozen encoders over all AV-UIE media into the feature store (module docstring).
+
+    Args:
+        params: reads ``avuie.tasks``, ``media``, ``base_models.out_dir`` / ``vision.feature_layer``
+            and ``features``.
+
+    Returns:
+        Counts, sizes and timings; the store is ``features.out_dir`` (read it with
+        :class:`crab.features.store.FeatureStore`).
+
+    Raises:
+        DataError: AV-UIE or its quarantine report is missing / invalid, or a media file cannot be decoded
+            or is too short (finished shards stay; a rerun after the fix resumes).
+        CrabError: base models missing, or params that the encoders cannot take.
+    """
+    start, cfg, rate = time.perf_counter(), params.features, params.media.audio_sample_rate
+    if rate != BEATS_SAMPLE_RATE:
+        raise CrabError(f"media.audio_sample_rate: BEATs needs {BEATS_SAMPLE_RATE} Hz, got {rate}")
+    records, num_excluded = read_avuie_records(params.avuie.tasks)
+    items = plan_items(records, params)
+    plan = [items[k : k + cfg.shard_size] for k in range(0, len(items), cfg.shard_size)]
+    writer = StoreWriter(cfg.out_dir, _feature_spec(params))
+    writer.begin()
+    counters, encoders, file_hashes, inputs = _Counters(), None, {}, []
+    with tqdm(total=len(items), desc="features", unit="item", disable=None) as bar:
+        for index, shard in enumerate(plan):
+            inputs.append(_media_digest(shard, file_hashes))
+            if not writer.is_done(index, [i.key for i in shard], inputs[-1]):
+                encoders = encoders or _load_encoders(Path(params.base_models.out_dir), params.base_models.vision)
+                writer.write(index, _compute_shard(shard, encoders, params, counters), inputs[-1])
+                counters.num_shards += 1
+            bar.update(len(shard))
+    schemes = {t: audio_scheme(t, params.media) for t in sorted(params.avuie.tasks)}
+    writer.finish([[i.key for i in shard] for shard in plan], inputs, extra={"audio_schemes": schemes})
+    out_dir = Path(cfg.out_dir)
+    size = sum(f.stat().st_size for f in [out_dir / INDEX_NAME, *(out_dir / shard_name(k) for k in range(len(plan)))])
+    result = FeaturesResult(
+        out_dir=out_dir,
+        num_records=len(records),
+        num_excluded=num_excluded,
+        num_video=sum(i.kind == "video" for i in items),
+        num_audio=sum(i.kind == "audio" for i in items),
+        num_shards=len(plan),
+        num_shards_computed=counters.num_shards,
+        num_frames=counters.num_frames,
+        num_audio_clips=counters.num_clips,
+        size_mb=size / 1e6,
+        seconds=time.perf_counter() - start,
+        video_seconds=counters.video_seconds,
+        audio_seconds=counters.audio_seconds,
+    )
+    log.info(
+        "features: %d records (%d quarantined left out) -> %d video + %d audio items in %d shards (%d computed), "
+        "%.1f MB in %s, %.1f s; video %d frames at %.1f frames/s, audio %d clips at %.1f clips/s",
+        result.num_records, result.num_excluded, result.num_video, result.num_audio, result.num_shards,
+        result.num_shards_computed, result.size_mb, result.out_dir, result.seconds,
+        result.num_frames, result.frames_per_s, result.num_audio_clips, result.clips_per_s,
+    )  # fmt: skip
+    return result
