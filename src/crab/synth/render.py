@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import colorsys
 import logging
+import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -327,6 +330,8 @@ def render_clip(
 ) -> None:
     """Render ``scene`` and write it to ``path`` as an mp4, byte-deterministically and atomically.
 
+    The clip is encoded in a fresh worker process (see :func:`render_clips` for why).
+
     Args:
         scene: the clip's ground truth.
         video: frame size (even, for yuv420p), rate and x264 crf.
@@ -337,8 +342,17 @@ def render_clip(
     Raises:
         CrabError: ``video.size`` is odd (yuv420p needs even dimensions).
     """
-    if video.size % 2:
-        raise CrabError(f"synth.video.size: must be even for H.264 yuv420p, got {video.size}")
+    render_clips([(scene, Path(path))], _Settings(video, audio, difficulty), "render")
+
+
+def _render_and_encode(
+    scene: Scene,
+    video: SynthVideoConfig,
+    audio: SynthAudioConfig,
+    difficulty: DifficultyConfig,
+    path: Path,
+) -> None:
+    """Render and encode one clip in this process (only inside an encoder worker; see render_clips)."""
     path = Path(path)
     frames = render_frames(scene, video, difficulty)
     samples = render_audio(scene, audio, difficulty)
@@ -350,26 +364,58 @@ def render_clip(
         tmp.unlink(missing_ok=True)
 
 
-def _render_job(scene: Scene, synth: SynthConfig, path: Path) -> None:
-    render_clip(scene, synth.video, synth.audio, synth.difficulty, path)
+def _render_job(scene: Scene, synth: SynthConfig | _Settings, path: Path) -> None:
+    _render_and_encode(scene, synth.video, synth.audio, synth.difficulty, path)
 
 
-def render_clips(jobs: Sequence[tuple[Scene, Path]], synth: SynthConfig, desc: str) -> None:
-    """Render many clips on all cores with a progress bar.
+@dataclass(frozen=True)
+class _Settings:
+    """The three parts of the ``synth`` section a clip's bytes depend on."""
+
+    video: SynthVideoConfig
+    audio: SynthAudioConfig
+    difficulty: DifficultyConfig
+
+
+#: glibc fills every malloc'ed block with the complement of this byte in the encoder workers.
+#: libx264 (through FFmpeg) reads some memory before writing it, so without this its output depends
+#: on what earlier work left on the heap: two default synth runs in reused pool workers differed in
+#: 548 of 643 files, and re-encoding one clip after filling freed heap memory with different bytes
+#: gave 4 different files out of 6 (all identical with the variable set).
+_MALLOC_PERTURB = "85"
+
+
+@contextmanager
+def _encoder_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes spawned with ``MALLOC_PERTURB_`` set (glibc reads it only at process start)."""
+    previous = os.environ.get("MALLOC_PERTURB_")
+    os.environ["MALLOC_PERTURB_"] = _MALLOC_PERTURB
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield pool
+    finally:
+        if previous is None:
+            os.environ.pop("MALLOC_PERTURB_", None)
+        else:
+            os.environ["MALLOC_PERTURB_"] = previous
+
+
+def render_clips(jobs: Sequence[tuple[Scene, Path]], synth: SynthConfig | _Settings, desc: str) -> None:
+    """Render many clips on all cores with a progress bar, byte-deterministically.
+
+    Encoding always happens in worker processes spawned with glibc's ``MALLOC_PERTURB_`` set, so the
+    bytes of a clip depend only on its scene and the settings, not on scheduling or heap history.
 
     Args:
         jobs: ``(scene, target path)`` pairs; target folders must exist.
         synth: the ``synth`` params section (video, audio, difficulty).
         desc: progress bar label, e.g. ``"synth ave"``.
     """
-    workers = min(os.cpu_count() or 1, len(jobs))
-    with tqdm(total=len(jobs), desc=desc, unit="clip") as bar:
-        if workers <= 1:
-            for scene, path in jobs:
-                _render_job(scene, synth, path)
-                bar.update()
-            return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+    if synth.video.size % 2:
+        raise CrabError(f"synth.video.size: must be even for H.264 yuv420p, got {synth.video.size}")
+    workers = max(1, min(os.cpu_count() or 1, len(jobs)))
+    with tqdm(total=len(jobs), desc=desc, unit="clip", disable=len(jobs) == 1) as bar:
+        with _encoder_pool(workers) as pool:
             futures = [pool.submit(_render_job, scene, synth, path) for scene, path in jobs]
             for future in as_completed(futures):
                 future.result()  # re-raises a worker's exception here
