@@ -1,0 +1,294 @@
+"""Training data: AV-UIE records -> tokenised Crab examples with their frozen-encoder features.
+
+Implements the data side of crab-reference sections 1.6-1.7 and 3.5: the prompt is the tokenizer's
+Llama-2 chat template applied to the record's instruction (:func:`encode_prompt`); the target is the
+answer text followed by EOS (:func:`encode_target`); the collator (:mod:`crab.models.collator`) expands
+the ``<video>`` / ``<audio>`` placeholders to the feature sizes and puts loss on the answer tokens only
+(EOS included). Features come from the feature store (the ``features`` stage ran the frozen encoders
+once), looked up by the record's media keys, so a training step never touches raw media.
+
+The training mixture of a stage is the concatenation of its tasks' train splits (Crab mixes tasks by
+plain concatenation, section 3.5), minus the records quarantined by ``validate_avuie``.
+
+How it differs from the authors' code: Crab's default random sampler draws from the global torch RNG,
+so a restarted run sees another order. Here :class:`ResumableBatchSampler` derives each epoch's order
+from ``(seed, epoch)`` alone, so the data position of a run is one integer, the number of micro-batches
+consumed, and a resumed run continues with exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from crab.avuie.build import OUT_DIR as AVUIE_DIR
+from crab.avuie.schema import AvuieRecord, read_jsonl
+from crab.config import Params
+from crab.errors import DataError
+from crab.features.store import FeatureStore, FeatureStoreError, audio_key, video_key
+from crab.models.collator import CrabExample, build_example
+from crab.models.configuration_crab import CrabConfig
+from crab.models.tokenizer import build_prompt
+from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
+from crab.quality.quarantine import load_quarantined_avuie
+
+__all__ = [
+    "AvuieDataset",
+    "EncodedRecord",
+    "ResumableBatchSampler",
+    "encode_prompt",
+    "encode_target",
+    "load_records",
+    "training_dataset",
+]
+
+log = logging.getLogger(__name__)
+
+
+def load_records(avuie_dir: Path, tasks: Sequence[str], split: str, quarantined: set[str]) -> list[AvuieRecord]:
+    """The records of ``tasks`` in one split, in task order then file order, without quarantined ones.
+
+    Args:
+        avuie_dir: the AV-UIE folder holding ``<task>/<split>.jsonl``.
+        tasks: task names (the stage's mixture).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        quarantined: record ids to drop (``load_quarantined_avuie``).
+
+    Returns:
+        The records.
+
+    Raises:
+        DataError: a file is missing or malformed, or a task has no record left after the quarantine.
+    """
+    records: list[AvuieRecord] = []
+    for task in tasks:
+        path = Path(avuie_dir) / task / f"{split}.jsonl"
+        rows = read_jsonl(path)
+        kept = [r for r in rows if r.id not in quarantined]
+        if not kept:
+            raise DataError(path, f"no {split} records left for task {task!r} ({len(rows)} read, all quarantined)")
+        log.info("%s: %d records (%d quarantined)", path, len(kept), len(rows) - len(kept))
+        records.extend(kept)
+    return records
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, instruction: str) -> list[int]:
+    """Token ids of the chat prompt of one instruction (BOS included, placeholders single).
+
+    Args:
+        tokenizer: the model's tokenizer (chat template and Crab's added tokens).
+        instruction: the AV-UIE instruction, placeholders included.
+
+    Returns:
+        The ids of ``build_prompt(tokenizer, instruction)``; the template already starts with ``<s>``,
+        so no special tokens are added on top.
+    """
+    return tokenizer(build_prompt(tokenizer, instruction), add_special_tokens=False).input_ids
+
+
+def encode_target(tokenizer: PreTrainedTokenizerBase, target: str) -> list[int]:
+    """Token ids of a target answer followed by EOS (crab-reference 1.7: loss includes ``</s>``).
+
+    The text is tokenised on its own, as Crab tokenises instruction and output separately.
+
+    Raises:
+        ValueError: the tokenizer has no EOS token.
+    """
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{tokenizer.name_or_path or 'tokenizer'}: no EOS token")
+    return tokenizer(target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+
+
+@dataclass(frozen=True)
+class EncodedRecord:
+    """A record after tokenisation: ids plus the feature keys it needs (features are read lazily).
+
+    Attributes:
+        record_id: the AV-UIE record id.
+        task: its task.
+        prompt_ids: chat-prompt ids with single placeholders.
+        answer_ids: target ids ending in EOS (empty for inference).
+        video_key: feature-store key of the video, or ``None`` if the prompt has no ``<video>``.
+        audio_key: feature-store key of the audio, or ``None`` if the prompt has no ``<audio>``.
+    """
+
+    record_id: str
+    task: str
+    prompt_ids: tuple[int, ...]
+    answer_ids: tuple[int, ...]
+    video_key: str | None
+    audio_key: str | None
+
+
+class AvuieDataset(torch.utils.data.Dataset):
+    """AV-UIE records as :class:`~crab.models.collator.CrabExample` objects (map-style dataset).
+
+    Tokenisation happens once, here; features are read from the store per item (memory-mapped
+    safetensors), so a paper-scale mixture never has to fit in memory.
+
+    Args:
+        records: the records (e.g. from :func:`load_records`).
+        tokenizer: the model's tokenizer.
+        config: the model config (placeholder ids, queries per segment, feature widths).
+        store: the feature store of the ``features`` stage.
+        params: the params the features were extracted with (``media`` decides the audio keys).
+        with_targets: False for inference: examples carry the prompt only.
+
+    Raises:
+        FeatureStoreError: a record's media has no features in the store (the first few keys are named)
+            or their width differs from the model's feature width.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[AvuieRecord],
+        tokenizer: PreTrainedTokenizerBase,
+        config: CrabConfig,
+        store: FeatureStore,
+        params: Params,
+        *,
+        with_targets: bool = True,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.items = [self._encode(r, tokenizer, params, with_targets) for r in records]
+        self._check_store()
+
+    def _encode(
+        self, record: AvuieRecord, tokenizer: PreTrainedTokenizerBase, params: Params, with_targets: bool
+    ) -> EncodedRecord:
+        prompt_ids = encode_prompt(tokenizer, record.instruction)
+        return EncodedRecord(
+            record_id=record.id,
+            task=record.task,
+            prompt_ids=tuple(prompt_ids),
+            answer_ids=tuple(encode_target(tokenizer, record.target)) if with_targets else (),
+            video_key=video_key(record) if self.config.video_token_id in prompt_ids else None,
+            audio_key=audio_key(record, params) if self.config.audio_token_id in prompt_ids else None,
+        )
+
+    def _check_store(self) -> None:
+        widths = {"video": self.config.vision_hidden_size, "audio": self.config.audio_hidden_size}
+        keys = {m: sorted({k for i in self.items if (k := getattr(i, f"{m}_key")) is not None}) for m in widths}
+        missing = [k for m in widths for k in keys[m] if not self.store.has(k)]
+        if missing:
+            raise FeatureStoreError(
+                f"{self.store.out_dir}: no features for {len(missing)} media keys ({', '.join(missing[:3])}"
+                f"{', ...' if len(missing) > 3 else ''}); rerun `crab features` for the current AV-UIE and params"
+            )
+        for modality, width in widths.items():
+            for key in keys[modality]:
+                shape = self.store.shape(key)
+                if len(shape) != 3 or shape[-1] != width:
+                    raise FeatureStoreError(
+                        f"{self.store.out_dir}: {key!r} has shape {list(shape)}, expected (segments, tokens, "
+                        f"{width}) for the model's {modality} width"
+                    )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> CrabExample:
+        item = self.items[index]
+        return build_example(
+            item.prompt_ids,
+            item.answer_ids,
+            self.config,
+            video_features=None if item.video_key is None else self.store.video(item.video_key),  # (T, P, Dv)
+            audio_features=None if item.audio_key is None else self.store.audio(item.audio_key),  # (C, N, Da)
+        )
+
+    def task_counts(self) -> dict[str, int]:
+        """Number of examples per task, in first-seen order."""
+        counts: dict[str, int] = {}
+        for item in self.items:
+            counts[item.task] = counts.get(item.task, 0) + 1
+        return counts
+
+
+def training_dataset(
+    params: Params, tasks: Sequence[str], tokenizer: PreTrainedTokenizerBase, config: CrabConfig, split: str = "train"
+) -> AvuieDataset:
+    """A stage's mixture: ``tasks``' records of ``split`` from ``data/avuie`` minus the quarantine, with features.
+
+    Args:
+        params: reads ``features.out_dir`` and ``media`` (feature keys).
+        tasks: the stage's tasks.
+        tokenizer: the model's tokenizer.
+        config: the model config.
+        split: the split to read.
+
+    Returns:
+        The dataset (records in task order, then file order; the sampler shuffles).
+
+    Raises:
+        DataError: an AV-UIE file or the ``validate_avuie`` report is missing or malformed.
+        FeatureStoreError: the feature store is missing, unfinished or lacks a record's media.
+    """
+    records = load_records(AVUIE_DIR, tasks, split, load_quarantined_avuie(AVUIE_REPORT))
+    return AvuieDataset(records, tokenizer, config, FeatureStore(params.features.out_dir), params)
+
+
+class ResumableBatchSampler:
+    """Deterministic micro-batch order: epoch ``e`` is a permutation drawn from ``(seed, e)`` alone.
+
+    Micro-batch ``position`` (counted over the whole run, across epochs) is slice
+    ``position % batches_per_epoch`` of epoch ``position // batches_per_epoch``'s permutation, so a run's
+    data position is the number of micro-batches it consumed. With several processes, each global batch
+    of ``batch_size * num_replicas`` indices is split into one ``batch_size`` slice per rank, and each
+    epoch's permutation is padded by wrapping around so every rank gets a full slice; a single process
+    gets the epoch exactly once, with a smaller last batch when ``batch_size`` does not divide it.
+
+    Args:
+        num_examples: dataset size (> 0).
+        batch_size: examples per micro-batch and process (> 0).
+        seed: the stage's seed.
+        num_replicas: number of data-parallel processes.
+        rank: this process's index.
+
+    Raises:
+        ValueError: on a non-positive size or a rank outside ``[0, num_replicas)``.
+    """
+
+    def __init__(self, num_examples: int, batch_size: int, seed: int, *, num_replicas: int = 1, rank: int = 0) -> None:
+        if num_examples < 1 or batch_size < 1 or num_replicas < 1:
+            raise ValueError(f"need num_examples, batch_size, num_replicas >= 1, got {num_examples, batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside [0, {num_replicas})")
+        self.num_examples = num_examples
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Micro-batches per epoch (per process)."""
+        return -(-self.num_examples // (self.batch_size * self.num_replicas))
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The permutation of epoch ``epoch`` (padded by wrap-around with several processes)."""
+        if self._cached is None or self._cached[0] != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)  # (n,)
+            if self.num_replicas > 1:
+                order = np.resize(order, self.batches_per_epoch * self.batch_size * self.num_replicas)
+            self._cached = (epoch, order)
+        return self._cached[1]
+
+    def batch(self, position: int) -> list[int]:
+        """Example indices of this process's micro-batch number ``position`` (0-based, over the run)."""
+        epoch, index = divmod(position, self.batches_per_epoch)
+        global_size = self.batch_size * self.num_replicas
+        start = index * global_size + self.rank * self.batch_size
+        return self.epoch_order(epoch)[start : start + self.batch_size].tolist()
+
+    def epoch_at(self, position: int) -> float:
+        """Fractional epoch reached after ``position`` micro-batches."""
+        return position / self.batches_per_epoch

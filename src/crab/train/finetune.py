@@ -1,0 +1,183 @@
+"""The ``finetune`` stage: multi-task instruction tuning with IA-LoRA or LoRA (crab-reference section 3.5).
+
+Starts from the ``pretrain`` output, freezes the whole LLM (embeddings and LM head included), puts the
+adapter chosen by ``finetune.adapter`` on the LLM's seven linears of every decoder layer (only the LLM's:
+the target regex is anchored at ``language_model``) and trains the adapter plus both projectors, which
+peft holds as ``modules_to_save`` so that they are saved with the adapter. The data is the mixture of
+``finetune.tasks`` train splits. With IA-LoRA and ``lora.router_aux_loss_coef > 0`` the router
+load-balance loss is added to the LM loss (off by default, as in Crab). Writes::
+
+    models/finetune/        adapter_config.json, adapter_model.safetensors (PEFT save_pretrained: adapter
+                            + projectors), train_summary.json
+    models/finetune_log/    dvclive: metrics.json, plots/metrics/train/*.tsv
+
+:func:`load_finetuned` rebuilds the model for evaluation and ``crab infer``: the pre-trained Crab folder
+plus this adapter, in eval mode.
+
+How it differs from the authors' code: Crab selects trainable weights by substring over parameter names
+(``--save_modules vl_projector,al_projector,lora``) and saves them as one ``.bin``; here the trainable set
+is declared by component and saved in PEFT's format, which ``PeftModel.from_pretrained`` reloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import PeftModel, get_peft_model
+from transformers import PreTrainedTokenizerBase
+
+import crab.lora  # noqa: F401  (registers the ia_lora PEFT method before any adapter is built or loaded)
+from crab.config import FinetuneConfig, Params
+from crab.errors import CrabError
+from crab.lora import build_adapter_config, llm_target_regex, router_aux_loss
+from crab.models.modeling_crab import CrabForConditionalGeneration, set_trainable
+from crab.train.data import training_dataset
+from crab.train.loop import fit
+from crab.train.pretrain import load_pretrained
+from crab.train.stage import SUMMARY_NAME, StagePaths, TrainSetup, publish_stage, summary_json
+
+__all__ = [
+    "FinetuneResult",
+    "attach_adapter",
+    "finetune",
+    "load_finetuned",
+    "setup_finetune",
+    "trainable_components",
+]
+
+log = logging.getLogger(__name__)
+
+#: The modules trained fully next to the adapter (peft ``modules_to_save``).
+PROJECTORS = ("visual_projector", "audio_projector")
+_ADAPTER_MARKERS = ("ia_lora_", "lora_")
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What ``finetune`` wrote and how training went (also in ``train_summary.json``)."""
+
+    out_dir: Path
+    log_dir: Path
+    num_examples: dict[str, int]  # per task
+    num_steps: int
+    final_loss: float
+    trainable: dict[str, int]  # trainable parameters per component
+
+
+def trainable_components(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable parameter count per component: ``adapter``, ``visual_projector``, ``audio_projector``,
+    ``language_model`` (LLM weights outside the adapter) and ``other``; zero counts are left out."""
+    counts: dict[str, int] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if any(marker in name for marker in _ADAPTER_MARKERS):
+            component = "adapter"
+        else:
+            component = next((c for c in (*PROJECTORS, "language_model") if c in name.split(".")), "other")
+        counts[component] = counts.get(component, 0) + param.numel()
+    return counts
+
+
+def attach_adapter(model: CrabForConditionalGeneration, cfg: FinetuneConfig) -> PeftModel:
+    """Freeze ``model`` and wrap it with the stage's adapter on the LLM; projectors become trainable copies.
+
+    Args:
+        model: the pre-trained Crab model.
+        cfg: ``finetune`` params (adapter kind, LoRA hyper-parameters, seed for the adapter init).
+
+    Returns:
+        The ``PeftModel``: adapter and ``modules_to_save`` projectors trainable, everything else frozen.
+
+    Raises:
+        CrabError: IA-LoRA-only settings with ``adapter: lora`` (a non-zero router aux loss).
+    """
+    lora = cfg.lora
+    try:
+        adapter_config = build_adapter_config(
+            cfg.adapter, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
+            num_heads=lora.num_heads if cfg.adapter == "ia_lora" else None,
+            target_modules=llm_target_regex("language_model"), modules_to_save=list(PROJECTORS),
+            router_aux_loss_coef=lora.router_aux_loss_coef,
+        )  # fmt: skip
+    except ValueError as err:
+        raise CrabError(f"finetune.lora: {err} (adapter {cfg.adapter!r})") from None
+    set_trainable(model, llm="frozen", projectors=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return get_peft_model(model, adapter_config)
+
+
+def setup_finetune(params: Params) -> TrainSetup:
+    """The pre-trained model with its adapter, and the fine-tuning mixture."""
+    cfg = params.finetune
+    base, tokenizer = load_pretrained(params.pretrain.out_dir)
+    model = attach_adapter(base, cfg)
+    trainable = trainable_components(model)
+    dataset = training_dataset(params, cfg.tasks, tokenizer, base.config)
+    fingerprint = {"stage": "finetune", "config": dataclasses.asdict(cfg), "trainable": trainable}
+    return TrainSetup(model, tokenizer, dataset, trainable, fingerprint)
+
+
+def finetune(params: Params) -> FinetuneResult:
+    """The ``finetune`` stage (module docstring); resumes a killed run from its latest checkpoint.
+
+    Args:
+        params: reads ``pretrain.out_dir``, ``features.out_dir``, ``media`` and ``finetune``.
+
+    Returns:
+        The :class:`FinetuneResult`.
+
+    Raises:
+        CrabError: the pre-trained model is missing, or the adapter settings are inconsistent.
+        DataError, FeatureStoreError: missing or inconsistent data (named).
+    """
+    cfg = params.finetune
+    paths = StagePaths.of(cfg.out_dir)
+    setup = setup_finetune(params)
+    use_aux = cfg.adapter == "ia_lora" and cfg.lora.router_aux_loss_coef > 0
+    result = fit(
+        setup.model, setup.dataset, setup.collate_fn, cfg.optim, seed=cfg.seed, work_dir=paths.work_dir,
+        fingerprint=setup.fingerprint, extra_loss=router_aux_loss if use_aux else None, desc="finetune",
+    )  # fmt: skip
+    extra = {"seed": cfg.seed, "tasks": list(cfg.tasks), "adapter": cfg.adapter,
+             "lora": dataclasses.asdict(cfg.lora), "pretrain": params.pretrain.out_dir}  # fmt: skip
+
+    def write(folder: Path) -> None:
+        setup.model.save_pretrained(folder)
+        (folder / SUMMARY_NAME).write_text(summary_json("finetune", setup, result, extra), encoding="utf-8")
+
+    publish_stage(paths, write)
+    return FinetuneResult(
+        paths.out_dir, paths.log_dir, setup.dataset.task_counts(), result.plan.num_steps, result.final_loss,
+        setup.trainable,
+    )  # fmt: skip
+
+
+def load_finetuned(
+    pretrain_dir: str | Path, finetune_dir: str | Path, dtype: torch.dtype = torch.float32
+) -> tuple[PeftModel, PreTrainedTokenizerBase]:
+    """The fine-tuned model for evaluation and inference: pre-trained Crab + the saved adapter, eval mode.
+
+    Call it as ``load_finetuned(params.pretrain.out_dir, params.finetune.out_dir)``. The returned
+    ``PeftModel`` forwards ``generate(input_ids, attention_mask, video_features=..., audio_features=...)``
+    to :meth:`CrabForConditionalGeneration.generate`.
+
+    Args:
+        pretrain_dir: the ``pretrain`` output folder (model and tokenizer).
+        finetune_dir: the ``finetune`` output folder (PEFT adapter).
+        dtype: dtype of the model.
+
+    Raises:
+        CrabError: a folder is missing or incomplete.
+    """
+    finetune_dir = Path(finetune_dir)
+    if not (finetune_dir / "adapter_config.json").is_file():
+        raise CrabError(f"{finetune_dir}: no adapter_config.json; run `crab finetune`")
+    base, tokenizer = load_pretrained(pretrain_dir, dtype)
+    model = PeftModel.from_pretrained(base, finetune_dir, is_trainable=False)
+    return model.eval(), tokenizer

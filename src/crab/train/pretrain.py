@@ -1,0 +1,199 @@
+"""The ``pretrain`` stage: align the Q-Former projectors to the LLM (crab-reference sections 3.2-3.3).
+
+Builds :class:`~crab.models.modeling_crab.CrabForConditionalGeneration` from the base models (the LLM's
+weights are copied in; its config becomes the model's ``text_config``, so the LLM sizes are read from the
+loaded checkpoint, never restated), trains it on the mixture of ``pretrain.tasks`` train splits and
+writes ``pretrain.out_dir``::
+
+    models/pretrain/        config.json, generation_config.json, model.safetensors (save_pretrained),
+                            the tokenizer files, train_summary.json
+    models/pretrain_log/    dvclive: metrics.json, plots/metrics/train/*.tsv (loss curve for dvc plots)
+
+Which components train is declared by params (house-style 4.1): both projectors always; the LLM too when
+``pretrain.train_llm`` (the tiny profile, whose random-init LLM must learn language from the AV-UIE
+captions and answers), otherwise the LLM is frozen (the paper profile, as in Crab's projector-only
+pre-training; Crab's stages also updated the LM head and the embeddings by accident, which we do not copy).
+
+How it differs from the authors' code: Crab runs two separate pre-training stages (visual on image / video
+captions, audio on AudioCaps) plus a segmentation one; the tiny profile aligns both projectors at once on
+AV-Synth captions and task data (the paper profile's separate caption corpora come with real data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
+
+from crab.config import Params
+from crab.errors import CrabError
+from crab.models.base import BaseModelPaths, load_llm, load_tokenizer
+from crab.models.configuration_crab import CrabConfig, crab_llama2_7b_config, crab_tiny_config
+from crab.models.modeling_crab import CrabForConditionalGeneration, set_trainable
+from crab.train.data import training_dataset
+from crab.train.loop import fit
+from crab.train.stage import SUMMARY_NAME, StagePaths, TrainSetup, publish_stage, summary_json
+
+__all__ = [
+    "PretrainResult",
+    "build_crab_config",
+    "build_crab_model",
+    "load_pretrained",
+    "pretrain",
+    "setup_pretrain",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """What ``pretrain`` wrote and how training went (also in ``train_summary.json``)."""
+
+    out_dir: Path
+    log_dir: Path
+    num_examples: dict[str, int]  # per task
+    num_steps: int
+    final_loss: float
+    trainable: dict[str, int]  # trainable parameters per component
+
+
+def build_crab_config(
+    profile: str, llm_config: Any, tokenizer: PreTrainedTokenizerBase, manifest: dict[str, Any]
+) -> CrabConfig:
+    """The Crab config for a loaded base LLM: its own config as ``text_config``, projectors from the builder.
+
+    Args:
+        profile: ``"tiny"`` (``crab_tiny_config`` projectors) or ``"paper"`` (``crab_llama2_7b_config``).
+        llm_config: the loaded LLM's ``LlamaConfig``.
+        tokenizer: gives the placeholder ids.
+        manifest: the base models' manifest (feature widths, CLIP feature layer).
+
+    Returns:
+        The config.
+    """
+    ids = {name: tokenizer.convert_tokens_to_ids(f"<{name}>") for name in ("video", "audio", "image")}
+    vision, audio = manifest["vision"], manifest["audio"]
+    if profile == "tiny":
+        template = crab_tiny_config(
+            llm_config.vocab_size, video_token_id=ids["video"], audio_token_id=ids["audio"],
+            image_token_id=ids["image"], vision_hidden_size=vision["hidden_size"],
+            audio_hidden_size=audio["hidden_size"], vision_feature_layer=vision["feature_layer"],
+        )  # fmt: skip
+    else:
+        template = crab_llama2_7b_config(
+            vocab_size=llm_config.vocab_size, image_token_id=ids["image"], video_token_id=ids["video"],
+            audio_token_id=ids["audio"],
+        )  # fmt: skip
+    return CrabConfig(
+        text_config=llm_config,
+        visual_qformer_config=template.visual_qformer_config,
+        audio_qformer_config=template.audio_qformer_config,
+        num_visual_queries=template.num_visual_queries,
+        num_audio_queries=template.num_audio_queries,
+        video_token_id=ids["video"],
+        audio_token_id=ids["audio"],
+        image_token_id=ids["image"],
+        vision_feature_layer=template.vision_feature_layer,
+        vision_hidden_size=template.vision_hidden_size,
+        audio_hidden_size=template.audio_hidden_size,
+    )
+
+
+def build_crab_model(
+    base_dir: str | Path, profile: str, seed: int
+) -> tuple[CrabForConditionalGeneration, PreTrainedTokenizerBase]:
+    """Crab with fresh projectors (seeded) and the base LLM's weights; the tokenizer of the base models.
+
+    Only the LLM, the tokenizer and the manifest are read: the encoders ran in the ``features`` stage.
+
+    Args:
+        base_dir: the ``base_models`` folder.
+        profile: see :func:`build_crab_config`.
+        seed: seeds the projector initialisation (the global RNG is left untouched).
+
+    Raises:
+        BaseModelsError: a base-model file is missing or does not fit.
+        CrabError: the LLM vocabulary differs from the tokenizer's.
+    """
+    paths = BaseModelPaths.of(base_dir)
+    tokenizer = load_tokenizer(paths.tokenizer)
+    llm: LlamaForCausalLM = load_llm(paths.llm)
+    if llm.config.vocab_size != len(tokenizer):
+        raise CrabError(f"{paths.llm}: vocab_size {llm.config.vocab_size} != tokenizer length {len(tokenizer)}")
+    manifest = json.loads(paths.manifest.read_text(encoding="utf-8"))
+    config = build_crab_config(profile, llm.config, tokenizer, manifest)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CrabForConditionalGeneration(config)
+    model.language_model.load_state_dict(llm.state_dict(), strict=True)
+    model.generation_config = llm.generation_config
+    return model, tokenizer
+
+
+def setup_pretrain(params: Params) -> TrainSetup:
+    """Model with the declared trainable components, and the pre-training mixture."""
+    cfg = params.pretrain
+    model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, cfg.seed)
+    trainable = set_trainable(model, llm="full" if cfg.train_llm else "frozen", projectors=True)
+    dataset = training_dataset(params, cfg.tasks, tokenizer, model.config)
+    fingerprint = {"stage": "pretrain", "profile": params.profile, "config": dataclasses.asdict(cfg),
+                   "trainable": trainable}  # fmt: skip
+    return TrainSetup(model, tokenizer, dataset, trainable, fingerprint)
+
+
+def pretrain(params: Params) -> PretrainResult:
+    """The ``pretrain`` stage (module docstring); resumes a killed run from its latest checkpoint.
+
+    Args:
+        params: reads ``profile``, ``base_models.out_dir``, ``features.out_dir``, ``media`` and ``pretrain``.
+
+    Returns:
+        The :class:`PretrainResult`.
+
+    Raises:
+        BaseModelsError, DataError, FeatureStoreError: missing or inconsistent inputs (named).
+    """
+    cfg = params.pretrain
+    paths = StagePaths.of(cfg.out_dir)
+    setup = setup_pretrain(params)
+    result = fit(
+        setup.model, setup.dataset, setup.collate_fn, cfg.optim, seed=cfg.seed, work_dir=paths.work_dir,
+        fingerprint=setup.fingerprint, desc="pretrain",
+    )  # fmt: skip
+    extra = {"seed": cfg.seed, "tasks": list(cfg.tasks), "train_llm": cfg.train_llm,
+             "base_models": params.base_models.out_dir}  # fmt: skip
+
+    def write(folder: Path) -> None:
+        setup.model.save_pretrained(folder)
+        setup.tokenizer.save_pretrained(folder)
+        (folder / SUMMARY_NAME).write_text(summary_json("pretrain", setup, result, extra), encoding="utf-8")
+
+    publish_stage(paths, write)
+    return PretrainResult(
+        paths.out_dir, paths.log_dir, setup.dataset.task_counts(), result.plan.num_steps, result.final_loss,
+        setup.trainable,
+    )  # fmt: skip
+
+
+def load_pretrained(
+    out_dir: str | Path, dtype: torch.dtype = torch.float32
+) -> tuple[CrabForConditionalGeneration, PreTrainedTokenizerBase]:
+    """Load a ``pretrain`` output folder (model in eval mode, tokenizer), offline and from safetensors.
+
+    Raises:
+        CrabError: the folder is missing or holds no model (run ``crab pretrain``).
+    """
+    out_dir = Path(out_dir)
+    if not (out_dir / "config.json").is_file() or not (out_dir / "model.safetensors").is_file():
+        raise CrabError(f"{out_dir}: no pre-trained Crab model (config.json, model.safetensors); run `crab pretrain`")
+    model = CrabForConditionalGeneration.from_pretrained(
+        out_dir, dtype=dtype, local_files_only=True, use_safetensors=True
+    )
+    return model.eval(), load_tokenizer(out_dir)

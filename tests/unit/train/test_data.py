@@ -1,0 +1,127 @@
+"""Training data: prompt / target encoding, quarantine, features, and the resumable batch order."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from crab.errors import DataError
+from crab.features.store import FeatureStore, FeatureStoreError
+from crab.models.collator import IGNORE_INDEX
+from crab.models.tokenizer import build_prompt
+from crab.train.data import (
+    AvuieDataset,
+    ResumableBatchSampler,
+    encode_prompt,
+    encode_target,
+    load_records,
+    training_dataset,
+)
+from crab.train.pretrain import build_crab_model
+
+QUARANTINED_ID = "ave/train/av004"
+NUM_FRAMES, NUM_CLIPS = 2, 2  # as in conftest.py
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(workspace: Any) -> tuple[Any, Any]:
+    return build_crab_model(workspace.params.base_models.out_dir, "tiny", seed=0)
+
+
+def test_prompt_is_the_chat_template_and_target_ends_with_eos(model_and_tokenizer: tuple[Any, Any]) -> None:
+    _, tokenizer = model_and_tokenizer
+    instruction = "This is a video:\n<video_start><video><video_end>\nPlease describe this video."
+    prompt = encode_prompt(tokenizer, instruction)
+    assert prompt[0] == tokenizer.bos_token_id and prompt.count(tokenizer.bos_token_id) == 1
+    assert tokenizer.decode(prompt) == build_prompt(tokenizer, instruction)
+    assert prompt.count(tokenizer.convert_tokens_to_ids("<video>")) == 1
+    target = encode_target(tokenizer, "A dog barks.")
+    assert target[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id not in target[:-1]
+    assert tokenizer.decode(target[:-1]) == "A dog barks."
+
+
+def test_examples_carry_loss_on_the_answer_only_and_expand_placeholders(
+    workspace: Any, stage_dir: Path, model_and_tokenizer: tuple[Any, Any]
+) -> None:
+    model, tokenizer = model_and_tokenizer
+    config = model.config
+    dataset = training_dataset(workspace.params, ["avcap", "ave"], tokenizer, config)
+    assert dataset.task_counts() == {"avcap": 4, "ave": 4}
+    assert QUARANTINED_ID not in [item.record_id for item in dataset.items]
+
+    record = next(r for r in workspace.records if r.id == dataset.items[0].record_id)
+    example = dataset[0]
+    answer = encode_target(tokenizer, record.target)
+    assert example.input_ids[-len(answer) :] == answer
+    assert example.labels == [IGNORE_INDEX] * (len(example.input_ids) - len(answer)) + answer
+    assert example.input_ids.count(config.video_token_id) == NUM_FRAMES * config.num_visual_queries
+    assert example.input_ids.count(config.audio_token_id) == NUM_CLIPS * config.num_audio_queries
+    assert example.video_features.shape == (NUM_FRAMES, 4, config.vision_hidden_size)
+
+    inference = AvuieDataset([record], tokenizer, config, dataset.store, workspace.params, with_targets=False)
+    assert all(label == IGNORE_INDEX for label in inference[0].labels)
+
+
+def test_questions_on_one_video_share_its_features(
+    workspace: Any, stage_dir: Path, model_and_tokenizer: tuple[Any, Any]
+) -> None:
+    model, tokenizer = model_and_tokenizer
+    dataset = training_dataset(workspace.params, ["avqa"], tokenizer, model.config)
+    keys = [item.video_key for item in dataset.items]
+    assert len(keys) == 4 and len(set(keys)) == 2
+    assert all(item.audio_key.startswith("audio/windows") for item in dataset.items)  # AVQA's audio cutting
+
+
+def test_quarantine_removes_records_and_an_emptied_task_is_an_error(workspace: Any) -> None:
+    avuie = workspace.root / "data" / "avuie"
+    records = load_records(avuie, ["ave"], "train", set())
+    assert len(records) == 5
+    kept = load_records(avuie, ["ave"], "train", {QUARANTINED_ID})
+    assert [r.id for r in kept] == [r.id for r in records if r.id != QUARANTINED_ID]
+    with pytest.raises(DataError, match="no train records left for task 'ave'"):
+        load_records(avuie, ["ave"], "train", {r.id for r in records})
+    with pytest.raises(DataError, match="file not found"):
+        load_records(avuie, ["ave"], "test", set())
+
+
+def test_missing_or_misshapen_features_are_named(workspace: Any, model_and_tokenizer: tuple[Any, Any]) -> None:
+    model, tokenizer = model_and_tokenizer
+    store = FeatureStore(workspace.params.features.out_dir)
+    record = workspace.records[0]
+    stray = dataclasses.replace(record, media={"video": "raw/elsewhere.mp4", "audio": record.media["audio"]})
+    with pytest.raises(FeatureStoreError, match="no features for 1 media keys \\(video/raw/elsewhere.mp4\\)"):
+        AvuieDataset([stray], tokenizer, model.config, store, workspace.params)
+    narrow = copy.deepcopy(model.config)
+    narrow.vision_hidden_size = 16
+    with pytest.raises(FeatureStoreError, match="expected \\(segments, tokens, 16\\)"):
+        AvuieDataset([record], tokenizer, narrow, store, workspace.params)
+
+
+def test_each_epoch_is_a_permutation_drawn_from_seed_and_epoch_only() -> None:
+    sampler = ResumableBatchSampler(10, 3, seed=7)
+    assert sampler.batches_per_epoch == 4
+    epochs = [[i for b in range(4) for i in sampler.batch(e * 4 + b)] for e in range(3)]
+    assert all(sorted(order) == list(range(10)) for order in epochs)
+    assert [len(sampler.batch(b)) for b in range(4)] == [3, 3, 3, 1]
+    assert epochs[0] != epochs[1] != epochs[2]
+
+    fresh = ResumableBatchSampler(10, 3, seed=7)  # a resumed run starts at any position with the same batches
+    assert [fresh.batch(p) for p in (9, 2, 5)] == [sampler.batch(p) for p in (9, 2, 5)]
+    assert ResumableBatchSampler(10, 3, seed=8).batch(0) != sampler.batch(0)
+    assert sampler.epoch_at(6) == 1.5
+
+
+def test_replicas_split_every_global_batch() -> None:
+    ranks = [ResumableBatchSampler(7, 2, seed=0, num_replicas=2, rank=r) for r in range(2)]
+    assert ranks[0].batches_per_epoch == 2
+    seen = [i for p in range(2) for s in ranks for i in s.batch(p)]
+    assert len(seen) == 8 and set(seen) == set(range(7))  # padded by wrap-around to full slices
+    assert set(ranks[0].batch(0)).isdisjoint(ranks[1].batch(0))
+    np.testing.assert_array_equal(ranks[0].epoch_order(0), ranks[1].epoch_order(0))
+    with pytest.raises(ValueError, match="rank 2 outside"):
+        ResumableBatchSampler(7, 2, seed=0, num_replicas=2, rank=2)
