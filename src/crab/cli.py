@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for stage in STAGES.values():
         p = sub.add_parser(stage.name, help=stage.help, description=stage.help)
+        if stage.foreach:
+            p.add_argument("--task", required=True, help=f"one task of params `{stage.foreach}`")
         p.epilog = f"reads params sections: {', '.join(stage.params)}; writes: {', '.join(stage.outs)}"
 
     synth = sub.add_parser(
@@ -102,6 +104,8 @@ def _run(args: argparse.Namespace) -> int:
         from crab.synth import synthesize
 
         synthesize(params, force=args.force)
+    elif STAGES[args.command].foreach:
+        resolve(STAGES[args.command])(params, args.task)
     else:
         resolve(STAGES[args.command])(params)
     log.info("%s finished in %.1f s", args.command, time.perf_counter() - start)

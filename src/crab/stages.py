@@ -40,6 +40,12 @@ class Stage:
         deps: files and folders it reads (code included, so code changes rerun it).
         outs: files and folders it writes (cached by DVC).
         metrics: small JSON metric files it writes (not cached, shown by ``dvc metrics show``).
+        plots: dvclive / JSON plot files it writes (not cached, shown by ``dvc plots show``).
+        persist: keep the outs when the stage reruns (DVC deletes outs first otherwise); for stages
+            that resume inside their out folder.
+        foreach: a ``params.yaml`` key holding a list of tasks; the stage then runs once per task
+            (``crab <stage> --task <task>``; a DVC ``foreach`` stage), and ``{task}`` in its deps,
+            outs and metrics stands for the task.
     """
 
     name: str
@@ -49,10 +55,13 @@ class Stage:
     deps: tuple[str, ...]
     outs: tuple[str, ...]
     metrics: tuple[str, ...] = ()
+    plots: tuple[str, ...] = ()
+    persist: bool = False
+    foreach: str | None = None
 
     @property
     def cmd(self) -> str:
-        return f"crab {self.name}"
+        return f"crab {self.name} --task ${{item}}" if self.foreach else f"crab {self.name}"
 
 
 STAGES: dict[str, Stage] = {
@@ -88,6 +97,122 @@ STAGES: dict[str, Stage] = {
             deps=("data/avuie", "data/raw", "src/crab/quality", "src/crab/tasks.py", "src/crab/avuie"),
             outs=("reports/validation/avuie.json", "reports/validation/avuie_docs"),
         ),
+        Stage(
+            name="base_models",
+            target="crab.models.base:base_models",
+            help="Write the frozen encoders, the LLM and the tokenizer (tiny: seeded, in the paper formats).",
+            params=("profile", "base_models", "avuie"),
+            deps=(
+                "data/avuie",
+                "src/crab/models/base.py",
+                "src/crab/models/tokenizer.py",
+                "src/crab/models/beats.py",
+            ),
+            outs=("models/base",),
+        ),
+        Stage(
+            name="features",
+            target="crab.features.extract:features",
+            help="Run the frozen CLIP and BEATs once over all AV-UIE media into sharded safetensors.",
+            params=("avuie", "media", "base_models", "features"),
+            deps=(
+                "data/avuie",
+                "reports/validation/avuie.json",
+                "models/base",
+                "data/raw",
+                "src/crab/features",
+                "src/crab/datasets/media.py",
+                "src/crab/models/beats.py",
+                "src/crab/models/base.py",
+                "src/crab/tasks.py",
+            ),
+            outs=("data/features",),
+            persist=True,
+        ),
+        Stage(
+            name="pretrain",
+            target="crab.train.pretrain:pretrain",
+            help="Align the projectors on captions and task data (tiny: the LLM also learns language).",
+            params=("profile", "base_models", "features", "media", "pretrain"),
+            deps=(
+                "models/base",
+                "data/features",
+                "data/avuie",
+                "reports/validation/avuie.json",
+                "src/crab/train",
+                "src/crab/models",
+                "src/crab/features/store.py",
+                "src/crab/tasks.py",
+            ),
+            outs=("models/pretrain",),
+            metrics=("models/pretrain_log/metrics.json",),
+            plots=("models/pretrain_log/plots/metrics",),
+        ),
+        Stage(
+            name="finetune",
+            target="crab.train.finetune:finetune",
+            help="Multi-task instruction tuning: LLM frozen, adapter (IA-LoRA or LoRA) and projectors trained.",
+            params=("pretrain", "features", "media", "finetune"),
+            deps=(
+                "models/pretrain",
+                "data/features",
+                "data/avuie",
+                "reports/validation/avuie.json",
+                "src/crab/train",
+                "src/crab/models",
+                "src/crab/lora",
+                "src/crab/features/store.py",
+                "src/crab/tasks.py",
+            ),
+            outs=("models/finetune",),
+            metrics=("models/finetune_log/metrics.json",),
+            plots=("models/finetune_log/plots/metrics",),
+        ),
+        Stage(
+            name="evaluate",
+            target="crab.eval.run:evaluate",
+            help="Greedy generation, answer parsing and official metrics with trivial baselines, per task.",
+            params=("datasets", "media", "features", "pretrain", "finetune", "evaluate"),
+            deps=(
+                "data/avuie",
+                "reports/validation/avuie.json",
+                "data/features",
+                "models/pretrain",
+                "models/finetune",
+                "src/crab/eval",
+                "src/crab/tasks.py",
+                "src/crab/avuie",
+                "src/crab/train/data.py",
+            ),
+            outs=("predictions/{task}.jsonl",),
+            metrics=("metrics/{task}.json",),
+            foreach="finetune.tasks",
+        ),
+        Stage(
+            name="report",
+            target="crab.report:report",
+            help="Execute the papermill notebooks into reports/ (ipynb + HTML without code).",
+            params=("finetune", "pretrain", "evaluate"),
+            deps=(
+                "notebooks",
+                "src/crab/report.py",
+                "src/crab/report_tables.py",
+                "src/crab/report_data.py",
+                "metrics",
+                "predictions",
+                "models/pretrain_log",
+                "models/finetune_log",
+                "data/avuie",
+                "reports/validation/raw.json",
+                "reports/validation/avuie.json",
+            ),
+            outs=(
+                "reports/results.ipynb",
+                "reports/results.html",
+                "reports/data.ipynb",
+                "reports/data.html",
+            ),
+        ),
     )
 }
 
@@ -102,14 +227,21 @@ def dvc_yaml() -> str:
     """The content of ``dvc.yaml``, generated from :data:`STAGES`."""
     stages: dict[str, Any] = {}
     for stage in STAGES.values():
+
+        def paths(items: tuple[str, ...]) -> list[str]:
+            return [p.replace("{task}", "${item}") for p in items]
+
         entry: dict[str, Any] = {
             "cmd": stage.cmd,
             "params": list(stage.params),
-            "deps": list(stage.deps),
-            "outs": list(stage.outs),
+            "deps": paths(stage.deps),
+            "outs": [{p: {"persist": True}} for p in paths(stage.outs)] if stage.persist else paths(stage.outs),
         }
         if stage.metrics:
-            entry["metrics"] = [{path: {"cache": False}} for path in stage.metrics]
-        stages[stage.name] = entry
+            entry["metrics"] = [{path: {"cache": False}} for path in paths(stage.metrics)]
+        if stage.plots:
+            # dvclive writes a `step` column; without x DVC plots against the row index.
+            entry["plots"] = [{path: {"cache": False, "x": "step"}} for path in paths(stage.plots)]
+        stages[stage.name] = {"foreach": f"${{{stage.foreach}}}", "do": entry} if stage.foreach else entry
     header = "# Generated from src/crab/stages.py by `crab dvc-yaml`; do not edit by hand.\n"
     return header + yaml.safe_dump({"stages": stages}, sort_keys=False, width=110)

@@ -29,12 +29,27 @@ def test_stage_names_match() -> None:
     assert list(_dvc_stages()) == list(STAGES)
 
 
+def _entry(name: str) -> dict:
+    entry = _dvc_stages()[name]
+    return entry["do"] if "foreach" in entry else entry
+
+
 @pytest.mark.parametrize("name", list(STAGES))
 def test_each_cmd_parses_with_the_cli(name: str) -> None:
-    cmd = _dvc_stages()[name]["cmd"].split()
+    cmd = _entry(name)["cmd"].replace("${item}", "ave").split()
     assert cmd[0] == "crab"
     args = build_parser().parse_args(cmd[1:])
     assert args.command == name
+
+
+def test_foreach_stages_iterate_over_a_params_list() -> None:
+    params = load_params(REPO / "params.yaml")
+    for name, stage in STAGES.items():
+        if stage.foreach:
+            assert _dvc_stages()[name]["foreach"] == f"${{{stage.foreach}}}"
+            section, key = stage.foreach.split(".")
+            assert isinstance(getattr(getattr(params, section), key), list)
+            assert section in stage.params
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -53,11 +68,13 @@ def test_deps_are_code_raw_data_or_earlier_outputs() -> None:
     produced: set[str] = set()
     for stage in STAGES.values():
         for dep in stage.deps:
-            if dep.startswith("src/"):
+            if dep.startswith(("src/", "notebooks")):
                 assert (REPO / dep).exists(), f"{stage.name}: code dependency {dep} does not exist"
             else:
-                assert dep == params.datasets.raw_root or dep in produced, f"{stage.name}: {dep} is produced by no earlier stage"
-        produced.update(stage.outs)
+                # a dep is an earlier output, or a folder holding earlier outputs (e.g. metrics/)
+                earlier = dep in produced or any(p.startswith(dep + "/") for p in produced)
+                assert dep == params.datasets.raw_root or earlier, f"{stage.name}: {dep} is produced by no earlier stage"
+        produced.update(stage.outs + stage.metrics + stage.plots)
 
 
 def test_cli_start_up_stays_light() -> None:

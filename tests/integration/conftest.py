@@ -1,0 +1,40 @@
+"""Integration fixtures: the real params.yaml, shrunk so that whole stages run in seconds."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from crab.config import Params, load_params
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def shrink(params: Params) -> Params:
+    """The real params with tiny sizes: same code paths, a few clips per split, small frames."""
+    synth = params.synth
+    synth = dataclasses.replace(
+        synth,
+        video=dataclasses.replace(synth.video, size=32, fps=4),
+        ave=dataclasses.replace(synth.ave, num_train=6, num_val=2, num_test=4),
+        music_avqa=dataclasses.replace(
+            synth.music_avqa, num_train_videos=4, num_val_videos=2, num_test_videos=3, duration_s=6
+        ),
+        valor=dataclasses.replace(synth.valor, num_train=3, num_val=2, duration_s=4),
+    )
+    base = params.base_models
+    base = dataclasses.replace(base, tokenizer=dataclasses.replace(base.tokenizer, vocab_size=400))
+    short = {"epochs": 1.0, "batch_size": 4, "save_every_steps": 4, "log_every_steps": 2}
+    pretrain = dataclasses.replace(params.pretrain, optim=dataclasses.replace(params.pretrain.optim, **short))
+    finetune = dataclasses.replace(params.finetune, optim=dataclasses.replace(params.finetune.optim, **short))
+    evaluate = dataclasses.replace(params.evaluate, max_new_tokens=24)
+    return dataclasses.replace(
+        params, synth=synth, base_models=base, pretrain=pretrain, finetune=finetune, evaluate=evaluate
+    )
+
+
+@pytest.fixture
+def tiny_params() -> Params:
+    return shrink(load_params(REPO / "params.yaml"))
