@@ -80,7 +80,7 @@ class ReportResult:
 def training_log_dir(out_dir: str) -> str:
     """The final dvclive folder of a training stage: ``models/<stage>_log`` for ``models/<stage>``.
 
-    The rule of ``crab.train.loop.StagePaths.log_dir`` (a unit test keeps the two equal), restated here
+    The rule of ``crab.train.stage.StagePaths.log_dir`` (a unit test keeps the two equal), restated here
     because importing the training loop would import torch into the report stage.
     """
     path = Path(out_dir)

@@ -11,7 +11,7 @@ import pytest
 from crab.config import load_params
 from crab.errors import DataError
 from crab.report import notebook_parameters, report
-from crab.train.loop import StagePaths
+from crab.train.stage import StagePaths
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
