@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from typing import Any
 from crab.avuie.avcap import build_avcap
 from crab.avuie.ave import build_ave
 from crab.avuie.avqa import build_avqa
+from crab.atomic import replace_dir
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params
 from crab.datasets.ave import read_ave
@@ -208,28 +207,13 @@ def _majority_answers(records: Sequence[AvuieRecord]) -> dict[str, dict[str, Any
 
 
 def _write_atomically(out_dir: Path, outputs: dict[str, dict[str, list[AvuieRecord]]], stats: dict[str, Any]) -> None:
-    """Write everything into a temp sibling folder, then swap it in with renames."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    for stale in (tmp, old):
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    """Write every split file and ``stats.json`` into a temp sibling folder, then swap it in."""
+    with replace_dir(out_dir) as tmp:
         for task, splits in outputs.items():
             for split, records in splits.items():
                 write_jsonl(tmp / task / f"{split}.jsonl", records)
         text = json.dumps(stats, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         (tmp / "stats.json").write_text(text, encoding="utf-8")
-        if out_dir.exists():
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out_dir.exists():
-            old.rename(out_dir)  # put the previous build back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _log_summary(stats: dict[str, Any]) -> None:

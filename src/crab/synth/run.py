@@ -12,12 +12,12 @@ records on any machine with the same stack.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from crab.atomic import replace_dir
 from crab.config import Params
 from crab.errors import CrabError
 from crab.synth.ave import write_ave
@@ -51,23 +51,8 @@ def _is_non_empty(path: Path) -> bool:
 
 def _write_atomically(name: str, writer: Writer, params: Params, target: Path) -> int:
     """Run ``writer`` into a temporary sibling of ``target``, then swap it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.synth-tmp")
-    old = target.with_name(f".{target.name}.synth-old")
-    for leftover in (tmp, old):  # from an interrupted earlier run
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    tmp.mkdir()
-    try:
+    with replace_dir(target) as tmp:  # the previous data stays until the new one is complete
         count = writer(params, tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if target.exists():
-        target.rename(old)  # keep the previous data until the new one is in place
-    tmp.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
     logger.info("synth: %s -> %s (%d clips)", name, target, count)
     return count
 

@@ -1,0 +1,51 @@
+"""Atomic replacement of a stage's output folder.
+
+Every stage writes its outputs so that a reader never sees a half-written folder and a failed run
+leaves the previous version in place: build everything in a temporary sibling folder (same file
+system, so the final step is a rename), then swap it in; the old version is removed last.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["replace_dir"]
+
+
+@contextmanager
+def replace_dir(target: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary sibling of ``target``; on success it becomes ``target``.
+
+    Leftovers of an interrupted earlier run are removed first. If the body raises, the temporary
+    folder is removed and ``target`` is left as it was.
+
+    Args:
+        target: the folder to (re)create.
+
+    Yields:
+        The temporary folder to write into.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    for stale in (tmp, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        target.rename(old)
+    try:
+        tmp.rename(target)
+    except BaseException:
+        old.rename(target)  # put the previous version back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
