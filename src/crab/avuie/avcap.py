@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crab.avuie.schema import AvuieRecord, make_id, media_paths
+from crab.avuie.schema import AvuieRecord
 from crab.tasks import TASKS, Task
 
 if TYPE_CHECKING:  # annotations only: keeps this module (and so crab.tasks' parsers) free of media imports
@@ -88,15 +88,10 @@ def build_avcap(
             continue
         tally["caption"] += 1
         out.append(
-            AvuieRecord(
-                id=make_id(Task.AVCAP, rec.split, rec.item_id),
-                task=Task.AVCAP.value,
-                split=rec.split,
-                dataset=spec.dataset,
-                item_id=rec.item_id,
-                source=rec.source,
-                video_id=rec.video_id,
-                media=media_paths(rec.video_path),
+            AvuieRecord.from_raw(
+                Task.AVCAP,
+                spec.dataset,
+                rec,
                 instruction=instruction,
                 target=format_answer(label, None),
                 reasoning=False,

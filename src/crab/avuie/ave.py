@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crab.avuie.schema import AvuieRecord, make_id, media_paths, read_released_target
+from crab.avuie.schema import AvuieRecord, read_released_target
 from crab.tasks import TASKS, Task
 
 if TYPE_CHECKING:  # annotations only: keeps this module (and so crab.tasks' parsers) free of media imports
@@ -340,15 +340,10 @@ def build_ave(
             continue
         target, reasoning = _target(rec, label, scenes, released_dir, use_reasoning, rng, tally)
         out.append(
-            AvuieRecord(
-                id=make_id(Task.AVE, rec.split, rec.item_id),
-                task=Task.AVE.value,
-                split=rec.split,
-                dataset=TASKS[Task.AVE].dataset,
-                item_id=rec.item_id,
-                source=rec.source,
-                video_id=rec.video_id,
-                media=media_paths(rec.video_path),
+            AvuieRecord.from_raw(
+                Task.AVE,
+                TASKS[Task.AVE].dataset,
+                rec,
                 instruction=instruction,
                 target=target,
                 reasoning=reasoning,

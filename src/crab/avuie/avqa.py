@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crab.avuie.schema import AvuieRecord, make_id, media_paths, read_released_target
+from crab.avuie.schema import AvuieRecord, read_released_target
 from crab.tasks import TASKS, Task
 
 if TYPE_CHECKING:  # annotations only: keeps this module (and so crab.tasks' parsers) free of media imports
@@ -363,15 +363,10 @@ def build_avqa(
             continue
         target, reasoning = _target(rec, scenes, released_dir, use_reasoning, rng, tally)
         out.append(
-            AvuieRecord(
-                id=make_id(Task.AVQA, rec.split, rec.item_id),
-                task=Task.AVQA.value,
-                split=rec.split,
-                dataset=spec.dataset,
-                item_id=rec.item_id,
-                source=rec.source,
-                video_id=rec.video_id,
-                media=media_paths(rec.video_path),
+            AvuieRecord.from_raw(
+                Task.AVQA,
+                spec.dataset,
+                rec,
                 instruction=spec.instruction(question=rec.question),
                 target=target,
                 reasoning=reasoning,

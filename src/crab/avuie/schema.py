@@ -103,6 +103,35 @@ class AvuieRecord:
     reasoning: bool
     label: dict[str, Any]
 
+    @classmethod
+    def from_raw(
+        cls,
+        task: str,
+        dataset: str,
+        raw: Any,
+        *,
+        instruction: str,
+        target: str,
+        reasoning: bool,
+        label: dict[str, Any],
+    ) -> AvuieRecord:
+        """The record for one raw item (an ``AveRecord``, ``AvqaRecord`` or ``ValorRecord``): id, split,
+        provenance and media come from ``raw``; the rest is the task's."""
+        return cls(
+            id=make_id(task, raw.split, raw.item_id),
+            task=str(task),
+            split=raw.split,
+            dataset=dataset,
+            item_id=raw.item_id,
+            source=raw.source,
+            video_id=raw.video_id,
+            media=media_paths(raw.video_path),
+            instruction=instruction,
+            target=target,
+            reasoning=reasoning,
+            label=label,
+        )
+
     def to_json(self) -> str:
         """One JSON line (no newline), keys sorted: byte-deterministic."""
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)

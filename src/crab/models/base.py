@@ -30,8 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +42,7 @@ from transformers import (AutoTokenizer, CLIPImageProcessorPil, CLIPVisionConfig
                           LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase)  # fmt: skip
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from crab.atomic import replace_dir
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.config import Params, TinyLlmConfig, TinyVisionConfig
 from crab.errors import CrabError
@@ -126,11 +125,8 @@ def base_models(params: Params) -> BaseModelsResult:
     cfg = params.base_models
     seeds = {"vision": cfg.seed, "audio": cfg.seed + 1, "llm": cfg.seed + 2}
     out_dir = Path(cfg.out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     start = time.perf_counter()
-    try:
+    with replace_dir(out_dir) as tmp:
         paths = BaseModelPaths.of(tmp)
         corpus = avuie_training_texts(AVUIE_DIR, params.avuie.tasks)
         tokenizer = train_bpe_tokenizer(corpus.texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
@@ -150,9 +146,6 @@ def base_models(params: Params) -> BaseModelsResult:
 
         manifest = _manifest(params, seeds, tokenizer, vision, audio, llm, corpus.num_records)
         paths.manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _swap_in(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     counts = ", ".join(f"{part} {manifest[part]['num_parameters']:,}" for part in ("vision", "audio", "llm"))
     log.info("base_models: wrote %s in %.1f s (parameters: %s)", out_dir, time.perf_counter() - start, counts)
     return BaseModelsResult(out_dir=out_dir, manifest=manifest)
@@ -269,15 +262,6 @@ def _manifest(
 
 def _num_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by the finished ``tmp`` folder with renames (an old version is removed last)."""
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_base_models(out_dir: str | Path, dtype: torch.dtype = torch.float32) -> BaseModels:
