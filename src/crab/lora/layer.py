@@ -18,6 +18,15 @@ Notable differences from the authors' code (same function at eval time):
   (tokens x d_in -> d_out, r=8, 3 heads, median ms, forward+backward): 2048x1024->1024: 9.8 separate vs
   7.6 fused; 1024x4096->4096: 26.1 vs 16.7; 2048x1024->2816: 20.9 vs 19.3; forward-only times are
   equal within noise. The fused-head form itself is 4-5x faster than Crab's per-head loop.
+* **One pass over the output.** The stacked-B GEMM accumulates into (a copy of) the base output,
+  ``addmm(W0 x, flatten(w ⊗ h), B^T)``: one read and one write of the (tokens, d_out) tensor, where writing
+  a delta and adding it takes at least two of each (three with a dtype cast in between).
+* **Compute in the activations' dtype.** The adapter weights are cast to ``x``'s dtype (a few KB), never
+  ``x`` to the weights' dtype. peft keeps adapter weights in float32 in a bf16 model
+  (``autocast_adapter_dtype``); casting the activations up, as peft's LoRA does, costs extra passes over
+  every (tokens, d_in) and (tokens, d_out) tensor forward and backward. The router softmax is still
+  computed in float32, gradients still reach the float32 weights in float32 (autocast-style mixed
+  precision), and in a float32 model nothing changes. ``benchmarks/ia_lora.py`` measures the effect.
 * **Router observability.** ``router_observer`` (set by :func:`crab.lora.router.capture_router_weights`)
   receives the float32 probabilities of every forward, and ``last_router_probs`` keeps them (with their
   graph) only when the adapter's load-balance loss is on, so nothing is retained otherwise.
@@ -47,6 +56,11 @@ MERGE_ERROR = (
 
 # Called as observer(adapter_name, probs) with probs of shape (..., num_heads), float32, detached.
 RouterObserver = Callable[[str, torch.Tensor], None]
+
+
+def _cast(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``weight`` in ``dtype``; a no-op (and no autograd node) when it already is."""
+    return weight if weight.dtype == dtype else weight.to(dtype)
 
 
 def _dropout_is_active(dropout: nn.Module) -> bool:
@@ -179,27 +193,39 @@ class IALoraLinear(nn.Module, IALoraLayer):
             x: input of the base layer, shape (..., d_in).
 
         Returns:
-            The delta, shape (..., d_out), in the adapter's dtype.
+            The delta, shape (..., d_out), in the compute dtype (``x``'s; see the module docstring).
+        """
+        weighted, lora_B = self._routed_input(adapter_name, x)
+        return F.linear(weighted, lora_B)  # (..., d_out)
+
+    def _routed_input(self, adapter_name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``flatten(scaling * w(x) ⊗ A dropout(x))`` and the stacked B, both in the compute dtype (``x``'s).
+
+        Args:
+            adapter_name: which adapter.
+            x: input of the base layer, shape (..., d_in).
+
+        Returns:
+            ``weighted`` of shape (..., num_heads * r) and ``lora_B`` of shape (d_out, num_heads * r).
         """
         lora_A = self.ia_lora_A[adapter_name].weight  # (r, d_in)
         router = self.ia_lora_router[adapter_name].weight  # (num_heads, d_in)
-        lora_B = self.ia_lora_B[adapter_name].weight  # (d_out, num_heads * r)
         dropout = self.ia_lora_dropout[adapter_name]
-        r, num_heads = self.r[adapter_name], self.num_heads[adapter_name]
-
-        x = self._cast_input_dtype(x, lora_A.dtype)
+        dtype = x.dtype
         if _dropout_is_active(dropout):
-            h = F.linear(dropout(x), lora_A)  # (..., r)
-            logits = F.linear(x, router)  # (..., num_heads); the router sees the undropped x
+            h = F.linear(dropout(x), _cast(lora_A, dtype))  # (..., r)
+            logits = F.linear(x, _cast(router, dtype))  # (..., num_heads); the router sees the undropped x
         else:
-            h, logits = F.linear(x, torch.cat([lora_A, router], dim=0)).split([r, num_heads], dim=-1)
+            fused = _cast(torch.cat([lora_A, router], dim=0), dtype)  # (r + num_heads, d_in)
+            sizes = [self.r[adapter_name], self.num_heads[adapter_name]]
+            h, logits = F.linear(x, fused).split_with_sizes(sizes, dim=-1)  # (..., r), (..., num_heads)
         probs = torch.softmax(logits, dim=-1, dtype=torch.float32)  # (..., num_heads)
         self._record_router_probs(adapter_name, probs)
 
         # Scaling is folded into the float32 gates: (..., num_heads) is the smallest tensor on the path.
-        gates = (probs * self.scaling[adapter_name]).to(h.dtype)  # (..., num_heads)
+        gates = _cast(probs * self.scaling[adapter_name], h.dtype)  # (..., num_heads)
         weighted = (gates.unsqueeze(-1) * h.unsqueeze(-2)).flatten(-2)  # (..., num_heads * r)
-        return F.linear(weighted, lora_B)  # (..., d_out)
+        return weighted, _cast(self.ia_lora_B[adapter_name].weight, weighted.dtype)
 
     def _record_router_probs(self, adapter_name: str, probs: torch.Tensor) -> None:
         """Hand ``probs`` (..., num_heads) to the observer and keep them for the aux loss if it is on."""
@@ -215,7 +241,7 @@ class IALoraLinear(nn.Module, IALoraLayer):
             x: input, shape (..., d_in).
 
         Returns:
-            Output of shape (..., d_out) in the base layer's dtype.
+            Output of shape (..., d_out) in the base layer's output dtype.
         """
         result = self.base_layer(x, *args, **kwargs)
         if self.disable_adapters:
@@ -223,7 +249,15 @@ class IALoraLinear(nn.Module, IALoraLayer):
         for adapter_name in self.active_adapters:
             if adapter_name not in self.ia_lora_A:
                 continue
-            result = result + self.adapter_delta(adapter_name, x).to(result.dtype)
+            weighted, lora_B = self._routed_input(adapter_name, x)  # (..., num_heads * r), (d_out, num_heads * r)
+            if weighted.dtype == result.dtype:
+                # result + weighted @ B^T as one GEMM accumulating into a copy of the base output.
+                flat = torch.addmm(
+                    result.reshape(-1, self.out_features), weighted.reshape(-1, lora_B.shape[1]), lora_B.t()
+                )  # (tokens, d_out)
+                result = flat.view(result.shape)  # (..., d_out)
+            else:  # a base layer whose output dtype differs from its input's
+                result = result + F.linear(weighted, lora_B).to(result.dtype)
         return result
 
     def __repr__(self) -> str:
