@@ -326,7 +326,7 @@ class FinetuneConfig:
     out_dir: str
     seed: int
     tasks: list[TaskName]
-    adapter: Literal["ia_lora", "lora"]
+    adapter: Literal["ia_lora", "lora", "lora_moe"]
     lora: LoraParams
     optim: OptimConfig
 

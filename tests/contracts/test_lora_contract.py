@@ -1,9 +1,11 @@
 """Contract of the LLM adapters with peft, in the style of peft's ``PeftCommonTester``.
 
-Runs on a tiny ``LlamaForCausalLM`` (2 layers, hidden 64, vocab 128): inject -> trainable set, train a
-few steps, save -> load in a FRESH process -> identical logits, disabling gives the base model, target
-matching can be confined to the LLM inside a multimodal wrapper, and plain LoRA goes through the same
-builder. These are the guarantees Crab's vendored peft fork never checked (reference section 2.2, 7).
+Runs on a tiny ``LlamaForCausalLM`` (2 layers, hidden 64, vocab 128) for every value of
+``finetune.adapter`` (``ia_lora``, ``lora``, ``lora_moe``) where a check applies: inject -> trainable set,
+train a few steps, save -> load in a FRESH process -> identical logits, disabling gives the base model,
+target matching can be confined to the LLM inside a multimodal wrapper; for the routed adapters also
+router weights that sum to 1 and a refused merge. These are the guarantees Crab's vendored peft fork
+never checked (reference section 2.2, 7).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from crab.lora import (
-    IALoraConfig,
-    IALoraLinear,
+    ADAPTER_KINDS,
+    ROUTED_ADAPTER_KINDS,
+    RoutedLoraLayer,
     build_adapter_config,
     capture_router_weights,
     llm_target_regex,
@@ -41,14 +44,28 @@ pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is d
 
 SEED = 0
 NUM_ADAPTED = 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
-# per layer: q/k/v/o 4 x 2,240 + gate/up 2 x 3,776 + down 2,944 (A r*d_in + B d_out*3r + router 3*d_in)
-NUM_TRAINABLE = 2 * (4 * 2_240 + 2 * 3_776 + 2_944)
+# Trainable parameters with the builder defaults (r=8, 3 heads), per layer: q/k/v/o (64->64) x 4,
+# gate/up (64->128) x 2, down (128->64) x 1.
+NUM_TRAINABLE = {
+    # A r*d_in + B d_out*3r + router 3*d_in: 2,240; 3,776; 2,944
+    "ia_lora": 2 * (4 * 2_240 + 2 * 3_776 + 2_944),
+    # A r*d_in + B d_out*r: 1,024; 1,536; 1,536
+    "lora": 2 * (4 * 1_024 + 2 * 1_536 + 1_536),
+    # 3 x (A r*d_in + B d_out*r) + router 3*d_in: 3,264; 4,800; 4,992
+    "lora_moe": 2 * (4 * 3_264 + 2 * 4_800 + 4_992),
+}
+ADAPTER_PARTS = {
+    "ia_lora": {"ia_lora_A", "ia_lora_B", "ia_lora_router"},
+    "lora": {"lora_A", "lora_B"},
+    "lora_moe": {"lora_moe_A", "lora_moe_B", "lora_moe_router"},
+}
+CONFIG_CLASSES = {"ia_lora": "IALoraConfig", "lora": "LoraConfig", "lora_moe": "LoraMoeConfig"}
 
 LOAD_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import torch
-    import crab.lora  # registers IA_LORA with peft
+    import crab.lora  # registers IA_LORA and LORA_MOE with peft
     from peft import PeftConfig, PeftModel
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -83,10 +100,15 @@ class AudioVisualWrapper(nn.Module):
         self.audio_projector.q_proj = nn.Linear(64, 64)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """An IA-LoRA Llama trained 3 AdamW steps (so every B is non-zero), saved to disk."""
-    model = get_peft_model(tiny_llama(), build_adapter_config("ia_lora", target_modules=llm_target_regex("model")))
+def adapter_config(kind: str) -> PeftConfig:
+    """The builder's config for ``kind`` with its defaults (r=8, alpha=16, dropout 0.05, 3 heads)."""
+    return build_adapter_config(kind, target_modules=llm_target_regex("model"))
+
+
+@pytest.fixture(scope="module", params=ADAPTER_KINDS)
+def trained(request, tmp_path_factory):
+    """A Llama with the adapter ``request.param`` trained 3 AdamW steps (every B non-zero), saved to disk."""
+    model = get_peft_model(tiny_llama(), adapter_config(request.param))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     ids = input_ids()
     model.train()
@@ -96,34 +118,35 @@ def trained(tmp_path_factory):
         optimizer.step()
         optimizer.zero_grad()
     model.eval()
-    save_dir = tmp_path_factory.mktemp("ia_lora_adapter")
+    save_dir = tmp_path_factory.mktemp(f"{request.param}_adapter")
     model.save_pretrained(save_dir)
-    return model, save_dir
+    return request.param, model, save_dir
 
 
-def test_inject_gives_exactly_the_adapter_trainable_set():
-    model = get_peft_model(tiny_llama(), IALoraConfig(task_type="CAUSAL_LM"))
+@pytest.mark.parametrize("kind", ADAPTER_KINDS)
+def test_inject_gives_exactly_the_adapter_trainable_set(kind):
+    model = get_peft_model(tiny_llama(), adapter_config(kind))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    adapted = [n for n, m in model.named_modules() if isinstance(m, IALoraLinear)]
-    assert len(adapted) == NUM_ADAPTED
-    assert len(trainable) == 3 * NUM_ADAPTED
-    assert all(n.split(".")[-3] in {"ia_lora_A", "ia_lora_B", "ia_lora_router"} for n in trainable)
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == NUM_TRAINABLE
+    assert len(model.base_model.targeted_module_names) == NUM_ADAPTED
+    assert len(trainable) == len(ADAPTER_PARTS[kind]) * NUM_ADAPTED
+    assert {n.split(".")[-3] for n in trainable} == ADAPTER_PARTS[kind]
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == NUM_TRAINABLE[kind]
 
 
 def test_training_makes_every_head_non_zero(trained):
-    model, _ = trained
-    for module in model.modules():
-        if isinstance(module, IALoraLinear):
-            assert module.ia_lora_B["default"].weight.abs().min() > 0
+    _, model, _ = trained
+    heads = [p for n, p in model.named_parameters() if n.split(".")[-3].endswith("_B")]
+    assert len(heads) == NUM_ADAPTED
+    assert all(head.abs().min() > 0 for head in heads)
 
 
 def test_save_then_load_in_a_fresh_process_gives_identical_logits(trained, tmp_path):
-    model, save_dir = trained
+    kind, model, save_dir = trained
     ids = input_ids()
     with torch.no_grad():
         expected = model(input_ids=ids).logits
-    assert json.loads((save_dir / "adapter_config.json").read_text())["peft_type"] == "IA_LORA"
+    peft_type = json.loads((save_dir / "adapter_config.json").read_text())["peft_type"]
+    assert peft_type == kind.upper()
     torch.save(ids, tmp_path / "ids.pt")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     args = [str(save_dir), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt"), str(SEED)]
@@ -133,12 +156,12 @@ def test_save_then_load_in_a_fresh_process_gives_identical_logits(trained, tmp_p
     )
     assert result.returncode == 0, result.stderr
     loaded = torch.load(tmp_path / "out.pt")
-    assert loaded["config_cls"] == "IALoraConfig"
+    assert loaded["config_cls"] == CONFIG_CLASSES[kind]
     assert (loaded["logits"] - expected).abs().max().item() == 0.0
 
 
 def test_disable_adapter_gives_base_logits(trained):
-    model, _ = trained
+    _, model, _ = trained
     ids = input_ids()
     with torch.no_grad():
         base = tiny_llama()(input_ids=ids).logits
@@ -149,8 +172,9 @@ def test_disable_adapter_gives_base_logits(trained):
     assert torch.equal(disabled, base)
 
 
+@pytest.mark.parametrize("trained", ROUTED_ADAPTER_KINDS, indirect=True)
 def test_router_weights_sum_to_one_per_layer(trained):
-    model, _ = trained
+    _, model, _ = trained
     ids = input_ids()
     mask = torch.ones_like(ids)
     mask[0, -3:] = 0
@@ -163,8 +187,9 @@ def test_router_weights_sum_to_one_per_layer(trained):
         torch.testing.assert_close(stats.mean_probs().sum().item(), 1.0, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("trained", ROUTED_ADAPTER_KINDS, indirect=True)
 def test_merge_and_unload_is_refused_but_unload_returns_the_base(trained):
-    model, save_dir = trained
+    _, model, save_dir = trained
     with pytest.raises(NotImplementedError, match="cannot be merged"):
         model.merge_and_unload()
     ids = input_ids()
@@ -172,11 +197,11 @@ def test_merge_and_unload_is_refused_but_unload_returns_the_base(trained):
         base = tiny_llama()(input_ids=ids).logits
         fresh = get_peft_model(tiny_llama(), PeftConfig.from_pretrained(save_dir))
         unloaded = fresh.unload()
-        assert not any(isinstance(m, IALoraLinear) for m in unloaded.modules())
+        assert not any(isinstance(m, RoutedLoraLayer) for m in unloaded.modules())
         assert torch.equal(unloaded(input_ids=ids).logits, base)
 
 
-@pytest.mark.parametrize("kind", ["ia_lora", "lora"])
+@pytest.mark.parametrize("kind", ADAPTER_KINDS)
 def test_regex_targets_only_the_llm_inside_a_wrapper(kind):
     config = build_adapter_config(kind, r=4, alpha=8, dropout=0.0, target_modules=llm_target_regex("language_model"))
     model = get_peft_model(AudioVisualWrapper(), config)
@@ -184,9 +209,8 @@ def test_regex_targets_only_the_llm_inside_a_wrapper(kind):
     assert len(adapted) == NUM_ADAPTED
     assert all(name.startswith("language_model.model.layers.") for name in adapted)
     assert type(model.base_model.model.audio_projector.q_proj) is nn.Linear
-    prefix = "ia_lora_" if kind == "ia_lora" else "lora_"
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all(f".{prefix}" in n and ".language_model." in n for n in trainable)
+    assert trainable and all(n.split(".")[-3] in ADAPTER_PARTS[kind] and ".language_model." in n for n in trainable)
 
 
 def test_suffix_targets_would_also_hit_the_projector():

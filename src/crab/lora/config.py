@@ -1,10 +1,13 @@
-"""Configuration of the interaction-aware LoRA (IA-LoRA) PEFT method and the adapter-config builder.
+"""Configurations of the routed-LoRA PEFT methods (IA-LoRA, LoRA-MoE) and the adapter-config builder.
 
 IA-LoRA is the adapter of Crab (CVPR'25, reference section 2): every adapted linear gets one shared
-down-projection A, ``num_heads`` up-projection heads B_i and a per-token softmax router. This module holds
-its :class:`IALoraConfig` (a first-class :class:`peft.PeftConfig`, saved as ``"peft_type": "IA_LORA"``)
-and :func:`build_adapter_config`, the single entry point that also builds plain LoRA configs so that the
-two adapters can be swapped from params without if-chains elsewhere.
+down-projection A, ``num_heads`` up-projection heads B_i and a per-token softmax router. LoRA-MoE, the
+paper's mixture baseline (reference section 2.4), gives every head its own A_i under the same router.
+Both share every hyper-parameter, so :class:`RoutedLoraConfig` holds the fields and their validation and
+:class:`IALoraConfig` / :class:`LoraMoeConfig` only fix the ``peft_type`` (saved as ``"IA_LORA"`` /
+``"LORA_MOE"``). :func:`build_adapter_config` is the single entry point that also builds plain LoRA
+configs, so that the adapters can be swapped from params without if-chains elsewhere. The two configs
+live here rather than next to their layers because this builder needs both.
 
 How it differs from the authors' code: Crab vendors a fork of PEFT 0.3 and hard-codes r/alpha/dropout in
 the training scripts (its CLI flags are ignored). Here the values are typed and validated fields, the
@@ -13,7 +16,8 @@ target matching can be restricted to the LLM with a regex (:func:`llm_target_reg
 and the optional router load-balance loss of section 2.3 (commented out in Crab) is a real, default-off field.
 
 peft's ``register_peft_method`` only accepts names that are already members of the ``PeftType`` enum,
-so importing this module adds ``PeftType.IA_LORA`` (idempotently) before the config class is defined.
+so importing this module adds ``PeftType.IA_LORA`` and ``PeftType.LORA_MOE`` (idempotently) before the
+config classes are defined.
 """
 
 from __future__ import annotations
@@ -28,10 +32,15 @@ from peft import LoraConfig, PeftConfig
 from peft.utils import PeftType
 
 __all__ = [
+    "ADAPTER_KINDS",
     "AUX_LOSS_TYPES",
     "IA_LORA_PEFT_TYPE",
     "LLAMA_TARGET_MODULES",
+    "LORA_MOE_PEFT_TYPE",
+    "ROUTED_ADAPTER_KINDS",
     "IALoraConfig",
+    "LoraMoeConfig",
+    "RoutedLoraConfig",
     "build_adapter_config",
     "llm_target_regex",
 ]
@@ -49,6 +58,9 @@ LLAMA_TARGET_MODULES: tuple[str, ...] = (
     "down_proj",
 )
 AUX_LOSS_TYPES: tuple[str, ...] = ("cv", "switch")
+#: The values of ``finetune.adapter``; the routed ones take ``num_heads`` and the router aux loss.
+ADAPTER_KINDS: tuple[str, ...] = ("ia_lora", "lora", "lora_moe")
+ROUTED_ADAPTER_KINDS: tuple[str, ...] = ("ia_lora", "lora_moe")
 
 
 def _ensure_peft_type(value: str) -> PeftType:
@@ -85,6 +97,7 @@ def _ensure_peft_type(value: str) -> PeftType:
 
 
 IA_LORA_PEFT_TYPE: PeftType = _ensure_peft_type("IA_LORA")
+LORA_MOE_PEFT_TYPE: PeftType = _ensure_peft_type("LORA_MOE")
 
 
 def llm_target_regex(llm_prefix: str, module_names: Sequence[str] = LLAMA_TARGET_MODULES) -> str:
@@ -114,17 +127,17 @@ def llm_target_regex(llm_prefix: str, module_names: Sequence[str] = LLAMA_TARGET
 
 
 @dataclass
-class IALoraConfig(PeftConfig):
-    """Configuration of an IA-LoRA adapter (reference section 2.1 to 2.3).
+class RoutedLoraConfig(PeftConfig):
+    """Fields shared by IA-LoRA and LoRA-MoE (reference section 2.1 to 2.4); use a subclass, not this class.
 
-    Each adapted linear ``W0`` computes ``y = W0 x + (lora_alpha / r) * sum_i w_i(x) B_i A dropout(x)``
-    with ``w = softmax(R x)`` per token.
+    Each adapted linear ``W0`` computes ``y = W0 x + (lora_alpha / r) * sum_i w_i(x) B_i A_i dropout(x)``
+    with ``w = softmax(R x)`` per token; IA-LoRA ties all ``A_i`` to one shared A.
 
     Args:
-        r: rank of the shared down-projection A.
+        r: rank of A (IA-LoRA: of the shared A; LoRA-MoE: of every expert's A_i).
         lora_alpha: numerator of the scaling ``lora_alpha / r``.
         lora_dropout: dropout probability on the input of A (the router sees the undropped input).
-        num_heads: number of up-projection heads B_i routed per token (Crab's released checkpoints use 3).
+        num_heads: number of heads routed per token (Crab's released checkpoints use 3).
         target_modules: list of module-name suffixes, or a regex string that must fully match the dotted
             module name (see :func:`llm_target_regex`); ``"all-linear"`` is also accepted by peft.
         exclude_modules: suffixes or a regex of modules never to adapt.
@@ -140,10 +153,10 @@ class IALoraConfig(PeftConfig):
         ValueError: on out-of-range values.
     """
 
-    r: int = field(default=8, metadata={"help": "Rank of the shared A."})
+    r: int = field(default=8, metadata={"help": "Rank of A (per head for LoRA-MoE)."})
     lora_alpha: float = field(default=16, metadata={"help": "Scaling numerator: scaling = lora_alpha / r."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the input of A."})
-    num_heads: int = field(default=3, metadata={"help": "Number of routed B heads."})
+    num_heads: int = field(default=3, metadata={"help": "Number of routed heads."})
     target_modules: Optional[Union[list[str], str]] = field(
         default_factory=lambda: list(LLAMA_TARGET_MODULES),
         metadata={"help": "Module-name suffixes, or a regex fully matching the module name."},
@@ -167,8 +180,9 @@ class IALoraConfig(PeftConfig):
     init_weights: bool = field(default=True, metadata={"help": "True: B starts at zero."})
 
     def __post_init__(self) -> None:
+        if type(self) is RoutedLoraConfig:
+            raise TypeError("RoutedLoraConfig is abstract; use IALoraConfig or LoraMoeConfig")
         super().__post_init__()
-        self.peft_type = IA_LORA_PEFT_TYPE
         if isinstance(self.target_modules, list):
             self.target_modules = set(self.target_modules)
         if isinstance(self.exclude_modules, list):
@@ -182,9 +196,7 @@ class IALoraConfig(PeftConfig):
         if self.router_aux_loss_coef < 0.0:
             raise ValueError(f"router_aux_loss_coef must be >= 0, got {self.router_aux_loss_coef}")
         if self.router_aux_loss_type not in AUX_LOSS_TYPES:
-            raise ValueError(
-                f"router_aux_loss_type must be one of {AUX_LOSS_TYPES}, got {self.router_aux_loss_type!r}"
-            )
+            raise ValueError(f"router_aux_loss_type must be one of {AUX_LOSS_TYPES}, got {self.router_aux_loss_type!r}")
         if self.layers_pattern and self.layers_to_transform is None:
             raise ValueError("layers_pattern needs layers_to_transform")
         if isinstance(self.target_modules, str) and self.layers_to_transform is not None:
@@ -196,8 +208,34 @@ class IALoraConfig(PeftConfig):
         return self.lora_alpha / self.r
 
 
+@dataclass
+class IALoraConfig(RoutedLoraConfig):
+    """Configuration of an IA-LoRA adapter: one shared A, ``num_heads`` routed B heads (reference 2.1-2.3).
+
+    The fields are those of :class:`RoutedLoraConfig`; saved with ``"peft_type": "IA_LORA"``.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.peft_type = IA_LORA_PEFT_TYPE
+
+
+@dataclass
+class LoraMoeConfig(RoutedLoraConfig):
+    """Configuration of a LoRA-MoE adapter: ``num_heads`` independent (A_i, B_i) experts, same router.
+
+    The paper's mixture-of-LoRA baseline (reference section 2.4): as IA-LoRA but with one A per head, so it
+    has ``num_heads`` times LoRA's A and B parameters (plus the router). The fields are those of
+    :class:`RoutedLoraConfig`; saved with ``"peft_type": "LORA_MOE"``.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.peft_type = LORA_MOE_PEFT_TYPE
+
+
 def build_adapter_config(
-    kind: Literal["ia_lora", "lora"],
+    kind: Literal["ia_lora", "lora", "lora_moe"],
     *,
     r: int = 8,
     alpha: float = 16,
@@ -208,29 +246,30 @@ def build_adapter_config(
     router_aux_loss_coef: float = 0.0,
     router_aux_loss_type: Literal["cv", "switch"] = "cv",
 ) -> PeftConfig:
-    """Build the PEFT config of the LLM adapter: IA-LoRA (Crab) or plain LoRA (the baseline).
+    """Build the PEFT config of the LLM adapter: IA-LoRA (Crab), plain LoRA or LoRA-MoE (the baselines).
 
     Args:
-        kind: ``"ia_lora"`` or ``"lora"``.
+        kind: ``"ia_lora"``, ``"lora"`` or ``"lora_moe"``.
         r: rank.
         alpha: ``lora_alpha``; the scaling is ``alpha / r``.
         dropout: dropout on the adapter input.
-        num_heads: IA-LoRA heads (None means 3); plain LoRA accepts only None or 1.
+        num_heads: IA-LoRA / LoRA-MoE heads (None means 3); plain LoRA accepts only None or 1.
         target_modules: suffixes or a regex (see :func:`llm_target_regex`).
         modules_to_save: extra fully trained modules.
-        router_aux_loss_coef: IA-LoRA only; must stay 0 for LoRA.
-        router_aux_loss_type: IA-LoRA only.
+        router_aux_loss_coef: routed adapters only; must stay 0 for LoRA.
+        router_aux_loss_type: routed adapters only.
 
     Returns:
-        An :class:`IALoraConfig` or a :class:`peft.LoraConfig` (bias ``"none"``).
+        An :class:`IALoraConfig`, a :class:`LoraMoeConfig` or a :class:`peft.LoraConfig` (bias ``"none"``).
 
     Raises:
-        ValueError: on an unknown kind, or on IA-LoRA-only settings passed with ``kind="lora"``.
+        ValueError: on an unknown kind, or on router settings passed with ``kind="lora"``.
     """
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
     to_save = None if modules_to_save is None else list(modules_to_save)
-    if kind == "ia_lora":
-        return IALoraConfig(
+    if kind in ROUTED_ADAPTER_KINDS:
+        config_cls = IALoraConfig if kind == "ia_lora" else LoraMoeConfig
+        return config_cls(
             r=r,
             lora_alpha=alpha,
             lora_dropout=dropout,
@@ -253,4 +292,4 @@ def build_adapter_config(
             modules_to_save=to_save,
             bias="none",
         )
-    raise ValueError(f"unknown adapter kind {kind!r}; expected 'ia_lora' or 'lora'")
+    raise ValueError(f"unknown adapter kind {kind!r}; expected one of {ADAPTER_KINDS}")

@@ -1,14 +1,21 @@
-"""IA-LoRA tuner layer: shared A, ``num_heads`` routed B heads and a per-token softmax router.
+"""Routed-LoRA tuner layers: ``num_heads`` LoRA heads mixed per token by a softmax router.
 
-Implements reference section 2.1 (Crab ``peft_hyper/tuners/lora.py: Linear``)::
+Implements reference section 2.1 (IA-LoRA, Crab ``peft_hyper/tuners/lora.py: Linear``)::
 
     y = W0 x + (alpha / r) * sum_i w_i(x) * B_i(A(dropout(x))),   w = softmax(R x) per token (float32)
+
+:class:`RoutedLoraLayer` / :class:`RoutedLoraLinear` hold the state and the fused math once;
+:class:`IALoraLayer` / :class:`IALoraLinear` (one shared A) and the LoRA-MoE layer of :mod:`crab.lora.moe`
+(one A_i per head, reference section 2.4) only name their modules and say whether A is shared. The
+stacked A has ``a * r`` rows, ``a = 1`` (IA-LoRA) or ``num_heads`` (LoRA-MoE, row block i is ``A_i``),
+so ``A x`` reshaped to ``(..., a, r)`` broadcasts against the ``num_heads`` gates in both cases.
 
 Notable differences from the authors' code (same function at eval time):
 
 * **Fused heads.** Crab loops over the heads and recomputes ``A(dropout(x))`` per head, drawing a new
-  dropout mask each time. Here ``h = A(dropout(x))`` is computed once, the gates are folded in with an
-  outer product and all heads run as ONE GEMM against the stacked B: ``flatten(w ⊗ h) @ B_stacked^T``.
+  dropout mask each time. Here ``h = A(dropout(x))`` is computed once (for LoRA-MoE: all ``A_i`` stacked
+  in one GEMM), the gates are folded in with a broadcast product and all heads run as ONE GEMM against
+  the stacked B: ``flatten(w ⊗ h) @ B_stacked^T``.
   With one shared dropout mask the training-time noise differs slightly from Crab; eval is identical.
 * **Stacked B storage.** ``ia_lora_B[adapter]`` is one ``nn.Linear(num_heads * r, d_out)``, i.e. a single
   weight of shape ``(d_out, num_heads * r)`` whose column block ``[:, i*r:(i+1)*r]`` is head ``B_i``
@@ -31,7 +38,7 @@ Notable differences from the authors' code (same function at eval time):
   receives the float32 probabilities of every forward, and ``last_router_probs`` keeps them (with their
   graph) only when the adapter's load-balance loss is on, so nothing is retained otherwise.
 * **No merging.** The weight update depends on the token through the router, so it cannot be folded
-  into ``W0``; :meth:`IALoraLinear.merge` raises. ``unload`` and disabling adapters work.
+  into ``W0``; :meth:`RoutedLoraLayer.merge` raises. ``unload`` and disabling adapters work.
 """
 
 from __future__ import annotations
@@ -45,14 +52,28 @@ import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from crab.lora.config import IALoraConfig
+from crab.lora.config import RoutedLoraConfig
 
-__all__ = ["MERGE_ERROR", "IALoraLayer", "IALoraLinear", "RouterObserver"]
+__all__ = [
+    "MERGE_ERROR",
+    "IALoraLayer",
+    "IALoraLinear",
+    "RoutedLoraLayer",
+    "RoutedLoraLinear",
+    "RouterObserver",
+    "merge_error",
+]
 
-MERGE_ERROR = (
-    "IA-LoRA cannot be merged into the base weights: its per-token router makes the weight update depend "
-    "on the input. Keep the adapter unmerged, or call unload() to get the base model back."
-)
+
+def merge_error(method_name: str) -> str:
+    """The message raised when merging a routed adapter named ``method_name`` (e.g. ``"IA-LoRA"``)."""
+    return (
+        f"{method_name} cannot be merged into the base weights: its per-token router makes the weight update "
+        "depend on the input. Keep the adapter unmerged, or call unload() to get the base model back."
+    )
+
+
+MERGE_ERROR = merge_error("IA-LoRA")
 
 # Called as observer(adapter_name, probs) with probs of shape (..., num_heads), float32, detached.
 RouterObserver = Callable[[str, torch.Tensor], None]
@@ -68,8 +89,12 @@ def _dropout_is_active(dropout: nn.Module) -> bool:
     return isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0.0
 
 
-class IALoraLayer(BaseTunerLayer):
-    """State of IA-LoRA on one base layer; one entry per adapter name in each dict.
+class RoutedLoraLayer(BaseTunerLayer):
+    """State of a routed LoRA on one base layer; one entry per adapter name in each dict.
+
+    Subclasses set ``method_name`` (for messages), ``prefix``, ``shares_A`` (one A for all heads, or one
+    ``A_i`` per head), ``adapter_layer_names`` (the A, B and router ``nn.ModuleDict`` attribute names, which
+    are also the state-dict key parts), ``dropout_name`` and ``other_param_names``.
 
     Args:
         base_layer: the frozen ``nn.Linear`` being adapted.
@@ -78,16 +103,10 @@ class IALoraLayer(BaseTunerLayer):
         TypeError: if the base layer is not an ``nn.Linear``.
     """
 
-    adapter_layer_names: tuple[str, ...] = ("ia_lora_A", "ia_lora_B", "ia_lora_router")
-    other_param_names: tuple[str, ...] = (
-        "r",
-        "lora_alpha",
-        "scaling",
-        "num_heads",
-        "ia_lora_dropout",
-        "router_aux_loss_coef",
-        "router_aux_loss_type",
-    )
+    method_name: str
+    prefix: str
+    shares_A: bool
+    dropout_name: str
 
     def __init__(self, base_layer: nn.Module, **kwargs: Any) -> None:
         self.base_layer = base_layer
@@ -97,10 +116,8 @@ class IALoraLayer(BaseTunerLayer):
         self.num_heads: dict[str, int] = {}
         self.router_aux_loss_coef: dict[str, float] = {}
         self.router_aux_loss_type: dict[str, str] = {}
-        self.ia_lora_dropout = nn.ModuleDict({})
-        self.ia_lora_A = nn.ModuleDict({})
-        self.ia_lora_B = nn.ModuleDict({})
-        self.ia_lora_router = nn.ModuleDict({})
+        for name in (self.dropout_name, *self.adapter_layer_names):  # dropout, A, B, router
+            setattr(self, name, nn.ModuleDict({}))
         self.router_observer: Optional[RouterObserver] = None
         self.last_router_probs: dict[str, torch.Tensor] = {}
         self.kwargs = kwargs
@@ -109,11 +126,21 @@ class IALoraLayer(BaseTunerLayer):
 
         base = self.get_base_layer()
         if not isinstance(base, nn.Linear):
-            raise TypeError(f"IA-LoRA supports nn.Linear targets only, got {type(base).__name__}")
+            raise TypeError(f"{self.method_name} supports nn.Linear targets only, got {type(base).__name__}")
         self.in_features = base.in_features
         self.out_features = base.out_features
 
-    def update_layer(self, adapter_name: str, config: IALoraConfig) -> None:
+    def adapter_modules(self) -> tuple[nn.ModuleDict, nn.ModuleDict, nn.ModuleDict, nn.ModuleDict]:
+        """The A, B, router and dropout ``nn.ModuleDict`` s, keyed by adapter name.
+
+        Shapes per adapter: A ``(a * r, d_in)`` with ``a = 1`` if ``shares_A`` else ``num_heads``;
+        B ``(d_out, num_heads * r)``, column block i is ``B_i``; router ``(num_heads, d_in)``.
+        """
+        a_name, b_name, router_name = self.adapter_layer_names
+        dropout = getattr(self, self.dropout_name)
+        return getattr(self, a_name), getattr(self, b_name), getattr(self, router_name), dropout
+
+    def update_layer(self, adapter_name: str, config: RoutedLoraConfig) -> None:
         """Create (or replace) the adapter ``adapter_name`` on this layer.
 
         Args:
@@ -127,31 +154,34 @@ class IALoraLayer(BaseTunerLayer):
         self.num_heads[adapter_name] = num_heads
         self.router_aux_loss_coef[adapter_name] = config.router_aux_loss_coef
         self.router_aux_loss_type[adapter_name] = config.router_aux_loss_type
-        self.ia_lora_dropout[adapter_name] = (
-            nn.Dropout(p=config.lora_dropout) if config.lora_dropout > 0.0 else nn.Identity()
-        )
-        self.ia_lora_A[adapter_name] = nn.Linear(self.in_features, r, bias=False)
-        self.ia_lora_B[adapter_name] = nn.Linear(num_heads * r, self.out_features, bias=False)
-        self.ia_lora_router[adapter_name] = nn.Linear(self.in_features, num_heads, bias=False)
-        self.reset_ia_lora_parameters(adapter_name, init_weights=config.init_weights)
+        lora_A, lora_B, router, dropout = self.adapter_modules()
+        dropout[adapter_name] = nn.Dropout(p=config.lora_dropout) if config.lora_dropout > 0.0 else nn.Identity()
+        num_A = 1 if self.shares_A else num_heads
+        lora_A[adapter_name] = nn.Linear(self.in_features, num_A * r, bias=False)
+        lora_B[adapter_name] = nn.Linear(num_heads * r, self.out_features, bias=False)
+        router[adapter_name] = nn.Linear(self.in_features, num_heads, bias=False)
+        self.reset_adapter_parameters(adapter_name, init_weights=config.init_weights)
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
 
-    def reset_ia_lora_parameters(self, adapter_name: str, init_weights: bool = True) -> None:
+    def reset_adapter_parameters(self, adapter_name: str, init_weights: bool = True) -> None:
         """Crab's init: A and router kaiming-uniform(a=sqrt(5)) (bound 1/sqrt(d_in)), B zero.
+
+        A stacked LoRA-MoE A gets the same bound as ``num_heads`` separate ``A_i`` (the fan-in is d_in).
 
         Args:
             adapter_name: adapter to (re)initialise.
             init_weights: False draws B like A instead of zero (a non-trivial adapter for tests).
         """
-        if adapter_name not in self.ia_lora_A:
+        lora_A, lora_B, router, _ = self.adapter_modules()
+        if adapter_name not in lora_A:
             return
-        nn.init.kaiming_uniform_(self.ia_lora_A[adapter_name].weight, a=math.sqrt(5))
-        nn.init.kaiming_uniform_(self.ia_lora_router[adapter_name].weight, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(lora_A[adapter_name].weight, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(router[adapter_name].weight, a=math.sqrt(5))
         if init_weights:
-            nn.init.zeros_(self.ia_lora_B[adapter_name].weight)
+            nn.init.zeros_(lora_B[adapter_name].weight)
         else:
-            nn.init.kaiming_uniform_(self.ia_lora_B[adapter_name].weight, a=math.sqrt(5))
+            nn.init.kaiming_uniform_(lora_B[adapter_name].weight, a=math.sqrt(5))
 
     def delete_adapter(self, adapter_name: str) -> None:
         """Delete ``adapter_name`` from this layer (also drops its kept router probabilities)."""
@@ -164,14 +194,14 @@ class IALoraLayer(BaseTunerLayer):
         Raises:
             NotImplementedError: always.
         """
-        raise NotImplementedError(MERGE_ERROR)
+        raise NotImplementedError(merge_error(self.method_name))
 
     def unmerge(self) -> None:
         """Nothing to undo, since merging is impossible."""
 
 
-class IALoraLinear(nn.Module, IALoraLayer):
-    """An ``nn.Linear`` wrapped with IA-LoRA (the module that replaces each target linear).
+class RoutedLoraLinear(nn.Module, RoutedLoraLayer):
+    """An ``nn.Linear`` wrapped with a routed LoRA; concrete classes also inherit their layer class.
 
     Args:
         base_layer: the ``nn.Linear`` to adapt (kept frozen as ``base_layer``).
@@ -179,14 +209,14 @@ class IALoraLinear(nn.Module, IALoraLayer):
         config: its hyperparameters.
     """
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, config: IALoraConfig, **kwargs: Any) -> None:
+    def __init__(self, base_layer: nn.Module, adapter_name: str, config: RoutedLoraConfig, **kwargs: Any) -> None:
         super().__init__()
-        IALoraLayer.__init__(self, base_layer, **kwargs)
+        RoutedLoraLayer.__init__(self, base_layer, **kwargs)
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, config)
 
     def adapter_delta(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
-        """The IA-LoRA term ``(alpha/r) * sum_i w_i(x) B_i A dropout(x)`` of one adapter.
+        """The term ``(alpha/r) * sum_i w_i(x) B_i A_i dropout(x)`` of one adapter (``A_i = A`` for IA-LoRA).
 
         Args:
             adapter_name: which adapter.
@@ -208,24 +238,27 @@ class IALoraLinear(nn.Module, IALoraLayer):
         Returns:
             ``weighted`` of shape (..., num_heads * r) and ``lora_B`` of shape (d_out, num_heads * r).
         """
-        lora_A = self.ia_lora_A[adapter_name].weight  # (r, d_in)
-        router = self.ia_lora_router[adapter_name].weight  # (num_heads, d_in)
-        dropout = self.ia_lora_dropout[adapter_name]
+        lora_A_dict, lora_B_dict, router_dict, dropout_dict = self.adapter_modules()
+        lora_A = lora_A_dict[adapter_name].weight  # (a * r, d_in), a = 1 or num_heads
+        router = router_dict[adapter_name].weight  # (num_heads, d_in)
+        dropout = dropout_dict[adapter_name]
+        r, num_heads = self.r[adapter_name], self.num_heads[adapter_name]
         dtype = x.dtype
         if _dropout_is_active(dropout):
-            h = F.linear(dropout(x), _cast(lora_A, dtype))  # (..., r)
+            h = F.linear(dropout(x), _cast(lora_A, dtype))  # (..., a * r)
             logits = F.linear(x, _cast(router, dtype))  # (..., num_heads); the router sees the undropped x
         else:
-            fused = _cast(torch.cat([lora_A, router], dim=0), dtype)  # (r + num_heads, d_in)
-            sizes = [self.r[adapter_name], self.num_heads[adapter_name]]
-            h, logits = F.linear(x, fused).split_with_sizes(sizes, dim=-1)  # (..., r), (..., num_heads)
+            fused = _cast(torch.cat([lora_A, router], dim=0), dtype)  # (a * r + num_heads, d_in)
+            sizes = [lora_A.shape[0], num_heads]
+            h, logits = F.linear(x, fused).split_with_sizes(sizes, dim=-1)  # (..., a * r), (..., num_heads)
         probs = torch.softmax(logits, dim=-1, dtype=torch.float32)  # (..., num_heads)
         self._record_router_probs(adapter_name, probs)
 
         # Scaling is folded into the float32 gates: (..., num_heads) is the smallest tensor on the path.
         gates = _cast(probs * self.scaling[adapter_name], h.dtype)  # (..., num_heads)
-        weighted = (gates.unsqueeze(-1) * h.unsqueeze(-2)).flatten(-2)  # (..., num_heads * r)
-        return weighted, _cast(self.ia_lora_B[adapter_name].weight, weighted.dtype)
+        # h as (..., a, r): a shared A broadcasts over the heads, LoRA-MoE pairs head i with its own A_i x.
+        weighted = (gates.unsqueeze(-1) * h.unflatten(-1, (-1, r))).flatten(-2)  # (..., num_heads * r)
+        return weighted, _cast(lora_B_dict[adapter_name].weight, weighted.dtype)
 
     def _record_router_probs(self, adapter_name: str, probs: torch.Tensor) -> None:
         """Hand ``probs`` (..., num_heads) to the observer and keep them for the aux loss if it is on."""
@@ -235,7 +268,7 @@ class IALoraLinear(nn.Module, IALoraLayer):
             self.last_router_probs[adapter_name] = probs
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Base output plus the IA-LoRA delta of every active adapter.
+        """Base output plus the routed delta of every active adapter.
 
         Args:
             x: input, shape (..., d_in).
@@ -246,8 +279,9 @@ class IALoraLinear(nn.Module, IALoraLayer):
         result = self.base_layer(x, *args, **kwargs)
         if self.disable_adapters:
             return result
+        lora_A_dict = self.adapter_modules()[0]
         for adapter_name in self.active_adapters:
-            if adapter_name not in self.ia_lora_A:
+            if adapter_name not in lora_A_dict:
                 continue
             weighted, lora_B = self._routed_input(adapter_name, x)  # (..., num_heads * r), (d_out, num_heads * r)
             if weighted.dtype == result.dtype:
@@ -261,4 +295,33 @@ class IALoraLinear(nn.Module, IALoraLayer):
         return result
 
     def __repr__(self) -> str:
-        return "ia_lora." + super().__repr__()
+        return self.prefix.rstrip("_") + "." + super().__repr__()
+
+
+class IALoraLayer(RoutedLoraLayer):
+    """IA-LoRA state on one base layer: one shared A (r, d_in), stacked B heads, router (reference 2.1)."""
+
+    method_name = "IA-LoRA"
+    prefix = "ia_lora_"
+    shares_A = True
+    adapter_layer_names: tuple[str, ...] = ("ia_lora_A", "ia_lora_B", "ia_lora_router")
+    dropout_name = "ia_lora_dropout"
+    other_param_names: tuple[str, ...] = (
+        "r",
+        "lora_alpha",
+        "scaling",
+        "num_heads",
+        "ia_lora_dropout",
+        "router_aux_loss_coef",
+        "router_aux_loss_type",
+    )
+
+
+class IALoraLinear(RoutedLoraLinear, IALoraLayer):
+    """An ``nn.Linear`` wrapped with IA-LoRA (the module that replaces each target linear).
+
+    Args:
+        base_layer: the ``nn.Linear`` to adapt (kept frozen as ``base_layer``).
+        adapter_name: name of the first adapter.
+        config: its hyperparameters (an :class:`~crab.lora.config.IALoraConfig`).
+    """

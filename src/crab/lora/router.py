@@ -1,11 +1,12 @@
-"""Router analysis and the optional router load-balance loss of IA-LoRA.
+"""Router analysis and the optional router load-balance loss of the routed adapters (IA-LoRA, LoRA-MoE).
 
 Reference section 2: Crab's analysis code (``utils/tsen_lora.py``, the dead ``models/modeling_llama.py``)
 reads the per-layer router weights to show which B heads each task uses; section 2.3 sketches a
 load-balance loss (``cv_squared``) that Crab left commented out.
 
 * :func:`capture_router_weights` accumulates, during normal forward passes (no second pass), the running
-  sum of the router probabilities per head and the number of tokens for every IA-LoRA layer. By default
+  sum of the router probabilities per head and the number of tokens for every routed layer (any
+  :class:`~crab.lora.layer.RoutedLoraLayer`: IA-LoRA or LoRA-MoE). By default
   every token of every forward is counted; after :meth:`RouterCapture.set_token_mask` only tokens whose
   mask entry is true are (e.g. the attention mask, to skip padding). The mask must have the shape of the
   layer input without its feature dim, otherwise a ``ValueError`` is raised rather than guessing.
@@ -26,7 +27,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from crab.lora.layer import IALoraLayer
+from crab.lora.layer import RoutedLoraLayer
 
 __all__ = [
     "RouterCapture",
@@ -113,13 +114,13 @@ class RouterCapture:
             entry.token_count = entry.token_count + count
 
 
-def _ia_lora_layers(model: nn.Module) -> list[tuple[str, IALoraLayer]]:
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, IALoraLayer)]
+def _routed_layers(model: nn.Module) -> list[tuple[str, RoutedLoraLayer]]:
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, RoutedLoraLayer)]
 
 
 @contextmanager
 def capture_router_weights(model: nn.Module, adapter_name: Optional[str] = None) -> Iterator[RouterCapture]:
-    """Record router statistics of every IA-LoRA layer during the forwards run inside the block.
+    """Record router statistics of every routed layer (IA-LoRA, LoRA-MoE) during the forwards in the block.
 
     Example::
 
@@ -129,18 +130,18 @@ def capture_router_weights(model: nn.Module, adapter_name: Optional[str] = None)
         head_usage = {name: s.mean_probs() for name, s in capture.stats.items()}
 
     Args:
-        model: a model containing IA-LoRA layers (a ``PeftModel`` or the injected model).
+        model: a model containing routed layers (a ``PeftModel`` or the injected model).
         adapter_name: adapter to observe; None means the first active adapter.
 
     Yields:
         The :class:`RouterCapture` whose ``stats`` fill up as forwards run.
 
     Raises:
-        ValueError: if the model has no IA-LoRA layer, or a layer already has an observer.
+        ValueError: if the model has no routed layer, or a layer already has an observer.
     """
-    layers = _ia_lora_layers(model)
+    layers = _routed_layers(model)
     if not layers:
-        raise ValueError("the model has no IA-LoRA layer to capture router weights from")
+        raise ValueError("the model has no IA-LoRA layer (nor LoRA-MoE layer) to capture router weights from")
     if adapter_name is None:
         adapter_name = layers[0][1].active_adapters[0]
     busy = [name for name, layer in layers if layer.router_observer is not None]
@@ -200,19 +201,19 @@ def load_balance_loss(probs: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def router_aux_loss(model: nn.Module) -> torch.Tensor:
-    """Sum of ``coef * load_balance_loss`` over the IA-LoRA layers and active adapters with ``coef > 0``.
+    """Sum of ``coef * load_balance_loss`` over the routed layers and active adapters with ``coef > 0``.
 
     Uses the probabilities kept by the latest forward (``layer.last_router_probs``), so call it after the
     forward and before the next one, and add the result to the task loss.
 
     Args:
-        model: a model containing IA-LoRA layers.
+        model: a model containing routed layers (IA-LoRA or LoRA-MoE).
 
     Returns:
         Scalar float32 tensor; an exact zero (no graph) when the loss is off everywhere.
     """
     total: Optional[torch.Tensor] = None
-    for _, layer in _ia_lora_layers(model):
+    for _, layer in _routed_layers(model):
         if layer.disable_adapters:
             continue
         for adapter_name in layer.active_adapters:

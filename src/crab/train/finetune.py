@@ -1,11 +1,12 @@
-"""The ``finetune`` stage: multi-task instruction tuning with IA-LoRA or LoRA (crab-reference section 3.5).
+"""The ``finetune`` stage: multi-task instruction tuning with IA-LoRA, LoRA or LoRA-MoE (crab-reference 3.5).
 
 Starts from the ``pretrain`` output, freezes the whole LLM (embeddings and LM head included), puts the
 adapter chosen by ``finetune.adapter`` on the LLM's seven linears of every decoder layer (only the LLM's:
 the target regex is anchored at ``language_model``) and trains the adapter plus both projectors, which
 peft holds as ``modules_to_save`` so that they are saved with the adapter. The data is the mixture of
-``finetune.tasks`` train splits. With IA-LoRA and ``lora.router_aux_loss_coef > 0`` the router
-load-balance loss is added to the LM loss (off by default, as in Crab). Writes::
+``finetune.tasks`` train splits. With a routed adapter (IA-LoRA, LoRA-MoE) and
+``lora.router_aux_loss_coef > 0`` the router load-balance loss is added to the LM loss (off by default, as
+in Crab). Writes::
 
     models/finetune/        adapter_config.json, adapter_model.safetensors (PEFT save_pretrained: adapter
                             + projectors), train_summary.json
@@ -30,10 +31,10 @@ import torch
 from peft import PeftModel, get_peft_model
 from transformers import PreTrainedTokenizerBase
 
-import crab.lora  # noqa: F401  (registers the ia_lora PEFT method before any adapter is built or loaded)
+import crab.lora  # noqa: F401  (registers ia_lora / lora_moe with peft before any adapter is built or loaded)
 from crab.config import FinetuneConfig, Params
 from crab.errors import CrabError
-from crab.lora import build_adapter_config, llm_target_regex, router_aux_loss
+from crab.lora import ROUTED_ADAPTER_KINDS, build_adapter_config, llm_target_regex, router_aux_loss
 from crab.models.modeling_crab import CrabForConditionalGeneration, set_trainable
 from crab.train.data import training_dataset
 from crab.train.loop import fit
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 #: The modules trained fully next to the adapter (peft ``modules_to_save``).
 PROJECTORS = ("visual_projector", "audio_projector")
-_ADAPTER_MARKERS = ("ia_lora_", "lora_")
+_ADAPTER_MARKERS = ("ia_lora_", "lora_moe_", "lora_")
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,13 @@ def attach_adapter(model: CrabForConditionalGeneration, cfg: FinetuneConfig) -> 
         The ``PeftModel``: adapter and ``modules_to_save`` projectors trainable, everything else frozen.
 
     Raises:
-        CrabError: IA-LoRA-only settings with ``adapter: lora`` (a non-zero router aux loss).
+        CrabError: router settings with ``adapter: lora`` (a non-zero router aux loss).
     """
     lora = cfg.lora
     try:
         adapter_config = build_adapter_config(
             cfg.adapter, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
-            num_heads=lora.num_heads if cfg.adapter == "ia_lora" else None,
+            num_heads=lora.num_heads if cfg.adapter in ROUTED_ADAPTER_KINDS else None,
             target_modules=llm_target_regex("language_model"), modules_to_save=list(PROJECTORS),
             router_aux_loss_coef=lora.router_aux_loss_coef,
         )  # fmt: skip
@@ -139,7 +140,7 @@ def finetune(params: Params) -> FinetuneResult:
     cfg = params.finetune
     paths = StagePaths.of(cfg.out_dir)
     setup = setup_finetune(params)
-    use_aux = cfg.adapter == "ia_lora" and cfg.lora.router_aux_loss_coef > 0
+    use_aux = cfg.adapter in ROUTED_ADAPTER_KINDS and cfg.lora.router_aux_loss_coef > 0
     result = fit(
         setup.model, setup.dataset, setup.collate_fn, cfg.optim, seed=cfg.seed, work_dir=paths.work_dir,
         fingerprint=setup.fingerprint, extra_loss=router_aux_loss if use_aux else None, desc="finetune",
