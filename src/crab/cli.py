@@ -6,6 +6,8 @@ commands (``dvc.yaml`` is generated from the same table). Extra subcommands:
 * ``crab synth`` writes AV-Synth, the embedded default data, into ``data/raw`` (outside ``dvc.yaml``:
   raw data is versioned data, see DESIGN.md section 3);
 * ``crab dvc-yaml`` regenerates ``dvc.yaml`` from the stage table (``--check`` only compares).
+* ``crab infer`` runs the fine-tuned model on a user's clip or a batch file and prints JSON
+  (:mod:`crab.infer`).
 
 Start-up imports only the standard library, PyYAML and the config/stage modules; a stage's heavy
 dependencies (torch, great_expectations, prefect) load when that stage runs. User errors
@@ -69,6 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--force", action="store_true", help="overwrite existing dataset folders")
 
+    infer = sub.add_parser(
+        "infer",
+        help="Run the trained model on a clip (or a batch file) and print the reasoning and answer as JSON.",
+        description="Answer an AVE or AVQA request about your own video with the model of the pipeline "
+        "(the folders in params: base_models, pretrain, finetune). Prints the prompt, the generated text "
+        "(reasoning + answer) and the parsed answer as JSON.",
+        epilog="batch file: a JSON list of {\"task\", \"video\", \"audio\"?, \"question\"?} objects (Crab's "
+        "example.json keys video_path / audio_path work too); a bad entry prints one error line and is skipped.",
+    )
+    infer.add_argument("--task", help="ave or avqa (with --video)")
+    infer.add_argument("--video", help="the video file (mp4, ...)")
+    infer.add_argument("--audio", help="audio file (default: the video's own audio track)")
+    infer.add_argument("--question", help="the question (avqa)")
+    infer.add_argument("--batch", help="JSON list of inputs, instead of --task / --video")
+    infer.add_argument("--out", help="write JSON lines here instead of printing")
+
     gen = sub.add_parser("dvc-yaml", help="Regenerate dvc.yaml from the stage table.")
     gen.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
     return parser
@@ -100,6 +118,13 @@ def _run(args: argparse.Namespace) -> int:
         return _dvc_yaml(check=args.check)
     params = load_params(args.params)
     start = time.perf_counter()
+    if args.command == "infer":
+        from crab.infer import infer_command
+
+        return infer_command(
+            params, task=args.task, video=args.video, audio=args.audio, question=args.question, batch=args.batch,
+            out=args.out,
+        )  # fmt: skip
     if args.command == "synth":
         from crab.synth import synthesize
 

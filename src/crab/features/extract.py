@@ -53,11 +53,15 @@ from crab.quality.quarantine import load_quarantined_avuie
 from crab.tasks import TASKS, Task
 
 __all__ = [
+    "Encoders",
+    "ExtractCounters",
     "FeaturesResult",
     "MediaItem",
+    "compute_shard",
     "encode_clips",
     "encode_frames",
     "features",
+    "load_encoders",
     "plan_items",
     "read_avuie_records",
 ]
@@ -125,7 +129,7 @@ class FeaturesResult:
         return self.num_audio_clips / self.audio_seconds if self.audio_seconds else 0.0
 
 
-class _Encoders(NamedTuple):
+class Encoders(NamedTuple):
     """The frozen encoders (``CLIPVisionModel``, ``CLIPImageProcessor``, ``BEATs``), loaded on first need."""
 
     vision: Any
@@ -134,7 +138,9 @@ class _Encoders(NamedTuple):
 
 
 @dataclass
-class _Counters:
+class ExtractCounters:
+    """Work done so far (shards, frames, clips, seconds per modality), for the stage's log line."""
+
     num_shards: int = 0
     num_frames: int = 0
     num_clips: int = 0
@@ -251,10 +257,14 @@ def _cut_audio(item: MediaItem, media: MediaConfig, patch: int) -> np.ndarray:
     return clips  # (C, L)
 
 
-def _compute_shard(
-    items: Sequence[MediaItem], enc: _Encoders, params: Params, counters: _Counters
+def compute_shard(
+    items: Sequence[MediaItem], enc: Encoders, params: Params, counters: ExtractCounters
 ) -> dict[str, Tensor]:
-    """Decode and encode every item of one shard; feature key -> tensor in the storage dtype."""
+    """Decode and encode every item of one shard; feature key -> tensor in the storage dtype.
+
+    The one path from media to features: the ``features`` stage calls it per shard and ``crab infer`` per
+    request, so a user's clip is encoded exactly as the training data was.
+    """
     dtype, batch_size = _DTYPES[params.features.dtype], params.features.batch_size
     out: dict[str, Tensor] = {}
     videos = [i for i in items if i.kind == "video"]
@@ -284,7 +294,13 @@ def _compute_shard(
     return out
 
 
-def _load_encoders(base_dir: Path, vision_cfg: TinyVisionConfig) -> _Encoders:
+def load_encoders(base_dir: Path, vision_cfg: TinyVisionConfig) -> Encoders:
+    """The frozen CLIP (with its processor) and BEATs of ``base_dir`` in eval mode, checked against params.
+
+    Raises:
+        CrabError: ``feature_layer`` is outside the CLIP's layers, or the processor's crop size differs
+            from the model's image size.
+    """
     paths = BaseModelPaths.of(base_dir)
     vision, processor = load_vision(paths.vision)
     layer, num_layers = vision_cfg.feature_layer, vision.config.num_hidden_layers
@@ -292,7 +308,7 @@ def _load_encoders(base_dir: Path, vision_cfg: TinyVisionConfig) -> _Encoders:
         raise CrabError(f"base_models.vision.feature_layer: {layer} not in 1..{num_layers} for {paths.vision}")
     if processor.crop_size["height"] != vision.config.image_size:
         raise CrabError(f"{paths.vision}: processor crop size != model image size {vision.config.image_size}")
-    return _Encoders(vision.eval(), processor, load_audio(paths.audio).eval())
+    return Encoders(vision.eval(), processor, load_audio(paths.audio).eval())
 
 
 def _file_sha256(path: Path) -> str:
@@ -361,13 +377,13 @@ def features(params: Params) -> FeaturesResult:
     plan = [items[k : k + cfg.shard_size] for k in range(0, len(items), cfg.shard_size)]
     writer = StoreWriter(cfg.out_dir, _feature_spec(params))
     writer.begin()
-    counters, encoders, file_hashes, inputs = _Counters(), None, {}, []
+    counters, encoders, file_hashes, inputs = ExtractCounters(), None, {}, []
     with tqdm(total=len(items), desc="features", unit="item", disable=None) as bar:
         for index, shard in enumerate(plan):
             inputs.append(_media_digest(shard, file_hashes))
             if not writer.is_done(index, [i.key for i in shard], inputs[-1]):
-                encoders = encoders or _load_encoders(Path(params.base_models.out_dir), params.base_models.vision)
-                writer.write(index, _compute_shard(shard, encoders, params, counters), inputs[-1])
+                encoders = encoders or load_encoders(Path(params.base_models.out_dir), params.base_models.vision)
+                writer.write(index, compute_shard(shard, encoders, params, counters), inputs[-1])
                 counters.num_shards += 1
             bar.update(len(shard))
     schemes = {t: audio_scheme(t, params.media) for t in sorted(params.avuie.tasks)}

@@ -1,0 +1,394 @@
+"""Tests for ``crab infer`` (the ``crab.infer`` package and its CLI command) on a tiny pipeline in a temp dir.
+
+A module fixture builds, in a temp working directory, what ``crab infer`` reads from a trained pipeline,
+with the stages' own code and a shrunk ``params.yaml``: one AV-Synth AVE clip (3 s, 32 px, 4 fps, rendered
+by ``crab.synth.render``), a hand-written AV-UIE set pointing at it (the tokenizer corpus and the
+``features`` stage's input), ``models/base`` written by the ``base_models`` stage (random init, BPE of
+300), the feature store written by the ``features`` stage, a Crab model from ``build_crab_model`` saved
+like ``pretrain`` saves it, and an IA-LoRA adapter from ``attach_adapter`` saved like ``finetune`` saves
+it. The CLI is driven through ``crab.cli.main`` with that params file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from crab.avuie.ave import AveLabel
+from crab.avuie.ave import format_answer as ave_answer
+from crab.avuie.avqa import AvqaLabel
+from crab.avuie.avqa import format_answer as avqa_answer
+from crab.avuie.schema import AvuieRecord, write_jsonl
+from crab.cli import main
+from crab.config import Params, SynthAudioConfig, SynthVideoConfig, load_params
+from crab.errors import CrabError
+from crab.features.extract import features
+from crab.features.store import FeatureStore, audio_key, video_key
+from crab.infer import (
+    InferRequest,
+    check_trained_model,
+    infer,
+    load_infer_model,
+    media_features,
+    read_batch,
+    result_record,
+)
+from crab.models.base import base_models
+from crab.synth.ave import ave_scene
+from crab.synth.render import render_clip
+from crab.tasks import TASKS, Task
+from crab.train.finetune import attach_adapter
+from crab.train.pretrain import build_crab_model
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO.parent / "shared" / "samples" / "crab-examples"
+SAMPLE_MP4 = SAMPLES / "ave" / "-67UNKFmRLk.mp4"
+CLIP = "data/raw/ave/AVE/synthclip01.mp4"  # relative to the workspace, as AV-UIE records name media
+QUESTION = "How many instruments are sounding in the video?"
+NUM_FRAMES, NUM_SEGMENTS, NUM_WINDOWS, MAX_NEW_TOKENS = 3, 2, 2, 5
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    params: Params
+    params_file: Path
+
+
+def _params(root: Path) -> Params:
+    params = load_params(REPO / "params.yaml")
+    base = params.base_models
+    return dataclasses.replace(
+        params,
+        media=dataclasses.replace(params.media, num_frames=NUM_FRAMES, num_audio_segments=NUM_SEGMENTS,
+                                  avqa_num_windows=NUM_WINDOWS, avqa_window_s=1.0),
+        avuie=dataclasses.replace(params.avuie, tasks=["ave", "avqa"]),
+        base_models=dataclasses.replace(
+            base, out_dir=str(root / "models/base"),
+            vision=dataclasses.replace(base.vision, image_size=32, patch_size=16, hidden_size=32, num_layers=2,
+                                       num_heads=2, intermediate_size=64, feature_layer=1),
+            llm=dataclasses.replace(base.llm, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+            tokenizer=dataclasses.replace(base.tokenizer, vocab_size=300, min_frequency=2),
+        ),
+        features=dataclasses.replace(params.features, out_dir=str(root / "data/features"), batch_size=4),
+        pretrain=dataclasses.replace(params.pretrain, out_dir=str(root / "models/pretrain")),
+        finetune=dataclasses.replace(
+            params.finetune, out_dir=str(root / "models/finetune"), tasks=["ave", "avqa"],
+            lora=dataclasses.replace(params.finetune.lora, r=4, alpha=8),
+        ),
+        evaluate=dataclasses.replace(params.evaluate, batch_size=2, max_new_tokens=MAX_NEW_TOKENS),
+    )  # fmt: skip
+
+
+def _record(task: str, index: int, instruction: str, target: str) -> AvuieRecord:
+    item = f"{task}{index}"
+    return AvuieRecord(
+        id=f"{task}/train/{item}", task=task, split="train", dataset={"ave": "ave", "avqa": "music_avqa"}[task],
+        item_id=item, source=f"ann.txt:{index}", video_id="synthclip01", media={"video": CLIP, "audio": CLIP},
+        instruction=instruction, target=target, reasoning=True, label={},
+    )  # fmt: skip
+
+
+def _write_avuie(root: Path) -> None:
+    events = ["Church bell", "Dog barking", "Helicopter", "Violin, fiddle"]
+    ave = [
+        _record("ave", i, TASKS[Task.AVE].instruction(),
+                ave_answer(AveLabel(event, i, i + 2), f"The {event.lower()} is seen and heard in the middle."))
+        for i, event in enumerate(events)
+    ]  # fmt: skip
+    avqa = [
+        _record("avqa", i, TASKS[Task.AVQA].instruction(question=f"Is the {word} on the left louder?"),
+                avqa_answer(AvqaLabel("yes"), f"The {word} on the left plays loudly."))
+        for i, word in enumerate(["violin", "piano", "cello", "flute"])
+    ]  # fmt: skip
+    write_jsonl(root / "data/avuie/ave/train.jsonl", ave)
+    write_jsonl(root / "data/avuie/avqa/train.jsonl", avqa)
+    report = {"stage": "validate_avuie", "max_failure_rate": 0.25,
+              "tasks": {"ave": {"quarantined": []}, "avqa": {"quarantined": []}}}  # fmt: skip
+    (root / "reports/validation").mkdir(parents=True)
+    (root / "reports/validation/avuie.json").write_text(json.dumps(report), encoding="utf-8")
+
+
+def _render_clip(root: Path, params: Params) -> None:
+    config = dataclasses.replace(params.synth.ave, duration_s=3, min_event_s=1)
+    scene = ave_scene(
+        np.random.default_rng(0), video_id="synthclip01", split="test", category="Church bell", config=config,
+        difficulty=params.synth.difficulty, render_seed=1,
+    )  # fmt: skip
+    (root / CLIP).parent.mkdir(parents=True)
+    render_clip(scene, SynthVideoConfig(size=32, fps=4, crf=23), SynthAudioConfig(16000), params.synth.difficulty,
+                root / CLIP)  # fmt: skip
+
+
+def _write_mp4(path: Path, *, with_audio: bool) -> None:
+    """A 1 s 32x32 4 fps H.264 clip, with or without a 16 kHz AAC track."""
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=4, options={"threads": "1"})
+        video.width = video.height = 32
+        video.pix_fmt = "yuv420p"
+        audio = out.add_stream("aac", rate=16000, layout="mono") if with_audio else None
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 60 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if audio is not None:
+            wave = np.sin(np.arange(16000, dtype=np.float32) / 8)[None]
+            for start in range(0, 16000, 1024):
+                chunk = av.AudioFrame.from_ndarray(wave[:, start : start + 1024].copy(), format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 16000, start
+                out.mux(audio.encode(chunk))
+            out.mux(audio.encode(None))
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    root = tmp_path_factory.mktemp("infer")
+    params = _params(root)
+    _render_clip(root, params)
+    _write_avuie(root)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        base_models(params)
+        features(params)
+    model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, seed=0)
+    model.save_pretrained(params.pretrain.out_dir)  # as the pretrain stage writes its folder
+    tokenizer.save_pretrained(params.pretrain.out_dir)
+    attach_adapter(model, params.finetune).save_pretrained(params.finetune.out_dir)  # as finetune does
+    torch.set_num_threads(before)
+    _write_mp4(root / "silent.mp4", with_audio=False)
+    _write_mp4(root / "short.mp4", with_audio=True)
+    (root / "notes.mp4").write_text("this is not a video\n", encoding="utf-8")
+    params_file = root / "params.yaml"
+    params_file.write_text(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False), encoding="utf-8")
+    return Workspace(root, params, params_file)
+
+
+@pytest.fixture
+def in_workspace(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.chdir(workspace.root)
+    return workspace
+
+
+def _cli(workspace: Workspace, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, list[str]]:
+    """Run ``crab --params <workspace params> infer ...``; returns the exit code, stdout and stderr's error lines."""
+    code = main(["--params", str(workspace.params_file), "infer", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.startswith("crab: error:")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Features: the infer path gives the features stage's tensors
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["ave", "avqa"])
+def test_infer_features_equal_the_features_stage_store(in_workspace: Workspace, task: str) -> None:
+    params = in_workspace.params
+    question = QUESTION if task == "avqa" else None
+    request = InferRequest.create(task, CLIP, question=question)
+    encoders = load_infer_model(params).encoders
+    video, audio = media_features(request, encoders, params)
+    store = FeatureStore(params.features.out_dir)
+    record = {"task": task, "media": {"video": CLIP, "audio": CLIP}}
+    stored_video, stored_audio = store.video(video_key(record)), store.audio(audio_key(record, params))
+    assert video.shape == (NUM_FRAMES, (32 // 16) ** 2, 32)
+    assert audio.shape[0] == (NUM_SEGMENTS if task == "ave" else NUM_WINDOWS)
+    assert video.dtype == stored_video.dtype and audio.dtype == stored_audio.dtype
+    assert torch.equal(video, stored_video)
+    assert torch.equal(audio, stored_audio)
+    if task == "avqa":  # AVQA cuts 1 s windows, AVE 1.5 s segments: different BEATs token counts
+        assert audio.shape[1] != store.audio(audio_key({**record, "task": "ave"}, params)).shape[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Single inputs through the CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def test_single_ave_prints_the_json_record(in_workspace: Workspace, capsys: pytest.CaptureFixture) -> None:
+    code, out, errors = _cli(in_workspace, capsys, "--task", "ave", "--video", CLIP)
+    assert (code, errors) == (0, [])
+    record = json.loads(out)
+    assert list(record) == ["task", "inputs", "prompt", "generated", "answer", "parse_ok"]
+    assert record["task"] == "ave"
+    assert record["inputs"] == {"video": CLIP, "audio": CLIP, "question": None}
+    assert record["prompt"] == TASKS[Task.AVE].instruction()
+    assert isinstance(record["generated"], str)
+    # A random-init model writes no answer tags: the parser (evaluation's) finds none.
+    assert record["parse_ok"] is (record["answer"] is not None)
+    assert record == result_record(InferRequest.create("ave", CLIP), record["generated"])
+
+
+def test_single_avqa_with_question_and_separate_audio(in_workspace: Workspace, capsys: pytest.CaptureFixture) -> None:
+    code, out, errors = _cli(
+        in_workspace, capsys, "--task", "avqa", "--video", "silent.mp4", "--audio", CLIP, "--question", QUESTION
+    )
+    assert (code, errors) == (0, [])
+    record = json.loads(out)
+    assert record["inputs"] == {"video": "silent.mp4", "audio": CLIP, "question": QUESTION}
+    assert record["prompt"].endswith(f"Please answer this question: {QUESTION}")
+    assert "<video>" in record["prompt"] and "<audio>" in record["prompt"]
+
+
+@pytest.mark.parametrize(
+    ("video", "reason"),
+    [
+        ("missing.mp4", "missing.mp4: file not found"),
+        ("silent.mp4", "silent.mp4: no audio stream"),
+        ("notes.mp4", "notes.mp4: not a media file / cannot open"),
+    ],
+)
+def test_bad_input_gives_one_error_line(
+    in_workspace: Workspace, capsys: pytest.CaptureFixture, video: str, reason: str
+) -> None:
+    code, out, errors = _cli(in_workspace, capsys, "--task", "ave", "--video", video)
+    assert code == 1 and out == ""
+    assert len(errors) == 1 and errors[0].startswith(f"crab: error: {reason}")
+
+
+def test_too_short_audio_is_a_clear_error(in_workspace: Workspace) -> None:
+    params = dataclasses.replace(in_workspace.params, media=dataclasses.replace(in_workspace.params.media,
+                                                                                num_audio_segments=100))  # fmt: skip
+    (outcome,) = infer(params, [InferRequest.create("ave", "short.mp4")])
+    assert isinstance(outcome, CrabError) and str(outcome).startswith("short.mp4: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "avqa", "--video", CLIP], 'task avqa needs a question (--question / "question")'),
+        (["--task", "ave", "--video", CLIP, "--question", "Why?"], "task ave takes no question"),
+        (["--task", "avvp", "--video", CLIP], "task 'avvp' is not supported by crab infer (supported: ave, avqa)"),
+        (["--video", CLIP], "--task is required with --video"),
+        ([], "give either --video (with --task) or --batch"),
+    ],
+)
+def test_bad_requests_are_rejected(
+    in_workspace: Workspace, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
+    code, _, errors = _cli(in_workspace, capsys, *args)
+    assert code == 1 and errors == [f"crab: error: {message}"]
+
+
+def test_missing_trained_model_names_the_folder(workspace: Workspace, tmp_path: Path) -> None:
+    params = dataclasses.replace(
+        workspace.params, finetune=dataclasses.replace(workspace.params.finetune, out_dir=str(tmp_path / "ft"))
+    )
+    with pytest.raises(CrabError) as err:
+        check_trained_model(params)
+    message = str(err.value)
+    assert f"{tmp_path / 'ft'} (adapter_config.json, adapter_model.safetensors)" in message
+    assert "run `dvc repro` (or `make run`) first" in message and workspace.params.pretrain.out_dir not in message
+    with pytest.raises(CrabError, match="no trained model"):  # checked before any input
+        infer(params, [InferRequest.create("ave", "missing.mp4")])
+
+
+# --------------------------------------------------------------------------------------------------
+# Batch mode
+# --------------------------------------------------------------------------------------------------
+
+
+def test_batch_skips_the_bad_entry_and_runs_the_others(in_workspace: Workspace, capsys: pytest.CaptureFixture) -> None:
+    entries = [
+        {"task": "ave", "video": CLIP},
+        {"task": "avqa", "video_path": CLIP, "audio_path": CLIP, "question": QUESTION},  # Crab's example.json keys
+        {"task": "ave", "video": "silent.mp4"},
+        {"task": "avqa", "video": CLIP},
+    ]
+    Path("batch.json").write_text(json.dumps(entries), encoding="utf-8")
+    code, out, errors = _cli(in_workspace, capsys, "--batch", "batch.json", "--out", "results/out.jsonl")
+    assert code == 1 and out == ""
+    assert errors == [
+        "crab: error: silent.mp4: no audio stream",
+        'crab: error: batch.json[3]: task avqa needs a question (--question / "question")',
+    ]
+    lines = Path("results/out.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [(r["task"], r["inputs"]["question"]) for r in records] == [("ave", None), ("avqa", QUESTION)]
+    # Batched decoding gives each answer as alone (greedy, masked, left-padded).
+    code, out, _ = _cli(in_workspace, capsys, "--task", "ave", "--video", CLIP)
+    assert code == 0 and json.loads(out)["generated"] == records[0]["generated"]
+
+
+def test_batch_without_errors_prints_json_lines(in_workspace: Workspace, capsys: pytest.CaptureFixture) -> None:
+    Path("ok.json").write_text(json.dumps([{"task": "ave", "video": CLIP}] * 2), encoding="utf-8")
+    code, out, errors = _cli(in_workspace, capsys, "--batch", "ok.json")
+    assert (code, errors) == (0, [])
+    assert len(out.splitlines()) == 2 and all(json.loads(line)["task"] == "ave" for line in out.splitlines())
+
+
+def test_read_batch_reports_bad_entries_and_rejects_bad_files(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    entries = [{"task": "ave", "video": "a.mp4", "audo": "x"}, 7, {"task": "ave"},
+               {"task": "ave", "video": "a.mp4", "video_path": "b.mp4"}]  # fmt: skip
+    path.write_text(json.dumps(entries))
+    outcomes = read_batch(path)
+    assert [str(o) for o in outcomes] == [
+        f"{path}[0]: unknown keys ['audo'] (allowed: audio, audio_path, question, task, video, video_path)",
+        f"{path}[1]: expected an object, got int",
+        f'{path}[2]: no "video" (or "video_path")',
+        f'{path}[3]: both "video" and "video_path"; give one',
+    ]
+    path.write_text("{}")
+    with pytest.raises(CrabError, match="expected a non-empty JSON list"):
+        read_batch(path)
+    with pytest.raises(CrabError, match="file not found"):
+        read_batch(tmp_path / "absent.json")
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing: evaluation's parsers
+# --------------------------------------------------------------------------------------------------
+
+
+def test_result_record_parses_like_evaluation() -> None:
+    ave = InferRequest.create("ave", "v.mp4")
+    text = ave_answer(AveLabel("Church bell", 2, 7), "A church bell is seen and heard.")
+    assert result_record(ave, text)["answer"] == {"event": "Church bell", "start": 2, "end": 7}
+    assert result_record(ave, text)["parse_ok"] is True
+    avqa = InferRequest.create("avqa", "v.mp4", "a.wav", "  Is the  piano louder? ")
+    record = result_record(avqa, avqa_answer(AvqaLabel("yes"), "The piano plays loudly."))
+    assert record["answer"] == {"answer": "yes"} and record["parse_ok"] is True
+    assert record["inputs"] == {"video": "v.mp4", "audio": "a.wav", "question": "Is the piano louder?"}
+    assert result_record(ave, "a bell rings")["answer"] is None
+    assert result_record(ave, "a bell rings")["parse_ok"] is False
+
+
+# --------------------------------------------------------------------------------------------------
+# The authors' example clip (real media)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not SAMPLE_MP4.is_file(), reason="Crab example media not present")
+def test_runs_on_the_authors_ave_example(in_workspace: Workspace) -> None:
+    params = in_workspace.params
+    model = load_infer_model(params)
+    requests = [
+        InferRequest.create("ave", str(SAMPLE_MP4)),  # 450x360, 25 fps, 44.1 kHz stereo AAC
+        InferRequest.create("ave", str(SAMPLE_MP4), str(SAMPLE_MP4.with_suffix(".mp3"))),  # its 16 kHz mp3
+    ]
+    video, audio = media_features(requests[0], model.encoders, params)
+    # Two 5 s segments: 498 fbank frames -> 31 patches of 16 x 8 BEATs tokens each.
+    assert video.shape == (NUM_FRAMES, 4, 32) and audio.shape == (NUM_SEGMENTS, 248, 64)
+    outcomes = infer(params, requests, model)
+    assert all(isinstance(o, dict) and o["inputs"]["video"] == str(SAMPLE_MP4) for o in outcomes)
