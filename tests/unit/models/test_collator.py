@@ -21,7 +21,7 @@ PAD, BOS, EOS = 0, 1, 2
 
 @pytest.fixture(scope="module")
 def config() -> CrabConfig:
-    return crab_tiny_config(64, video_token_id=VIDEO, audio_token_id=AUDIO, image_token_id=IMAGE)
+    return crab_tiny_config(64, video_token_id=VIDEO, audio_token_id=AUDIO, image_token_id=IMAGE, num_queries=8)
 
 
 def test_expand_placeholders_repeats_only_listed_ids() -> None:

@@ -29,6 +29,7 @@ def config() -> CrabConfig:
         image_token_id=IMAGE,
         bos_token_id=BOS,
         eos_token_id=EOS,
+        num_queries=8,
     )
 
 
