@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-import yaml
+from ruamel.yaml import YAML, YAMLError
 
 from crab.errors import CrabError
 
@@ -369,16 +369,20 @@ class Params:
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read ``params.yaml`` into :class:`Params`.
 
+    The file is parsed as YAML 1.2 with ruamel.yaml, the parser DVC reads and writes params with: ``dvc exp
+    run -S`` rewrites the file and writes the string ``"no"`` unquoted, which a YAML 1.1 parser (PyYAML)
+    would read as ``False``.
+
     Raises:
         ConfigError: the file is missing or unreadable YAML, or a key is unknown, missing or of the
             wrong type; the message starts with the file name and names the key.
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
+    except YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
     try:
         return parse_section(Params, raw, "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,19 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     broken.write_text(yaml.safe_dump(raw), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"^.*broken\.yaml: validation\.max_failure_rate: expected float"):
         load_params(broken)
+
+
+def test_params_rewritten_by_dvc_exp_run_set_param_still_load(tmp_path: Path) -> None:
+    # `dvc exp run -S finetune.adapter=lora` rewrites params.yaml with DVC's own YAML writer, which drops
+    # the quotes around "no" (mixed_precision); a YAML 1.1 reader would then see False.
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    with modify_yaml(path) as data:
+        data["finetune"]["adapter"] = "lora"
+    assert "mixed_precision: no\n" in path.read_text(encoding="utf-8")  # what DVC writes
+    rewritten, original = load_params(path), load_params(REPO / "params.yaml")
+    assert rewritten.finetune.adapter == "lora"
+    assert rewritten.finetune.optim.mixed_precision == original.finetune.optim.mixed_precision == "no"
+    assert dataclasses.replace(rewritten, finetune=original.finetune) == original
