@@ -8,6 +8,8 @@ commands (``dvc.yaml`` is generated from the same table). Extra subcommands:
 * ``crab dvc-yaml`` regenerates ``dvc.yaml`` from the stage table (``--check`` only compares).
 * ``crab infer`` runs the fine-tuned model on a user's clip or a batch file and prints JSON
   (:mod:`crab.infer`).
+* ``crab convert-crab-weights`` turns the authors' released checkpoints into our ``pretrain`` folder and
+  IA-LoRA adapter (:mod:`crab.convert`); it reads no params.
 
 Start-up imports only the standard library, PyYAML and the config/stage modules; a stage's heavy
 dependencies (torch, great_expectations, prefect) load when that stage runs. User errors
@@ -87,6 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--batch", help="JSON list of inputs, instead of --task / --video")
     infer.add_argument("--out", help="write JSON lines here instead of printing")
 
+    convert = sub.add_parser(
+        "convert-crab-weights",
+        help="Convert the authors' released Crab checkpoints into our pretrain folder + IA-LoRA adapter.",
+        description="Map Crab's finetune_weights.bin (required) and the optional visual/audio/segmentation "
+        "pre-training and AVS files onto our modules; write OUT/pretrain (save_pretrained + tokenizer), "
+        "OUT/finetune (PEFT adapter) and OUT/conversion_report.json.",
+        epilog="then point params pretrain.out_dir / finetune.out_dir at OUT/pretrain / OUT/finetune.",
+    )
+    convert.add_argument("--checkpoint-dir", required=True, help="folder with Crab's *.bin checkpoint files")
+    convert.add_argument("--llm", required=True, help="local Llama-2-7b-chat-hf folder (safetensors)")
+    convert.add_argument("--out", required=True, help="output folder (replaced)")
+    convert.add_argument("--tokenizer", help="tokenizer folder, if not the --llm folder")
+    convert.add_argument(
+        "--avs-embeddings",
+        action="store_true",
+        help="use the embeddings / LM head of avs_finetune_weights.bin (Crab's AVS-task model)",
+    )
+    convert.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="dtype of the written weights (default: %(default)s, as Crab)",
+    )
+    convert.add_argument("--seed", type=int, default=0, help="seed of the 17 added token rows (default: %(default)s)")
+
     gen = sub.add_parser("dvc-yaml", help="Regenerate dvc.yaml from the stage table.")
     gen.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
     return parser
@@ -116,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "dvc-yaml":
         return _dvc_yaml(check=args.check)
+    if args.command == "convert-crab-weights":
+        return _convert_crab_weights(args)
     params = load_params(args.params)
     start = time.perf_counter()
     if args.command == "infer":
@@ -134,6 +163,19 @@ def _run(args: argparse.Namespace) -> int:
     else:
         resolve(STAGES[args.command])(params)
     log.info("%s finished in %.1f s", args.command, time.perf_counter() - start)
+    return 0
+
+
+def _convert_crab_weights(args: argparse.Namespace) -> int:
+    import torch
+
+    from crab.convert import convert_crab_weights
+
+    result = convert_crab_weights(
+        args.checkpoint_dir, args.llm, args.out, tokenizer_dir=args.tokenizer, use_avs_embeddings=args.avs_embeddings,
+        dtype=getattr(torch, args.dtype), seed=args.seed,
+    )  # fmt: skip
+    log.info("pretrain folder: %s; adapter: %s", result.pretrain_dir, result.finetune_dir)
     return 0
 
 
