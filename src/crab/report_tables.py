@@ -205,8 +205,9 @@ def load_training_curves(run_dirs: Mapping[str, str | Path]) -> pd.DataFrame:
                 raise DataError(tsv, f"expected columns 'step' and one metric, got {list(frame.columns)}")
             frames.append(pd.DataFrame({"stage": stage, "metric": metric, "step": frame["step"],
                                         "value": frame[value_columns[0]].astype(float)}))  # fmt: skip
-    if not frames:
-        return pd.DataFrame({"stage": [], "metric": [], "step": [], "value": []})
+    if not frames:  # typed columns, so string methods on the empty table work (pandas 3)
+        return pd.DataFrame({"stage": pd.Series([], dtype="str"), "metric": pd.Series([], dtype="str"),
+                             "step": pd.Series([], dtype="int64"), "value": pd.Series([], dtype="float64")})  # fmt: skip
     return pd.concat(frames, ignore_index=True).sort_values(["stage", "metric", "step"], ignore_index=True)
 
 

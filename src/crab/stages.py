@@ -184,7 +184,8 @@ STAGES: dict[str, Stage] = {
                 "src/crab/avuie",
                 "src/crab/train/data.py",
             ),
-            outs=("predictions/{task}.jsonl",),
+            # The router statistics are an analysis table, not scalar metrics: a plain (cached) out.
+            outs=("predictions/{task}.jsonl", "metrics/router_{task}.json"),
             metrics=("metrics/{task}.json",),
             foreach="finetune.tasks",
         ),
@@ -198,6 +199,7 @@ STAGES: dict[str, Stage] = {
                 "src/crab/report.py",
                 "src/crab/report_tables.py",
                 "src/crab/report_data.py",
+                "src/crab/report_router.py",
                 "metrics",
                 "predictions",
                 "models/pretrain_log",

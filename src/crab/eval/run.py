@@ -18,7 +18,10 @@ ave``). For one task it:
 5. writes ``predictions/<task>.jsonl`` (every record's generation, parsed answer, label and correctness,
    sorted by id) and ``metrics/<task>.json`` (the model's accuracies, parse-failure rate, baselines and
    decoding speed; the ``report`` stage reads both), each atomically (temp file + rename), and logs a
-   one-line summary.
+   one-line summary;
+6. writes ``metrics/router_<task>.json``: the mean router weight of every head in every adapted layer over
+   the tokens decoded in step 2 (paper Figure 5), gathered by hooks during that same generation, no second
+   forward pass (:mod:`crab.eval.router_stats`); with plain LoRA it says ``"layers": []``.
 
 ``dataset`` in the metrics says what was evaluated: ``"AV-Synth"`` when the task's raw dataset root holds
 AV-Synth's ``avsynth_scenes.jsonl`` side file, ``"real"`` otherwise, so a report can never present
@@ -53,6 +56,7 @@ from crab.eval.generation import GenerationStats, generate_greedy
 from crab.eval.loading import load_metric
 from crab.eval.metrics_ave import ave_accuracy
 from crab.eval.metrics_avqa import avqa_accuracy, normalise_answer
+from crab.eval.router_stats import record_router_stats, router_stats_filename
 from crab.eval.scoring import parse_failure_rate
 from crab.features.store import FeatureStore
 from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
@@ -104,6 +108,7 @@ class EvaluateResult:
         generation: decoding statistics.
         predictions_path: ``predictions/<task>.jsonl``.
         metrics_path: ``metrics/<task>.json``.
+        router_path: ``metrics/router_<task>.json`` (router statistics, :mod:`crab.eval.router_stats`).
     """
 
     task: str
@@ -118,6 +123,7 @@ class EvaluateResult:
     generation: GenerationStats
     predictions_path: Path
     metrics_path: Path
+    router_path: Path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,10 +303,11 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
     )  # fmt: skip
     eos_id = tokenizer.eos_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
-    answer_ids, stats = generate_greedy(
-        model, prompts, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, eos_token_id=eos_id,
-        pad_token_id=pad_id, lengths=[len(item.prompt_ids) for item in prompts.items],
-    )  # fmt: skip
+    with record_router_stats(model, eos_token_id=eos_id) as router:  # hooks on the generation's own forwards
+        answer_ids, stats = generate_greedy(
+            model, prompts, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, eos_token_id=eos_id,
+            pad_token_id=pad_id, lengths=[len(item.prompt_ids) for item in prompts.items],
+        )  # fmt: skip
     texts = tokenizer.batch_decode(answer_ids, skip_special_tokens=True)
     rows, scores = score_predictions(evaluated, records, texts, [r.label for r in train_records])
 
@@ -318,8 +325,10 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
     }
     predictions_path = PREDICTIONS_DIR / f"{evaluated}.jsonl"
     metrics_path = METRICS_DIR / f"{evaluated}.json"
+    router_path = METRICS_DIR / router_stats_filename(str(evaluated))
     _write_atomic(predictions_path, "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows))
     _write_atomic(metrics_path, json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    _write_atomic(router_path, json.dumps(router.summary(str(evaluated)), indent=2, ensure_ascii=False) + "\n")
 
     best = max(scores["baselines"], key=lambda name: scores["baselines"][name]["accuracy"])  # first on ties
     result = EvaluateResult(
@@ -335,6 +344,7 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
         generation=stats,
         predictions_path=predictions_path,
         metrics_path=metrics_path,
+        router_path=router_path,
     )
     log.info(
         "evaluate %s (%s, %s, n=%d): accuracy %.4f | best baseline %s %.4f | parse failures %.1f%% | %.0f tokens/s",

@@ -284,6 +284,9 @@ def test_random_model_ave_writes_the_contract_files_with_hand_computed_baselines
     assert (result.best_baseline, result.best_baseline_accuracy) == ("all_background", pytest.approx(17 / 30))
     assert result.generation.num_sequences == 3
     assert result.predictions_path == Path("predictions/ave.jsonl")
+    router = json.loads(Path("metrics/router_ave.json").read_text(encoding="utf-8"))
+    assert (router["adapter"], router["num_heads"], len(router["layers"])) == ("ia_lora", 3, 28)
+    assert result.router_path == Path("metrics/router_ave.json")
     assert not list(Path("metrics").glob(".*"))  # no temp file left behind
 
 
