@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +32,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import parse_flag_from_env, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -45,6 +46,7 @@ __all__ = [
     "FitResult",
     "StepPlan",
     "build_optimizer",
+    "configure_deepspeed",
     "fit",
     "plan_steps",
     "resolve_mixed_precision",
@@ -116,6 +118,26 @@ def build_optimizer(named_params: Sequence[tuple[str, nn.Parameter]], optim: Opt
     no_decay = [p for _, p in named_params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr)
+
+
+def configure_deepspeed(plugin: Any, optim: OptimConfig) -> None:
+    """Give a DeepSpeed plugin the micro-batch size and clipping norm of params (its ``"auto"`` values).
+
+    accelerate takes the micro-batch size from a prepared ``DataLoader``, which :func:`fit` has not (its
+    sampler is resumable), and would clip at 1.0; the accumulation steps it fills from the Accelerator.
+
+    Args:
+        plugin: the active ``accelerate.utils.DeepSpeedPlugin``.
+        optim: the stage's ``batch_size`` and ``max_grad_norm``.
+
+    Raises:
+        CrabError: the DeepSpeed config sets one of them to another value than params.
+    """
+    mismatches: list[str] = []
+    plugin.fill_match("train_micro_batch_size_per_gpu", mismatches, train_micro_batch_size_per_gpu=optim.batch_size)
+    plugin.fill_match("gradient_clipping", mismatches, gradient_clipping=optim.max_grad_norm)
+    if mismatches:
+        raise CrabError(f"the DeepSpeed config disagrees with params (set these in params.yaml): {mismatches}")
 
 
 @dataclass
@@ -245,9 +267,15 @@ def fit(
         raise ValueError("the model has no trainable parameters")
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty")
-    # accelerate keeps one process-wide state: the precision is fixed by the first Accelerator of a process.
-    mixed_precision = resolve_mixed_precision(optim.mixed_precision, PartialState().device)
+    # One accelerate state per process: the first Accelerator fixes the precision, the first state the device and
+    # process group; that one must see ACCELERATE_USE_CPU (only Accelerator reads it), or CPU workers train alone.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    mixed_precision = resolve_mixed_precision(optim.mixed_precision, state.device)
+    if (launched := os.environ.get("ACCELERATE_MIXED_PRECISION", mixed_precision)) != mixed_precision:
+        log.warning("%s: mixed precision %r (params), not the launcher's %r", desc, mixed_precision, launched)
     accelerator = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=optim.grad_accum)
+    if accelerator.state.deepspeed_plugin is not None:
+        configure_deepspeed(accelerator.state.deepspeed_plugin, optim)
     sampler = ResumableBatchSampler(
         len(dataset), optim.batch_size, seed, num_replicas=accelerator.num_processes, rank=accelerator.process_index
     )
@@ -256,6 +284,9 @@ def fit(
     optimizer = build_optimizer(named, optim)
     scheduler = get_cosine_schedule_with_warmup(optimizer, plan.num_warmup_steps, plan.num_steps)
     wrapped, optimizer = accelerator.prepare(model, optimizer)
+    if accelerator.gradient_accumulation_steps != optim.grad_accum:  # the step plan counts optim.grad_accum
+        raise CrabError(f"{desc}: accelerate accumulates {accelerator.gradient_accumulation_steps} micro-batches, "
+                        f"params {optim.grad_accum}: set it in params.yaml, not in the launcher or DeepSpeed config")  # fmt: skip
     # Compared with the JSON copy in checkpoints, so normalise it through JSON (tuples -> lists, ...).
     fingerprint = json.loads(json.dumps({**fingerprint, "optim": dataclasses.asdict(optim), "seed": seed,
                                          "plan": vars(plan), "num_examples": len(dataset)}))  # fmt: skip
@@ -270,7 +301,7 @@ def fit(
     )  # fmt: skip
 
     wrapped.train()
-    params = [p for _, p in named]
+    params = [p for p in wrapped.parameters() if p.requires_grad]  # the prepared ones: FSDP replaces them
     max_norm = optim.max_grad_norm if optim.max_grad_norm > 0 else float("inf")
     progress = tqdm(total=plan.num_steps, initial=run.step, desc=desc, unit="step",
                     disable=not accelerator.is_main_process)  # fmt: skip
