@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,22 +149,12 @@ def _write_mp4(path: Path, *, with_audio: bool) -> None:
             out.mux(audio.encode(None))
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     root = tmp_path_factory.mktemp("infer")
     params = _params(root)
     _render_clip(root, params)
     _write_avuie(root)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         base_models(params)
@@ -174,7 +163,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     model.save_pretrained(params.pretrain.out_dir)  # as the pretrain stage writes its folder
     tokenizer.save_pretrained(params.pretrain.out_dir)
     attach_adapter(model, params.finetune).save_pretrained(params.finetune.out_dir)  # as finetune does
-    torch.set_num_threads(before)
     _write_mp4(root / "silent.mp4", with_audio=False)
     _write_mp4(root / "short.mp4", with_audio=True)
     (root / "notes.mp4").write_text("this is not a video\n", encoding="utf-8")

@@ -17,15 +17,6 @@ WIDTH = 64
 MAX_NEW = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matmuls gain nothing from threads, and on a busy 2-core box the thread spin costs 30x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def config() -> CrabConfig:
     return crab_tiny_config(

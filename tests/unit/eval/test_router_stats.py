@@ -32,15 +32,6 @@ MAX_NEW = 8
 MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matmuls gain nothing from threads, and on a busy 2-core box the thread spin costs 30x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _crab() -> CrabForConditionalGeneration:
     config = crab_tiny_config(VOCAB, video_token_id=VIDEO, audio_token_id=AUDIO, image_token_id=IMAGE, bos_token_id=BOS)
     torch.manual_seed(0)

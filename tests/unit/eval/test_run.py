@@ -186,15 +186,6 @@ def _params() -> Params:
     return dataclasses.replace(params, finetune=finetune, evaluate=evaluate_cfg)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matmuls gain nothing from threads, and on a busy 2-core box the thread spin costs 30x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     root = tmp_path_factory.mktemp("evaluate_workspace")
