@@ -326,7 +326,7 @@ class FinetuneConfig:
     out_dir: str
     seed: int
     tasks: list[TaskName]
-    adapter: Literal["ia_lora", "lora", "lora_moe"]
+    adapter: Literal["ia_lora", "lora", "lora_moe", "single_task"]  # single_task: a plain LoRA per task
     lora: LoraParams
     optim: OptimConfig
 

@@ -64,7 +64,7 @@ from crab.quality.quarantine import load_quarantined_avuie
 from crab.synth.scene import SCENES_FILENAME
 from crab.tasks import TASKS, Task
 from crab.train.data import AvuieDataset, load_records
-from crab.train.finetune import load_finetuned
+from crab.train.finetune import load_finetuned, use_task_adapter
 
 __all__ = [
     "EVALUATED_TASKS",
@@ -294,6 +294,7 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
     )
 
     model, tokenizer = load_finetuned(params.pretrain.out_dir, params.finetune.out_dir)
+    use_task_adapter(model, evaluated.value)  # the single-task baseline: this task's own adapter
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     # The training stages' dataset without targets: the prompts are built exactly as in training.

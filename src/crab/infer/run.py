@@ -32,7 +32,7 @@ from crab.models.base import BaseModelPaths
 from crab.models.collator import CrabExample, build_example
 from crab.tasks import TASKS
 from crab.train.data import encode_prompt
-from crab.train.finetune import load_finetuned
+from crab.train.finetune import adapter_folders, load_finetuned, use_task_adapter
 
 __all__ = ["InferModel", "check_trained_model", "infer", "load_infer_model", "media_features", "result_record"]
 
@@ -72,8 +72,12 @@ def check_trained_model(params: Params) -> None:
         (base.vision, ("config.json", "preprocessor_config.json")),
         (base.audio.parent, (base.audio.name,)),
         (pretrain, ("config.json", "model.safetensors")),
-        (finetune, ("adapter_config.json", "adapter_model.safetensors")),
     ]
+    try:  # one shared adapter, or the single-task baseline's adapter per task
+        required += [(folder, ("adapter_config.json", "adapter_model.safetensors"))
+                     for folder in adapter_folders(finetune).values()]  # fmt: skip
+    except CrabError:
+        required.append((finetune, ("adapter_config.json", "adapter_model.safetensors")))
     missing = []
     for folder, names in required:
         absent = [name for name in names if not (folder / name).is_file()]
@@ -196,10 +200,17 @@ def infer(
             continue
         prompt_ids = encode_prompt(model.tokenizer, request.instruction())
         examples[index] = build_example(prompt_ids, [], config, video_features=video, audio_features=audio)
-    if examples:
-        order = list(examples)
-        eos_id = model.tokenizer.eos_token_id
-        pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else eos_id
+    eos_id = model.tokenizer.eos_token_id
+    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else eos_id
+    task_of = {i: str(outcomes[i].task) for i in examples}
+    for task in sorted(set(task_of.values())):  # one group per task: its own adapter in the single-task baseline
+        order = [i for i in examples if task_of[i] == task]
+        try:
+            use_task_adapter(model.model, task)
+        except CrabError as err:  # a single-task model without this task's adapter
+            for index in order:
+                outcomes[index] = err
+            continue
         answer_ids, _ = generate_greedy(
             model.model, [examples[i] for i in order], batch_size=params.evaluate.batch_size,
             max_new_tokens=params.evaluate.max_new_tokens, eos_token_id=eos_id, pad_token_id=pad_id,
