@@ -8,6 +8,8 @@ commands (``dvc.yaml`` is generated from the same table). Extra subcommands:
 * ``crab dvc-yaml`` regenerates ``dvc.yaml`` from the stage table (``--check`` only compares).
 * ``crab infer`` runs the fine-tuned model on a user's clip or a batch file and prints JSON
   (:mod:`crab.infer`).
+* ``crab ablate`` runs the paper's Table 4 rows as DVC experiments and renders their report
+  (:mod:`crab.ablate`).
 * ``crab convert-crab-weights`` turns the authors' released checkpoints into our ``pretrain`` folder and
   IA-LoRA adapter (:mod:`crab.convert`); it reads no params.
 
@@ -27,7 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from crab.config import ConfigError, load_params
+from crab.config import ConfigError, Params, load_params
 from crab.errors import CrabError
 from crab.stages import PARAMS_FILE, STAGES, dvc_yaml, resolve
 
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Answer an AVE or AVQA request about your own video with the model of the pipeline "
         "(the folders in params: base_models, pretrain, finetune). Prints the prompt, the generated text "
         "(reasoning + answer) and the parsed answer as JSON.",
-        epilog="batch file: a JSON list of {\"task\", \"video\", \"audio\"?, \"question\"?} objects (Crab's "
+        epilog='batch file: a JSON list of {"task", "video", "audio"?, "question"?} objects (Crab\'s '
         "example.json keys video_path / audio_path work too); a bad entry prints one error line and is skipped.",
     )
     infer.add_argument("--task", help="ave or avqa (with --video)")
@@ -113,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="dtype of the written weights (default: %(default)s, as Crab)",
     )
     convert.add_argument("--seed", type=int, default=0, help="seed of the 17 added token rows (default: %(default)s)")
+
+    ablate = sub.add_parser(
+        "ablate",
+        help="Run the paper's Table 4 rows as DVC experiments (each at every seed) and render reports/table4.html.",
+        description="Queue every row of params `ablate.rows` at every seed of `ablate.seeds` with `dvc exp run "
+        "--queue` from the current commit, run them with `dvc exp run --run-all`, collect `dvc exp show --json` "
+        "into reports/table4.json and render notebooks/ablation/table4.ipynb into reports/table4.{ipynb,html}.",
+        epilog="commit first: experiments run from HEAD. Re-running replaces the experiments of the same names.",
+    )
+    ablate.add_argument("--rows", help="comma-separated row names (default: all rows of ablate.rows)")
+    ablate.add_argument("--collect-only", action="store_true", help="do not run; collect and render what exists")
+    ablate.add_argument("--dry-run", action="store_true", help="print the dvc commands and exit")
 
     gen = sub.add_parser("dvc-yaml", help="Regenerate dvc.yaml from the stage table.")
     gen.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
@@ -154,6 +168,8 @@ def _run(args: argparse.Namespace) -> int:
             params, task=args.task, video=args.video, audio=args.audio, question=args.question, batch=args.batch,
             out=args.out,
         )  # fmt: skip
+    if args.command == "ablate":
+        return _ablate(params, args)
     if args.command == "synth":
         from crab.synth import synthesize
 
@@ -177,6 +193,22 @@ def _convert_crab_weights(args: argparse.Namespace) -> int:
     )  # fmt: skip
     log.info("pretrain folder: %s; adapter: %s", result.pretrain_dir, result.finetune_dir)
     return 0
+
+
+def _ablate(params: Params, args: argparse.Namespace) -> int:
+    from crab.ablate import AblationRun, queue_commands, run_ablation, select_rows
+
+    rows = [name.strip() for name in args.rows.split(",")] if args.rows else None
+    if args.dry_run:
+        runs = [AblationRun(row, seed) for row in select_rows(params.ablate, rows) for seed in params.ablate.seeds]
+        for command in queue_commands(runs):
+            print(" ".join(command))
+        print(f"dvc exp run --run-all --jobs {params.ablate.jobs}")
+        return 0
+    results = run_ablation(params.ablate, rows=rows, collect_only=args.collect_only)
+    done = sum(run["state"] == "success" for run in results["runs"])
+    log.info("ablate: %d of %d experiments have results", done, len(results["runs"]))
+    return 0 if done == len(results["runs"]) else 1
 
 
 def _dvc_yaml(check: bool) -> int:

@@ -345,6 +345,36 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class AblationRow:
+    """One row of Table 4: its ``dvc exp run -S`` overrides (``finetune.seed`` comes from ``ablate.seeds``)."""
+
+    name: str  # experiment-name stem, e.g. "crab"
+    label: str  # the paper's row label, e.g. "Crab(Ours)"
+    set: dict[str, Any]  # dotted params key -> scalar value
+
+    def __post_init__(self) -> None:
+        if not self.name.replace("_", "").isalnum():
+            raise ConfigError(f"name: letters, digits and '_' only (a DVC experiment name), got {self.name!r}")
+
+
+@dataclass(frozen=True)
+class AblateConfig:
+    """``crab ablate``: the Table 4 rows run as DVC experiments, each at every seed (not a DVC stage)."""
+
+    seeds: list[int]
+    jobs: int  # experiments run at a time (`dvc exp run --run-all --jobs`)
+    rows: list[AblationRow]
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "jobs")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds: a non-empty list of distinct seeds, got {self.seeds}")
+        names = [row.name for row in self.rows]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"rows: a non-empty list with distinct names, got {names}")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole ``params.yaml``."""
 
@@ -359,6 +389,7 @@ class Params:
     pretrain: PretrainConfig
     finetune: FinetuneConfig
     evaluate: EvaluateConfig
+    ablate: AblateConfig
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,4 +521,3 @@ def _check_unit_interval(obj: object, *names: str) -> None:
     for name in names:
         if not 0.0 <= getattr(obj, name) <= 1.0:
             raise ConfigError(f"{name}: must be in [0, 1], got {getattr(obj, name)}")
-

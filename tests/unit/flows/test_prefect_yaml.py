@@ -27,7 +27,10 @@ def test_deployment_names_an_existing_flow_and_valid_parameters(entry: dict) -> 
     path, _, func = entry["entrypoint"].rpartition(":")
     assert (REPO / path).is_file(), entry["entrypoint"]
     pipeline = load_flow_from_entrypoint(f"{REPO / path}:{func}", use_placeholder_flow=False)
-    assert isinstance(pipeline, Flow) and pipeline.name == "crab-pipeline"
+    assert (
+        isinstance(pipeline, Flow)
+        and pipeline.name == {"crab_pipeline": "crab-pipeline", "crab_ablate": "crab-ablate"}[func]
+    )
     pipeline.validate_parameters(entry.get("parameters") or {})  # raises on unknown or mistyped ones
     assert entry["work_pool"]["name"]
 
