@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 __all__ = ["METRIC_NAMES", "load_metric", "metric_path"]
 
 #: The metric modules shipped in ``crab/eval/metrics``.
-METRIC_NAMES: tuple[str, ...] = ("ave_accuracy", "avqa_accuracy")
+METRIC_NAMES: tuple[str, ...] = (
+    "ave_accuracy",
+    "avqa_accuracy",
+    "avvp_f",
+    "arig_ciou",
+    "avs_segmentation",
+    "avss_segmentation",
+)
 
 _METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 

@@ -1,0 +1,1 @@
+"""``evaluate`` module folder for ARIG cIoU / AUC (a package only so installs ship it)."""
