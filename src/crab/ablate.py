@@ -197,7 +197,8 @@ def run_ablation(
     repo = Path(repo)
     runs = [AblationRun(row, seed) for row in select_rows(cfg, rows) for seed in cfg.seeds]
     if not collect_only:
-        clashing = [run.name for run in runs if run.name in _existing_experiments(_show(repo))]
+        existing = _existing_experiments(_show(repo))
+        clashing = [run.name for run in runs if run.name in existing]
         if clashing:
             _dvc(["dvc", "exp", "remove", *clashing], repo)  # a re-run replaces them
         for command in queue_commands(runs):
