@@ -6,6 +6,7 @@ Layout (dataset-layouts.md section 2, from YapengTian/AVVP-ECCV20 ``data/``, ``d
     llp/                                 # the repo's data/ folder
     ├── AVVP_train.csv  AVVP_val_pd.csv  AVVP_test_pd.csv    # weak, video-level labels
     ├── AVVP_eval_audio.csv  AVVP_eval_visual.csv            # dense events of the val + test videos
+    ├── AVVP_train_dense_audio.csv  AVVP_train_dense_visual.csv  # AV-Synth only: dense events of train
     └── LLP_dataset/video/{ytid}.mp4     # Crab's tree calls the folder llp_videos/ (used if video/ is absent)
 
 Format facts (2.2, 2.3, verified on the files):
@@ -23,6 +24,13 @@ Format facts (2.2, 2.3, verified on the files):
   the ground truth, so such a row is rejected *alone* and its video kept. Any other bad dense row
   (unknown class, time off the grid, not a number) rejects its *video*: the video's ground truth would
   otherwise be silently incomplete.
+
+**AV-Synth extension.** The real release annotates train only weakly. AV-Synth (:mod:`crab.synth.llp`)
+knows the exact events of its train clips too and writes them in two extra files with the eval files'
+format, :data:`LLP_TRAIN_DENSE_FILES`. When both are present, train records carry dense events exactly as
+val / test records do (same checks, same rejections; a dense row of a video that is not in the train file
+is rejected); when both are absent (the real release), train events are ``None``; one without the other
+is an error.
 
 Like the AVVP metric, the reader checks classes against :data:`LLP_CLASSES` and times against the grid,
 and (``check_media``) that the clip exists; decoding is the quality gate's job.
@@ -43,7 +51,15 @@ from crab.datasets.records import ReadResult, Rejection, Split
 from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS
 from crab.errors import DataError
 
-__all__ = ["LLP_EVAL_FILES", "LLP_SPLIT_FILES", "LlpEvent", "LlpRecord", "event_grid", "read_llp"]
+__all__ = [
+    "LLP_EVAL_FILES",
+    "LLP_SPLIT_FILES",
+    "LLP_TRAIN_DENSE_FILES",
+    "LlpEvent",
+    "LlpRecord",
+    "event_grid",
+    "read_llp",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +67,11 @@ logger = logging.getLogger(__name__)
 LLP_SPLIT_FILES: dict[str, str] = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
 #: Modality -> dense-event file (val and test videos together).
 LLP_EVAL_FILES: dict[str, str] = {"audio": "AVVP_eval_audio.csv", "visual": "AVVP_eval_visual.csv"}
+#: Modality -> dense-event file of the train videos: an AV-Synth extension, absent from the real release.
+LLP_TRAIN_DENSE_FILES: dict[str, str] = {
+    "audio": "AVVP_train_dense_audio.csv",
+    "visual": "AVVP_train_dense_visual.csv",
+}
 
 _WEAK_HEADER = ["filename", "event_labels"]
 _DENSE_HEADER = ["filename", "onset", "offset", "event_labels"]
@@ -70,14 +91,15 @@ class LlpEvent:
 
 @dataclass(frozen=True)
 class LlpRecord:
-    """One LLP video: weak labels, and for val / test its dense audio and visual events.
+    """One LLP video: weak labels, and (val / test, or AV-Synth train) its dense audio and visual events.
 
     Attributes:
         item_id: ``filename`` (``{ytid}_{start}_{end}``), unique per split.
         video_id: the YouTube id, the media file stem.
         labels: the weak video-level classes in file order.
-        audio_events: dense audio events in file order; None for train (not annotated).
-        visual_events: dense visual events; None for train, possibly empty for val / test.
+        audio_events: dense audio events in file order; None for a train split without dense files (the
+            real release annotates train only weakly).
+        visual_events: dense visual events; None when ``audio_events`` is, else possibly empty.
         split: ``"train"``, ``"val"`` or ``"test"``.
         video_path: the 10-s clip.
         source: ``"<weak csv>:<line>"``.
@@ -179,8 +201,27 @@ def _filenames(path: Path) -> set[str]:
     return {fields[0].strip() for _, fields in _read_table(path, _WEAK_HEADER)}
 
 
+def _dense_files(root: Path, split: Split) -> dict[str, Path]:
+    """Modality -> dense file of ``split``; ``{}`` for a train split without AV-Synth's dense files.
+
+    Raises:
+        DataError: only one of the two train dense files exists (a half-written tree).
+    """
+    if split != "train":
+        return {modality: root / name for modality, name in LLP_EVAL_FILES.items()}
+    paths = {modality: root / name for modality, name in LLP_TRAIN_DENSE_FILES.items()}
+    present = [path for path in paths.values() if path.is_file()]
+    if present and len(present) != len(paths):
+        (missing,) = (path for path in paths.values() if not path.is_file())
+        raise DataError(missing, f"file not found, but {present[0].name} is there (AV-Synth writes both)")
+    return paths if present else {}
+
+
 def read_llp(root: Path, split: Split, check_media: bool = True) -> ReadResult[LlpRecord]:
-    """Read one LLP split: weak labels, and for val / test the dense events joined by ``filename``.
+    """Read one LLP split: weak labels, and the dense events joined by ``filename``.
+
+    Dense events come from the eval files for val / test, and for train from AV-Synth's
+    :data:`LLP_TRAIN_DENSE_FILES` when they exist (the real release has none: train events are ``None``).
 
     Args:
         root: the folder holding the ``AVVP_*.csv`` files and ``LLP_dataset/``.
@@ -192,11 +233,13 @@ def read_llp(root: Path, split: Split, check_media: bool = True) -> ReadResult[L
         unusable weak row (wrong field count, malformed filename, empty / unknown / repeated class,
         duplicate filename, missing clip), per video made unusable by its dense rows (``source`` is the
         weak row, the reason names the dense row), per empty-span dense row (``source`` is that row), and,
-        when reading ``"test"``, per dense row whose video is in neither the val nor the test file.
+        when reading ``"test"``, per dense row whose video is in neither the val nor the test file (when
+        reading ``"train"``, per train dense row whose video is not in the train file).
 
     Raises:
         ValueError: unknown split.
-        DataError: a needed file is missing, is not UTF-8, or has another header.
+        DataError: a needed file is missing (including one train dense file without the other), is not
+            UTF-8, or has another header.
     """
     if split not in LLP_SPLIT_FILES:
         raise ValueError(f"unknown LLP split {split!r}; expected one of {sorted(LLP_SPLIT_FILES)}")
@@ -224,27 +267,34 @@ def read_llp(root: Path, split: Split, check_media: bool = True) -> ReadResult[L
 
     events: dict[str, dict[str, list[LlpEvent]]] = {name: {"audio": [], "visual": []} for name in weak}
     broken: dict[str, list[str]] = {}  # filename -> reasons from its dense rows
-    if split != "train":
-        other = _filenames(root / LLP_SPLIT_FILES["val"]) if split == "test" else None
-        for modality, file_name in LLP_EVAL_FILES.items():
-            dense_path = root / file_name
-            for lineno, fields in _read_table(dense_path, _DENSE_HEADER):
-                source = f"{dense_path}:{lineno}"
-                fields = [field.strip() for field in fields]
-                filename = fields[0]
-                if filename not in first_line:  # a video of the other eval split, or of none
-                    if other is not None and filename not in other:
-                        reason = f"video {filename!r} is in neither {LLP_SPLIT_FILES['val']} nor {path.name}"
-                        result.rejected.append(Rejection("llp", filename, source, reason))
-                    continue
-                event, problem = _parse_dense(fields, source)
-                if event is None:
-                    broken.setdefault(filename, []).append(f"{source}: {problem}")
-                elif event.onset_s >= event.offset_s:
-                    reason = f"empty span: onset {event.onset_s} >= offset {event.offset_s} (adds nothing; row ignored)"
-                    result.rejected.append(Rejection("llp", filename, source, reason))
-                elif filename in events:
-                    events[filename][modality].append(event)
+    dense_files = _dense_files(root, split)
+    # Videos a dense row may belong to besides this split's: val and test share the eval files, so a val
+    # read skips the test rows silently (None) and a test read reports the rows of neither; the train
+    # files hold train videos only.
+    elsewhere: set[str] | None = None
+    orphan = ""
+    if split == "test":
+        elsewhere = _filenames(root / LLP_SPLIT_FILES["val"])
+        orphan = f"is in neither {LLP_SPLIT_FILES['val']} nor {path.name}"
+    elif split == "train":
+        elsewhere, orphan = set(), f"is not in {path.name}"
+    for modality, dense_path in dense_files.items():
+        for lineno, fields in _read_table(dense_path, _DENSE_HEADER):
+            source = f"{dense_path}:{lineno}"
+            fields = [field.strip() for field in fields]
+            filename = fields[0]
+            if filename not in first_line:  # a video of the other eval split, or of none
+                if elsewhere is not None and filename not in elsewhere:
+                    result.rejected.append(Rejection("llp", filename, source, f"video {filename!r} {orphan}"))
+                continue
+            event, problem = _parse_dense(fields, source)
+            if event is None:
+                broken.setdefault(filename, []).append(f"{source}: {problem}")
+            elif event.onset_s >= event.offset_s:
+                reason = f"empty span: onset {event.onset_s} >= offset {event.offset_s} (adds nothing; row ignored)"
+                result.rejected.append(Rejection("llp", filename, source, reason))
+            elif filename in events:
+                events[filename][modality].append(event)
 
     for filename, (video_id, labels, source) in weak.items():
         video_path = video_dir / f"{video_id}.mp4"
@@ -258,8 +308,8 @@ def read_llp(root: Path, split: Split, check_media: bool = True) -> ReadResult[L
                 item_id=filename,
                 video_id=video_id,
                 labels=labels,
-                audio_events=None if split == "train" else tuple(dense["audio"]),
-                visual_events=None if split == "train" else tuple(dense["visual"]),
+                audio_events=tuple(dense["audio"]) if dense_files else None,
+                visual_events=tuple(dense["visual"]) if dense_files else None,
                 split=split,
                 video_path=video_path,
                 source=source,
