@@ -14,12 +14,21 @@ The LLM config never sets ``pad_token_id``: ``LlamaModel`` turns it into ``nn.Em
 which would zero and freeze the embedding of ``</s>``, the token Crab pads with. Padding positions are
 masked anyway; generation pads finished rows with EOS. The frozen encoders are *not* part of the model: training reads pre-computed features (the ``features``
 stage), so ``vision_feature_layer`` is recorded for that stage and for documentation only.
+
+The segmentation branch (crab-ref 1.8) is optional: ``mask_decoder_config`` is ``None`` unless a builder is asked
+for it (``use_mask_decoder=True``), so every config and checkpoint without it is unchanged. When it is set,
+``mask_token_ids`` names the six ``<mask_i>`` tokens whose hidden states prompt the decoder, and the decoder's
+widths are checked against the LLM's and CLIP's here, at construction, rather than at the first forward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from transformers import Blip2QFormerConfig, LlamaConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+
+from crab.models.mask_decoder import CrabMaskDecoderConfig, mask_decoder_paper_config, mask_decoder_tiny_config
 
 __all__ = ["CrabConfig", "crab_llama2_7b_config", "crab_tiny_config"]
 
@@ -46,10 +55,16 @@ class CrabConfig(PreTrainedConfig):
         vision_hidden_size: width of the visual features (CLIP hidden size).
         audio_hidden_size: width of the audio features (BEATs encoder width).
         initializer_range: std of the normal init of the projector linears and of the learned queries.
+        mask_decoder_config: ``CrabMaskDecoderConfig`` (or its dict) of the optional segmentation decoder;
+            ``None`` (the default) builds no decoder.
+        mask_token_ids: ids of ``<mask_0>`` ... ``<mask_{K-1}>`` in order (Llama-2: 32011-32016); required with a
+            decoder, ``K = mask_decoder_config.num_mask_tokens``.
 
     Raises:
         ValueError: if a Q-Former's ``encoder_hidden_size`` disagrees with its feature width, a query count is
-            not positive, or two placeholder ids coincide.
+            not positive, or two placeholder ids coincide; with a decoder, if its ``llm_hidden_size`` or
+            ``vision_hidden_size`` disagrees with the LLM or CLIP width, or ``mask_token_ids`` is missing, has the
+            wrong length, repeats an id, reuses a placeholder id or lies outside the vocabulary.
     """
 
     model_type = "crab"
@@ -63,6 +78,8 @@ class CrabConfig(PreTrainedConfig):
             config_class=Blip2QFormerConfig,
             init_kwargs={"num_hidden_layers": 2, "cross_attention_frequency": 1, "encoder_hidden_size": 768},
         ),
+        # optional: None stays None (no decoder) instead of becoming a default decoder config
+        "mask_decoder_config": SubConfigSpec(config_class=CrabMaskDecoderConfig, optional=True),
     }
 
     text_config: dict | PreTrainedConfig | None = None
@@ -77,6 +94,8 @@ class CrabConfig(PreTrainedConfig):
     vision_hidden_size: int = 1024
     audio_hidden_size: int = 768
     initializer_range: float = 0.02
+    mask_decoder_config: dict | PreTrainedConfig | None = None
+    mask_token_ids: list[int] | None = None
 
     def __post_init__(self, **kwargs) -> None:
         super().__post_init__(**kwargs)
@@ -100,6 +119,37 @@ class CrabConfig(PreTrainedConfig):
         }
         if len(set(ids.values())) != len(ids):
             raise ValueError(f"placeholder token ids must differ, got {ids}")
+        if self.mask_token_ids is not None:
+            self.mask_token_ids = [int(i) for i in self.mask_token_ids]  # JSON gives a list; builders any sequence
+        if self.mask_decoder_config is not None:
+            self._check_mask_decoder(ids)
+
+    def _check_mask_decoder(self, placeholder_ids: dict[str, int]) -> None:
+        """Check the decoder's widths and the mask token ids against the rest of the config."""
+        decoder = self.mask_decoder_config
+        widths = (
+            ("llm_hidden_size", decoder.llm_hidden_size, "text_config.hidden_size", self.text_config.hidden_size),
+            ("vision_hidden_size", decoder.vision_hidden_size, "vision_hidden_size", self.vision_hidden_size),
+        )
+        for name, value, other_name, other in widths:
+            if value != other:
+                raise ValueError(f"mask_decoder_config.{name}={value} but {other_name}={other}")
+        ids = self.mask_token_ids
+        if ids is None:
+            raise ValueError("mask_decoder_config is set but mask_token_ids is None (the <mask_i> token ids)")
+        if len(ids) != decoder.num_mask_tokens:
+            raise ValueError(
+                f"mask_token_ids has {len(ids)} ids but mask_decoder_config.num_mask_tokens={decoder.num_mask_tokens}"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"mask_token_ids must differ from each other, got {ids}")
+        clashes = {name: value for name, value in placeholder_ids.items() if value in ids}
+        if clashes:
+            raise ValueError(f"mask_token_ids {ids} reuse placeholder ids {clashes}")
+        vocab_size = self.text_config.vocab_size
+        outside = [i for i in ids if not 0 <= i < vocab_size]
+        if outside:
+            raise ValueError(f"mask_token_ids {outside} are outside the vocabulary of {vocab_size} tokens")
 
 
 def _qformer_config(
@@ -138,17 +188,24 @@ def crab_llama2_7b_config(
     image_token_id: int = 32000,
     video_token_id: int = 32003,
     audio_token_id: int = 32006,
+    use_mask_decoder: bool = False,
+    mask_token_ids: Sequence[int] = (32011, 32012, 32013, 32014, 32015, 32016),
+    num_mask_classes: int = 1,
 ) -> CrabConfig:
     """The paper model: Llama-2-7B-chat + two Q-Former projectors (crab-reference section 8).
 
     The default ids are those Crab's tokenizer extension gives (crab-ref 1.6: ``<image>`` 32000,
-    ``<video>`` 32003, ``<audio>`` 32006; 17 added tokens, vocabulary 32017).
+    ``<video>`` 32003, ``<audio>`` 32006, ``<mask_0>`` ... ``<mask_5>`` 32011-32016; 17 added tokens,
+    vocabulary 32017).
 
     Args:
         vocab_size: LLM vocabulary after adding the special tokens.
         image_token_id: id of ``<image>``.
         video_token_id: id of ``<video>``.
         audio_token_id: id of ``<audio>``.
+        use_mask_decoder: add the paper's segmentation decoder (:func:`mask_decoder_paper_config`).
+        mask_token_ids: ids of ``<mask_0..5>``; used only with the decoder.
+        num_mask_classes: decoder output maps: 1 (S4, MS3, Ref-AVS) or 71 (AVSS); used only with the decoder.
 
     Returns:
         The config; ``vision_feature_layer=23`` (CLIP ViT-L/14 hidden state 23 of 24, LLaVA's penultimate).
@@ -185,6 +242,10 @@ def crab_llama2_7b_config(
         vision_feature_layer=23,
         vision_hidden_size=1024,
         audio_hidden_size=768,
+        mask_decoder_config=(
+            mask_decoder_paper_config(llm_hidden_size=4096, num_classes=num_mask_classes) if use_mask_decoder else None
+        ),
+        mask_token_ids=list(mask_token_ids) if use_mask_decoder else None,
     )
 
 
@@ -208,6 +269,9 @@ def crab_tiny_config(
     audio_hidden_size: int = 64,
     vision_feature_layer: int = -2,
     num_queries: int = 4,
+    use_mask_decoder: bool = False,
+    mask_token_ids: Sequence[int] | None = None,
+    num_mask_classes: int = 1,
 ) -> CrabConfig:
     """The CPU-sized model of the ``tiny`` profile: same architecture, small widths.
 
@@ -227,10 +291,19 @@ def crab_tiny_config(
         vision_feature_layer: CLIP ``hidden_states`` index feeding the projector; the default, the
             penultimate layer, is the paper's choice (23 of a 24-layer CLIP).
         num_queries: learned queries per frame (visual) and per clip (audio).
+        use_mask_decoder: add the tiny segmentation decoder (:func:`mask_decoder_tiny_config`: the tiny CLIP's
+            112 px, patch 16, levels 1 and 2).
+        mask_token_ids: ids of ``<mask_0..5>``; required with the decoder (the tiny tokenizer assigns them).
+        num_mask_classes: decoder output maps: 1 (S4, MS3, Ref-AVS) or the AVSS class count.
 
     Returns:
         The config.
+
+    Raises:
+        ValueError: if ``use_mask_decoder`` is set without ``mask_token_ids``.
     """
+    if use_mask_decoder and mask_token_ids is None:
+        raise ValueError("crab_tiny_config(use_mask_decoder=True) needs mask_token_ids (the <mask_i> token ids)")
     text_config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=128,
@@ -250,11 +323,19 @@ def crab_tiny_config(
     return CrabConfig(
         text_config=text_config,
         visual_qformer_config=_qformer_config(
-            hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256, encoder_hidden_size=vision_hidden_size,
+            hidden_size=64,
+            num_layers=2,
+            num_heads=4,
+            intermediate_size=256,
+            encoder_hidden_size=vision_hidden_size,
             initializer_range=_TINY_QFORMER_INIT_STD,
         ),
         audio_qformer_config=_qformer_config(
-            hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256, encoder_hidden_size=audio_hidden_size,
+            hidden_size=64,
+            num_layers=2,
+            num_heads=4,
+            intermediate_size=256,
+            encoder_hidden_size=audio_hidden_size,
             initializer_range=_TINY_QFORMER_INIT_STD,
         ),
         num_visual_queries=num_queries,
@@ -265,4 +346,14 @@ def crab_tiny_config(
         vision_feature_layer=vision_feature_layer,
         vision_hidden_size=vision_hidden_size,
         audio_hidden_size=audio_hidden_size,
+        mask_decoder_config=(
+            mask_decoder_tiny_config(
+                llm_hidden_size=text_config.hidden_size,
+                vision_hidden_size=vision_hidden_size,
+                num_classes=num_mask_classes,
+            )
+            if use_mask_decoder
+            else None
+        ),
+        mask_token_ids=list(mask_token_ids) if use_mask_decoder else None,
     )

@@ -22,6 +22,12 @@ How it differs from the authors' code (a LLaVA fork):
 - ``generate`` embeds the prompt once and decodes with the KV cache under the caller's attention mask, so
   left-padded batches decode exactly like single samples (Crab generated from ``inputs_embeds`` without a
   mask); transformers derives ``position_ids = cumsum(mask) - 1`` for the prompt and extends them per step.
+- The optional segmentation decoder (crab-ref 1.8, ``config.mask_decoder_config``) reads the post-norm final
+  hidden states that *predict* ``<mask_0..5>`` (:func:`~crab.models.mask_decoder.gather_mask_token_hidden`) in
+  ``forward`` when ``mask_features`` are given, and returns ``mask_logits`` beside the LM output; the
+  segmentation loss is the training stage's. At inference :meth:`CrabForConditionalGeneration.predict_masks`
+  runs one teacher-forced forward over prompt + generated answer and takes the *same* positions (Crab's
+  ``generate_avs`` took them one token earlier, crab-ref 5.1).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -38,9 +45,12 @@ from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from crab.models.configuration_crab import CrabConfig
+from crab.models.mask_decoder import CrabMaskDecoder, gather_mask_token_hidden, init_mask_decoder_weights
 
 __all__ = [
+    "CrabCausalLMOutputWithPast",
     "CrabForConditionalGeneration",
+    "CrabMaskPrediction",
     "CrabPreTrainedModel",
     "CrabQFormerProjector",
     "Features",
@@ -52,6 +62,30 @@ logger = logging.getLogger(__name__)
 
 #: Features of one modality: a stacked tensor, or one tensor per placeholder occurrence for ragged batches.
 Features = torch.Tensor | Sequence[torch.Tensor]
+
+
+@dataclass
+class CrabCausalLMOutputWithPast(CausalLMOutputWithPast):
+    """``CausalLMOutputWithPast`` plus the segmentation decoder's output.
+
+    Args:
+        mask_logits: (B_s, T, C, S, S) mask logits of the B_s samples whose ``input_ids`` hold the mask tokens,
+            in batch order; ``None`` when no ``mask_features`` were given.
+    """
+
+    mask_logits: torch.Tensor | None = None
+
+
+class CrabMaskPrediction(NamedTuple):
+    """What :meth:`CrabForConditionalGeneration.predict_masks` returns.
+
+    Attributes:
+        mask_logits: (B_m, T, C, S, S) logits of the rows with every mask token exactly once, in batch order.
+        has_masks: (B,) bool, which rows those are (a generation may lack or repeat a mask token).
+    """
+
+    mask_logits: torch.Tensor
+    has_masks: torch.Tensor
 
 
 class CrabQFormerProjector(nn.Module):
@@ -96,17 +130,24 @@ class CrabPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_attention_backend = True
-    _no_split_modules = ["CrabQFormerProjector", "LlamaDecoderLayer"]
+    _no_split_modules = ["CrabQFormerProjector", "LlamaDecoderLayer"]  # + "CrabMaskDecoder" per instance
 
     def _init_weights(self, module: nn.Module) -> None:
         # Linears N(0, initializer_range), LayerNorms (1, 0); sub-models (Q-Former, Llama) use their own init.
         super()._init_weights(module)
         if isinstance(module, CrabQFormerProjector):
             init.normal_(module.query_tokens, mean=0.0, std=self.config.initializer_range)  # Crab: N(0, 0.02)
+        elif isinstance(module, CrabMaskDecoder):
+            # Visited after its children: overrides their generic N(0, 0.02) with the decoder's own (SAM) init;
+            # tensors loaded from a checkpoint are skipped by ``transformers.initialization``.
+            init_mask_decoder_weights(module)
 
 
 class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
     """Crab: visual and audio Q-Former projectors feeding a ``LlamaForCausalLM`` (``language_model``).
+
+    With ``config.mask_decoder_config`` set, ``mask_decoder`` is a :class:`CrabMaskDecoder`; otherwise it is
+    ``None`` and the model (its modules, state dict and outputs) is the plain LM.
 
     Args:
         config: the model config (build it with ``crab_tiny_config`` or ``crab_llama2_7b_config``).
@@ -118,6 +159,14 @@ class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
         self.visual_projector = CrabQFormerProjector(config.visual_qformer_config, config.num_visual_queries, llm_width)
         self.audio_projector = CrabQFormerProjector(config.audio_qformer_config, config.num_audio_queries, llm_width)
         self.language_model = LlamaForCausalLM._from_config(config.text_config)
+        # Last, so the other modules' state-dict keys and order are those of a model without a decoder.
+        decoder_config = config.mask_decoder_config
+        self.mask_decoder = None if decoder_config is None else CrabMaskDecoder(decoder_config)
+        if self.mask_decoder is not None:
+            # Per instance: its forward mixes its own parameters with its children's outputs, so a device map must
+            # keep it whole; the class list stays what every model has, since accelerate's FSDP wrap list
+            # (configs/accelerate/fsdp.yaml, checked against the class list) fails on a class the model lacks.
+            self._no_split_modules = [*self._no_split_modules, "CrabMaskDecoder"]
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -200,9 +249,10 @@ class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
         cache=None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        mask_features: Sequence[torch.Tensor] | None = None,
         **kwargs,
-    ) -> CausalLMOutputWithPast:
-        """Language-model logits (and loss) for a batch of multimodal prompts.
+    ) -> CrabCausalLMOutputWithPast:
+        """Language-model logits (and loss) for a batch of multimodal prompts, plus mask logits if asked.
 
         Args:
             input_ids: (B, L) token ids with expanded placeholders; exclusive with ``inputs_embeds``.
@@ -216,14 +266,21 @@ class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
             cache: a transformers KV cache to extend.
             use_cache: return a KV cache; defaults to off when ``labels`` are given (training).
             logits_to_keep: compute logits for the last ``n`` positions only (0 = all).
+            mask_features: the segmentation decoder's CLIP patch tokens, one (B_s, T, P, Dv) tensor per feature
+                level (low level first), with one row per sample whose ``input_ids`` contain mask tokens, in batch
+                order; those samples' T frames share the prompt of their six mask tokens. Needs a decoder.
             **kwargs: passed to the LLM (e.g. ``num_items_in_batch`` for the loss).
 
         Returns:
-            ``CausalLMOutputWithPast`` with ``logits (B, L, V)`` and ``loss`` (mean CE over labels != -100).
+            ``CrabCausalLMOutputWithPast`` with ``logits (B, L, V)``, ``loss`` (mean CE over labels != -100) and,
+            with ``mask_features``, ``mask_logits (B_s, T, C, S, S)``. The segmentation loss is left to the
+            caller (the training stage weighs it against the LM loss).
 
         Raises:
             ValueError: if both or neither of ``input_ids`` / ``inputs_embeds`` are given, if features come
-                with ``inputs_embeds``, or on a placeholder count mismatch.
+                with ``inputs_embeds``, or on a placeholder count mismatch; with ``mask_features``, if the model
+                has no decoder, ``input_ids`` is missing, the feature rows differ from the number of samples with
+                mask tokens (naming both), or such a sample lacks or repeats a mask token.
         """
         has_features = any(f is not None for f in (video_features, audio_features, image_features))
         if (input_ids is None) == (inputs_embeds is None):
@@ -234,7 +291,15 @@ class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
             raise ValueError("features are merged through placeholder input_ids; pass input_ids, not inputs_embeds")
         if use_cache is None and labels is not None:
             use_cache = False  # a training step never reuses the cache
-        return self.language_model(
+        mask_rows = None
+        if mask_features is not None:
+            mask_rows = self._mask_rows(input_ids, mask_features)  # (B,) bool; checks decoder and row count
+            wants_hidden_states = kwargs.get("output_hidden_states")
+            if wants_hidden_states not in (None, False, True):
+                raise ValueError("output_hidden_states must be a bool with mask_features (the decoder needs the last)")
+            # -1 keeps only the last hidden state, which transformers ties to the final-norm output.
+            kwargs["output_hidden_states"] = True if wants_hidden_states else -1
+        outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache,
@@ -244,6 +309,132 @@ class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+        mask_logits, hidden_states = None, outputs.hidden_states
+        if mask_rows is not None:
+            last_hidden = hidden_states[-1]  # (B, L, H), after the final RMSNorm
+            mask_logits = self._decode_masks(last_hidden[mask_rows], input_ids[mask_rows], mask_features, mask_rows)
+            if not wants_hidden_states:
+                hidden_states = None  # requested for the decoder only
+        return CrabCausalLMOutputWithPast(
+            loss=outputs.loss,
+            logits=outputs.logits,
+            cache=outputs.cache,
+            hidden_states=hidden_states,
+            attentions=outputs.attentions,
+            mask_logits=mask_logits,
+        )
+
+    def _mask_rows(self, input_ids: torch.LongTensor | None, mask_features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B,) bool: the rows holding any mask token, after checking they match ``mask_features``' rows."""
+        if self.mask_decoder is None:
+            raise ValueError("mask_features given but the model has no mask decoder (config.mask_decoder_config)")
+        if input_ids is None:
+            raise ValueError("mask_features need input_ids, which locate the mask tokens")
+        mask_ids = torch.tensor(self.config.mask_token_ids, device=input_ids.device)
+        rows = torch.isin(input_ids, mask_ids).any(dim=1)  # (B,)
+        num_rows = int(rows.sum())
+        for level, features in enumerate(mask_features):
+            if features.ndim != 4:
+                raise ValueError(f"mask_features level {level} must be (B_s, T, P, Dv), got {tuple(features.shape)}")
+            if features.shape[0] != num_rows:
+                raise ValueError(
+                    f"mask_features level {level}: {features.shape[0]} rows, but {num_rows} samples in input_ids "
+                    "contain mask tokens (one row each, in batch order)"
+                )
+        return rows
+
+    def _decode_masks(
+        self,
+        hidden_states: torch.Tensor,
+        input_ids: torch.LongTensor,
+        mask_features: Sequence[torch.Tensor],
+        rows: torch.Tensor,
+    ) -> torch.Tensor:
+        """Gather the mask tokens' states and run the decoder.
+
+        Args:
+            hidden_states: (B_s, L, H) post-norm last hidden states of the rows to decode.
+            input_ids: (B_s, L) their ids.
+            mask_features: one (B_s, T, P, Dv) tensor per level.
+            rows: (B,) bool, which batch rows these are (for error messages).
+
+        Returns:
+            (B_s, T, C, S, S) mask logits.
+        """
+        try:
+            prompts = gather_mask_token_hidden(hidden_states, input_ids, self.config.mask_token_ids)  # (B_s, 6, H)
+        except ValueError as error:  # its sample index counts the selected rows only
+            batch_rows = rows.nonzero().flatten().tolist()
+            raise ValueError(f"among the batch rows with mask tokens {batch_rows}: {error}") from error
+        return self.mask_decoder(prompts, mask_features)
+
+    @torch.no_grad()
+    def predict_masks(
+        self,
+        input_ids: torch.LongTensor,
+        mask_features: Sequence[torch.Tensor],
+        attention_mask: torch.Tensor | None = None,
+        video_features: Features | None = None,
+        audio_features: Features | None = None,
+        image_features: Features | None = None,
+    ) -> CrabMaskPrediction:
+        """Masks for generated answers: one teacher-forced forward over prompt + answer, training's positions.
+
+        Call it with the sequences :meth:`generate` returned (prompt and answer) and the prompt's features. The
+        decoder reads the same states as in training, those predicting ``<mask_0..5>``; Crab's ``generate_avs``
+        read the generation-step states, one token earlier (crab-ref 5.1). Rows whose answer lacks a mask token
+        or repeats one (Crab: "no mask") are skipped and flagged in ``has_masks``.
+
+        Args:
+            input_ids: (B, L) left-padded prompt + generated ids (tokens after EOS are ignored by causality).
+            mask_features: one (B, T, P, Dv) tensor per level, a row for *every* sample.
+            attention_mask: (B, L) 1 on tokens, 0 on the prompt's left padding; all ones when omitted. Extend the
+                prompt's mask with ones over the generated part.
+            video_features: see :meth:`embed_inputs`.
+            audio_features: see :meth:`embed_inputs`.
+            image_features: see :meth:`embed_inputs`.
+
+        Returns:
+            ``CrabMaskPrediction(mask_logits (B_m, T, C, S, S), has_masks (B,))``.
+
+        Raises:
+            ValueError: if the model has no decoder or ``mask_features`` do not have B rows.
+        """
+        if self.mask_decoder is None:
+            raise ValueError("predict_masks needs a mask decoder (config.mask_decoder_config is None)")
+        batch = input_ids.shape[0]
+        for level, features in enumerate(mask_features):
+            if features.ndim != 4 or features.shape[0] != batch:
+                raise ValueError(
+                    f"mask_features level {level}: shape {tuple(features.shape)}, expected (B={batch}, T, P, Dv)"
+                )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        # The positions generation used (cumsum of the mask), so that the states match the decoded ones.
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
+        outputs = self(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            video_features=video_features,
+            audio_features=audio_features,
+            image_features=image_features,
+            use_cache=False,
+            logits_to_keep=1,  # the LM logits are not needed
+            output_hidden_states=-1,
+        )
+        mask_ids = torch.tensor(self.config.mask_token_ids, device=input_ids.device)
+        counts = (input_ids.unsqueeze(-1) == mask_ids).sum(dim=1)  # (B, K)
+        has_masks = (counts == 1).all(dim=1)  # (B,)
+        last_hidden = outputs.hidden_states[-1]  # (B, L, H)
+        selected = [features[has_masks] for features in mask_features]  # each (B_m, T, P, Dv)
+        if not bool(has_masks.any()):  # the decoder is not run on an empty batch
+            decoder_config = self.mask_decoder.config
+            size, num_frames = decoder_config.image_size, mask_features[0].shape[1]
+            empty = self.mask_decoder.scale_weights.new_zeros(0, num_frames, decoder_config.num_classes, size, size)
+            return CrabMaskPrediction(empty, has_masks)
+        mask_logits = self._decode_masks(last_hidden[has_masks], input_ids[has_masks], selected, has_masks)
+        return CrabMaskPrediction(mask_logits, has_masks)
 
     @torch.no_grad()
     def generate(
@@ -337,17 +528,23 @@ def parameter_counts(model: CrabForConditionalGeneration, *, trainable_only: boo
         trainable_only: count only parameters with ``requires_grad``.
 
     Returns:
-        ``{"visual_projector": n, "audio_projector": n, "language_model": n}``.
+        ``{"visual_projector": n, "audio_projector": n, "language_model": n}``, plus ``"mask_decoder": n`` when
+        the model has a decoder.
     """
+    components = _COMPONENTS if model.mask_decoder is None else (*_COMPONENTS, "mask_decoder")
     counts = {}
-    for name in _COMPONENTS:
+    for name in components:
         params = getattr(model, name).parameters()
         counts[name] = sum(p.numel() for p in params if p.requires_grad or not trainable_only)
     return counts
 
 
 def set_trainable(
-    model: CrabForConditionalGeneration, *, llm: Literal["frozen", "full"], projectors: bool
+    model: CrabForConditionalGeneration,
+    *,
+    llm: Literal["frozen", "full"],
+    projectors: bool,
+    mask_decoder: bool = False,
 ) -> dict[str, int]:
     """Set ``requires_grad`` by component (house-style 4.1); adapters are added by peft afterwards.
 
@@ -355,18 +552,24 @@ def set_trainable(
         model: a Crab model.
         llm: ``"frozen"`` (no LLM weight trains, as in Crab's pre-training and LoRA stages) or ``"full"``.
         projectors: whether both Q-Former projectors (LayerNorm, queries, Q-Former, MLP) train.
+        mask_decoder: whether the segmentation decoder trains (Crab's segmentation stages); a model without a
+            decoder accepts only ``False``.
 
     Returns:
         Trainable parameter count per component, as :func:`parameter_counts` gives it.
 
     Raises:
-        ValueError: on an unknown ``llm`` mode.
+        ValueError: on an unknown ``llm`` mode, or ``mask_decoder=True`` for a model without a decoder.
     """
     if llm not in ("frozen", "full"):
         raise ValueError(f"llm must be 'frozen' or 'full', got {llm!r}")
+    if mask_decoder and model.mask_decoder is None:
+        raise ValueError("mask_decoder=True but the model has no mask decoder (config.mask_decoder_config is None)")
     model.language_model.requires_grad_(llm == "full")
     model.visual_projector.requires_grad_(projectors)
     model.audio_projector.requires_grad_(projectors)
+    if model.mask_decoder is not None:
+        model.mask_decoder.requires_grad_(mask_decoder)
     counts = parameter_counts(model, trainable_only=True)
     logger.info("trainable parameters: %s", counts)
     return counts
