@@ -125,28 +125,36 @@ def _dvc(args: list[str], cwd: Path) -> str:
 
 
 def _existing_experiments(show: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    """Experiments of ``dvc exp show --json`` that derive from the baseline commit, by name."""
+    """Experiments of ``dvc exp show --json`` by name, each with its ``baseline`` commit and executor
+    ``state``; a name found under several commits keeps its newest run (by timestamp)."""
     found: dict[str, Mapping[str, Any]] = {}
     for entry in show:
         if entry.get("rev") == "workspace":
             continue
         for experiment in entry.get("experiments") or []:
             for rev in experiment.get("revs") or []:
-                if rev.get("name"):
-                    found[rev["name"]] = {**rev, "state": (experiment.get("executor") or {}).get("state")}
+                name = rev.get("name")
+                if not name:
+                    continue
+                run = {**rev, "baseline": entry.get("rev"), "state": (experiment.get("executor") or {}).get("state")}
+                stamp = str((rev.get("data") or {}).get("timestamp") or "")
+                if name not in found or stamp > str((found[name].get("data") or {}).get("timestamp") or ""):
+                    found[name] = run
     return found
 
 
 def collect_results(show: Sequence[Mapping[str, Any]], runs: Sequence[AblationRun]) -> dict[str, Any]:
-    """The ``reports/table4.json`` content: per run, its row, seed, state, params overrides and metrics.
+    """The ``reports/table4.json`` content: per run, its row, seed, state, commit, overrides and metrics.
 
     Args:
-        show: parsed ``dvc exp show --json`` output.
+        show: parsed ``dvc exp show --json --all-commits`` output (experiments of every commit, so a later
+            commit does not hide earlier results; a name run under several commits counts its newest run).
         runs: the runs to look up by name.
 
     Returns:
-        ``{"baseline": rev, "runs": [{"row", "label", "seed", "name", "state", "metrics": {file: data}}]}``;
-        a run that is missing or failed has empty metrics and says so in ``state``.
+        ``{"baseline": the current commit, "runs": [{"row", "label", "seed", "name", "state", "baseline",
+        "metrics": {file: data}}]}``; a run that is missing or failed has empty metrics and says so in
+        ``state``.
     """
     experiments = _existing_experiments(show)
     baseline = next((e.get("rev") for e in show if e.get("rev") != "workspace"), None)
@@ -163,12 +171,14 @@ def collect_results(show: Sequence[Mapping[str, Any]], runs: Sequence[AblationRu
             if found.get("error"):
                 state = "failed"
         rows.append({"row": run.row.name, "label": run.row.label, "seed": run.seed, "name": run.name,
-                     "state": state, "set": dict(run.row.set), "metrics": metrics})  # fmt: skip
+                     "state": state, "baseline": (found or {}).get("baseline"), "set": dict(run.row.set),
+                     "metrics": metrics})  # fmt: skip
     return {"baseline": baseline, "runs": rows}
 
 
-def _show(repo: Path) -> list[dict[str, Any]]:
-    return json.loads(_dvc(["dvc", "exp", "show", "--json", "--no-pager"], repo) or "[]")
+def _show(repo: Path, all_commits: bool = False) -> list[dict[str, Any]]:
+    extra = ["--all-commits"] if all_commits else []
+    return json.loads(_dvc(["dvc", "exp", "show", "--json", "--no-pager", *extra], repo) or "[]")
 
 
 def run_ablation(
@@ -209,7 +219,7 @@ def run_ablation(
             _dvc(["dvc", "exp", "run", "--run-all", "--jobs", str(cfg.jobs)], repo)
         except CrabError as err:  # a failed experiment: the others' results still count
             log.warning("ablate: %s", err)
-    results = collect_results(_show(repo), runs)
+    results = collect_results(_show(repo, all_commits=True), runs)
     out = repo / RESULTS_PATH
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")

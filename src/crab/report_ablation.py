@@ -164,5 +164,7 @@ def source_note(results: Mapping[str, Any]) -> str:
     """Where the numbers come from, for the notebook's header."""
     runs: Sequence[Mapping[str, Any]] = results.get("runs", [])
     done = sum(run.get("state") == "success" for run in runs)
+    commits = sorted({str(run.get("baseline"))[:10] for run in runs if run.get("state") == "success"})
+    source = f"commit {commits[0]}" if len(commits) == 1 else f"commits {', '.join(commits)} (mixed!)"
     return (f"Paper: {PAPER}, Table 4 (real benchmarks). Ours: {done} of {len(runs)} experiments finished, "
-            f"from commit {str(results.get('baseline'))[:10]}, on AV-Synth.")  # fmt: skip
+            f"from {source}, on AV-Synth.")  # fmt: skip

@@ -152,3 +152,19 @@ def test_orderings_hold_reverse_or_sit_within_noise() -> None:
     assert order.loc[("AVE Acc", "Crab(Ours)", "w/o. ERP"), "verdict"] == "within noise"
     assert order.loc[("AVE Acc", "Crab(Ours)", "LoRA baseline"), "our_diff"] == pytest.approx(20.0)
     assert set(order.index.get_level_values("column")) == {"AVE Acc", "AVQA Avg"}
+
+
+def test_collect_results_across_commits_keeps_each_names_newest_run() -> None:
+    """After a new commit, ``--collect-only`` still finds the runs made from the previous one."""
+    old = _show([("crab-seed0", _metrics(0.5, 0.4), "success")])[1]
+    new = _show([("crab-seed0", _metrics(0.7, 0.6), "success"), ("crab-seed1", _metrics(0.6, 0.5), "success")])[1]
+    old["rev"], new["rev"] = "old111", "new222"
+    old["experiments"][0]["revs"][0]["data"]["timestamp"] = "2026-11-26T13:00:00"
+    new["experiments"][0]["revs"][0]["data"]["timestamp"] = "2026-11-26T14:00:00"
+    workspace = {"rev": "workspace", "name": None, "data": {"metrics": {}}, "experiments": None}
+    runs = [AblationRun(ROWS[1], 0), AblationRun(ROWS[1], 1)]
+    for show in ([workspace, old, new], [workspace, new, old]):  # order of commits does not matter
+        by_name = {r["name"]: r for r in collect_results(show, runs)["runs"]}
+        assert by_name["crab-seed0"]["metrics"]["metrics/ave.json"] == {"accuracy": 0.7}
+        assert by_name["crab-seed0"]["baseline"] == "new222"
+        assert by_name["crab-seed1"]["baseline"] == "new222"
