@@ -14,12 +14,13 @@ column, so :meth:`ArigCiou.add_batch` stores each prediction with a ``parsed`` f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import datasets
 import evaluate
 
+from crab.eval.metric_inputs import EncodedInputsMixin
 from crab.eval.metrics_arig import arig_ciou, box_fields
 
 _DESCRIPTION = """ARIG (audio-referred image grounding) cIoU and AUC in the sound-source-localisation convention
@@ -54,8 +55,11 @@ def _reference(reference: Any) -> dict[str, int]:
     return {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
 
 
-class ArigCiou(evaluate.Metric):
+class ArigCiou(EncodedInputsMixin, evaluate.Metric):
     """ARIG cIoU and AUC (see :mod:`crab.eval.metrics_arig` for the rules)."""
+
+    encode_prediction = staticmethod(_encode)
+    encode_reference = staticmethod(_reference)
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
@@ -64,18 +68,6 @@ class ArigCiou(evaluate.Metric):
             inputs_description=_INPUTS,
             features=datasets.Features({"predictions": {**_BOX, "parsed": datasets.Value("bool")}, "references": _BOX}),
         )
-
-    def add_batch(self, *, predictions: Sequence[Any] | None = None, references: Sequence[Any] | None = None, **kw):
-        """Add a batch; accepts label objects, dicts, tuples and ``None`` predictions like the pure function."""
-        if predictions is not None:
-            predictions = [_encode(p) for p in predictions]
-        if references is not None:
-            references = [_reference(r) for r in references]
-        return super().add_batch(predictions=predictions, references=references, **kw)
-
-    def add(self, *, prediction: Any = None, reference: Any = None, **kw):
-        """Add one prediction (``None`` = parse failure) and its reference box."""
-        return self.add_batch(predictions=[prediction], references=[reference], **kw)
 
     def _compute(self, predictions: list[Mapping[str, Any]], references: list[Mapping[str, Any]]) -> dict:
         return arig_ciou([p if p["parsed"] else None for p in predictions], references)

@@ -10,12 +10,13 @@ relatively. Inputs are what the pure function takes: parsed predictions (``AveLa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import datasets
 import evaluate
 
+from crab.eval.metric_inputs import EncodedInputsMixin
 from crab.eval.metrics_ave import ave_accuracy, event_fields
 
 _DESCRIPTION = """AVE per-second accuracy (YapengTian/AVE-ECCV18 protocol): a predicted event and range
@@ -46,8 +47,11 @@ def _reference(reference: Any) -> dict[str, Any]:
     return {"event": event, "start": start, "end": end}
 
 
-class AveAccuracy(evaluate.Metric):
+class AveAccuracy(EncodedInputsMixin, evaluate.Metric):
     """AVE per-second accuracy (see :mod:`crab.eval.metrics_ave` for the rules)."""
+
+    encode_prediction = staticmethod(_encode)
+    encode_reference = staticmethod(_reference)
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
@@ -58,18 +62,6 @@ class AveAccuracy(evaluate.Metric):
                 {"predictions": {**_EVENT, "parsed": datasets.Value("bool")}, "references": _EVENT}
             ),
         )
-
-    def add_batch(self, *, predictions: Sequence[Any] | None = None, references: Sequence[Any] | None = None, **kw):
-        """Add a batch; accepts label objects, dicts and ``None`` predictions like the pure function."""
-        if predictions is not None:
-            predictions = [_encode(p) for p in predictions]
-        if references is not None:
-            references = [_reference(r) for r in references]
-        return super().add_batch(predictions=predictions, references=references, **kw)
-
-    def add(self, *, prediction: Any = None, reference: Any = None, **kw):
-        """Add one prediction (``None`` = parse failure) and its reference."""
-        return self.add_batch(predictions=[prediction], references=[reference], **kw)
 
     def _compute(self, predictions: list[Mapping[str, Any]], references: list[Mapping[str, Any]]) -> dict:
         return ave_accuracy([p if p["parsed"] else None for p in predictions], references)

@@ -12,12 +12,13 @@ Spans are stored as lists of structs, which Arrow keeps as lists of dicts (an em
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import datasets
 import evaluate
 
+from crab.eval.metric_inputs import EncodedInputsMixin
 from crab.eval.metrics_avvp import avvp_f, modality_spans
 
 _DESCRIPTION = """AVVP (LLP) F-scores of YapengTian/AVVP-ECCV20 utils/eval_metrics.py: per video, class x 10 s
@@ -57,8 +58,11 @@ def _decode(row: Mapping[str, Any]) -> dict[str, list]:
     return {"audio": list(row["audio"] or []), "visual": list(row["visual"] or [])}
 
 
-class AvvpF(evaluate.Metric):
+class AvvpF(EncodedInputsMixin, evaluate.Metric):
     """AVVP segment- and event-level F (see :mod:`crab.eval.metrics_avvp` for the rules)."""
+
+    encode_prediction = staticmethod(_encode)
+    encode_reference = staticmethod(_reference)
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
@@ -72,18 +76,6 @@ class AvvpF(evaluate.Metric):
                 }
             ),
         )
-
-    def add_batch(self, *, predictions: Sequence[Any] | None = None, references: Sequence[Any] | None = None, **kw):
-        """Add a batch; accepts label objects, label dicts and ``None`` predictions like the pure function."""
-        if predictions is not None:
-            predictions = [_encode(p) for p in predictions]
-        if references is not None:
-            references = [_reference(r) for r in references]
-        return super().add_batch(predictions=predictions, references=references, **kw)
-
-    def add(self, *, prediction: Any = None, reference: Any = None, **kw):
-        """Add one prediction (``None`` = parse failure) and its reference."""
-        return self.add_batch(predictions=[prediction], references=[reference], **kw)
 
     def _compute(self, predictions: list[Mapping[str, Any]], references: list[Mapping[str, Any]]) -> dict:
         return avvp_f([_decode(p) if p["parsed"] else None for p in predictions], [_decode(r) for r in references])
