@@ -53,7 +53,7 @@ from crab.datasets.llp import LLP_EVAL_FILES, LLP_SPLIT_FILES, LLP_TRAIN_DENSE_F
 from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS
 from crab.synth.render import _Settings, render_clips
 from crab.synth.scene import SCENES_FILENAME, Interval, Scene, SceneObject, Slot, scene_lines
-from crab.synth.world import SPLIT_INDEX, audio_signature, youtube_id
+from crab.synth.world import audio_signature, item_seeds, split_rng, youtube_id
 
 __all__ = [
     "LLP_DISTRACTORS",
@@ -126,8 +126,6 @@ _WHOLE_CLIP_PROB = 0.25  # an event span covers the whole clip
 _TWO_SPANS_PROB = 0.2  # an event has two disjoint spans in a modality
 _SYNC_PROB = 0.5  # an audio-visual event is seen exactly while it is heard
 _MAX_START_S = 290  # start second of a clip in its imagined source video
-#: This dataset's index in the seed tree of :func:`crab.synth.world.item_seeds` (``DATASET_INDEX`` holds 0..2).
-_DATASET_INDEX = 3
 
 
 @dataclass(frozen=True)
@@ -296,17 +294,9 @@ def llp_events(scene: Scene) -> dict[str, list[tuple[str, int, int]]]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _item_seeds(seed: int, split: str, index: int) -> tuple[np.random.Generator, int]:
-    """:func:`crab.synth.world.item_seeds` for LLP: the same derivation, with dataset index 3."""
-    root = np.random.SeedSequence(seed, spawn_key=(_DATASET_INDEX, SPLIT_INDEX[split], index))
-    scene_seq, render_seq = root.spawn(2)
-    render_seed = int(render_seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-    return np.random.default_rng(scene_seq), render_seed
-
-
 def _class_stream(seed: int, split: str) -> Iterator[str]:
     """Successive permutations of the 25 classes, from the split's own stream (world's ``split_rng``)."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_DATASET_INDEX, SPLIT_INDEX[split])))
+    rng = split_rng(seed, "llp", split)
     while True:
         yield from (LLP_CLASSES[i] for i in rng.permutation(len(LLP_CLASSES)))
 
@@ -332,7 +322,7 @@ def _split_scenes(
     stream, pending = _class_stream(seed, split), []
     out = []
     for index in range(count):
-        rng, render_seed = _item_seeds(seed, split, index)
+        rng, render_seed = item_seeds(seed, "llp", split, index)
         video_id = youtube_id(rng)
         start = int(rng.integers(0, _MAX_START_S + 1))
         classes = _deal(stream, pending, int(rng.integers(1, cfg.max_events + 1)))

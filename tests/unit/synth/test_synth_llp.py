@@ -184,17 +184,12 @@ def test_config_rejects_bad_values(overrides, message):
         _config(**overrides)
 
 
-def test_seeds_are_worlds_with_dataset_index_3(monkeypatch):
-    # The lead can switch to world.item_seeds(seed, "llp", ...) once DATASET_INDEX has "llp": 3, byte-identically.
-    monkeypatch.setitem(world.DATASET_INDEX, "llp", 3)
-    for split, index in (("train", 0), ("val", 5), ("test", 2)):
-        rng, render_seed = llp_module._item_seeds(SEED, split, index)
-        world_rng, world_seed = world.item_seeds(SEED, "llp", split, index)
-        assert render_seed == world_seed
-        assert rng.integers(0, 2**62, size=4).tolist() == world_rng.integers(0, 2**62, size=4).tolist()
-        stream = llp_module._class_stream(SEED, split)
-        expected = world.split_rng(SEED, "llp", split).permutation(25)
-        assert [next(stream) for _ in range(25)] == [LLP_CLASSES[i] for i in expected]
+def test_llp_has_its_own_branch_of_the_seed_tree():
+    """LLP items never share a random stream with another AV-Synth dataset's items."""
+    assert world.DATASET_INDEX["llp"] not in {v for k, v in world.DATASET_INDEX.items() if k != "llp"}
+    stream = llp_module._class_stream(SEED, "train")
+    expected = world.split_rng(SEED, "llp", "train").permutation(25)
+    assert [next(stream) for _ in range(25)] == [LLP_CLASSES[i] for i in expected]
 
 
 # --------------------------------------------------------------------------------------------------
