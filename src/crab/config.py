@@ -20,6 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from ruamel.yaml import YAML, YAMLError
 
+from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS
 from crab.errors import CrabError
 
 __all__ = [
@@ -29,8 +30,8 @@ __all__ = [
     "parse_section",
 ]
 
-TaskName = Literal["ave", "avqa", "avcap"]
-DatasetName = Literal["ave", "music_avqa", "valor"]
+TaskName = Literal["ave", "avvp", "avqa", "avcap"]
+DatasetName = Literal["ave", "llp", "music_avqa", "valor"]
 
 
 class ConfigError(CrabError):
@@ -140,6 +141,40 @@ class SynthValorConfig:
 
 
 @dataclass(frozen=True)
+class SynthLlpConfig:
+    """AV-Synth clips in the LLP layout (AVVP): several audio-only, visual-only and audio-visual events per clip.
+
+    Attributes:
+        num_train / num_val / num_test: clips per split.
+        duration_s: clip length; must be 10 (LLP's grid is ten 1-s segments, and ``filename`` spans 10 s).
+        max_events: most labelled events (distinct classes) per clip; each clip has 1..max_events.
+        audio_only_prob: share of events heard off screen (also the fate of an event that finds no free
+            slot on screen).
+        visual_only_prob: share of events seen but silent; the rest are audio-visual.
+    """
+
+    num_train: int
+    num_val: int
+    num_test: int
+    duration_s: int
+    max_events: int
+    audio_only_prob: float
+    visual_only_prob: float
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_train", "num_val", "num_test")
+        if self.duration_s != LLP_NUM_SEGMENTS:
+            raise ConfigError(f"duration_s: LLP clips are {LLP_NUM_SEGMENTS} s, got {self.duration_s}")
+        if not 1 <= self.max_events <= len(LLP_CLASSES):
+            raise ConfigError(f"max_events: must be in [1, {len(LLP_CLASSES)}], got {self.max_events}")
+        _check_unit_interval(self, "audio_only_prob", "visual_only_prob")
+        if self.audio_only_prob + self.visual_only_prob > 1.0:
+            raise ConfigError(
+                f"audio_only_prob + visual_only_prob: must be <= 1, got {self.audio_only_prob + self.visual_only_prob}"
+            )
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """AV-Synth, the embedded benchmark written in the public datasets' native layouts."""
 
@@ -148,6 +183,7 @@ class SynthConfig:
     audio: SynthAudioConfig
     difficulty: DifficultyConfig
     ave: SynthAveConfig
+    llp: SynthLlpConfig
     music_avqa: SynthMusicAvqaConfig
     valor: SynthValorConfig
 
@@ -158,6 +194,7 @@ class DatasetsConfig:
 
     raw_root: str  # versioned by data.dvc
     ave: str
+    llp: str
     music_avqa: str
     valor: str
 

@@ -48,6 +48,7 @@ QUIET_ENV = {
 SYNTH_SIZES = {
     "video": {"size": 32, "fps": 4},
     "ave": {"num_train": 4, "num_val": 2, "num_test": 2},
+    "llp": {"num_train": 2, "num_val": 1, "num_test": 2},
     "music_avqa": {"num_train_videos": 2, "num_val_videos": 1, "num_test_videos": 2, "duration_s": 4},
     "valor": {"num_train": 2, "num_val": 1, "duration_s": 4},
 }

@@ -43,14 +43,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from crab.config import ConfigError, DifficultyConfig, SynthAudioConfig, SynthVideoConfig
+from crab.config import DifficultyConfig, SynthAudioConfig, SynthLlpConfig, SynthVideoConfig
 from crab.datasets.llp import LLP_EVAL_FILES, LLP_SPLIT_FILES, LLP_TRAIN_DENSE_FILES
-from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS
+from crab.datasets.vocab_seg import LLP_CLASSES
 from crab.synth.render import _Settings, render_clips
 from crab.synth.scene import SCENES_FILENAME, Interval, Scene, SceneObject, Slot, scene_lines
 from crab.synth.world import audio_signature, item_seeds, split_rng, youtube_id
@@ -59,7 +58,6 @@ __all__ = [
     "LLP_DISTRACTORS",
     "LLP_FULL_FILE",
     "LLP_SCENE_NAMES",
-    "LlpSynthConfig",
     "llp_events",
     "llp_label",
     "llp_scene",
@@ -128,44 +126,6 @@ _SYNC_PROB = 0.5  # an audio-visual event is seen exactly while it is heard
 _MAX_START_S = 290  # start second of a clip in its imagined source video
 
 
-@dataclass(frozen=True)
-class LlpSynthConfig:
-    """AV-Synth clips in the LLP layout: several audio-only, visual-only and audio-visual events per clip.
-
-    Attributes:
-        num_train / num_val / num_test: clips per split.
-        duration_s: clip length; must be 10 (LLP's grid is ten 1-s segments, and ``filename`` spans 10 s).
-        max_events: most labelled events (distinct classes) per clip; each clip has 1..max_events.
-        audio_only_prob: share of events heard off screen (also the fate of an event that finds no free
-            slot on screen).
-        visual_only_prob: share of events seen but silent; the rest are audio-visual.
-    """
-
-    num_train: int
-    num_val: int
-    num_test: int
-    duration_s: int
-    max_events: int
-    audio_only_prob: float
-    visual_only_prob: float
-
-    def __post_init__(self) -> None:
-        for name in ("num_train", "num_val", "num_test"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
-        if self.duration_s != LLP_NUM_SEGMENTS:
-            raise ConfigError(f"duration_s: LLP clips are {LLP_NUM_SEGMENTS} s, got {self.duration_s}")
-        if not 1 <= self.max_events <= len(LLP_CLASSES):
-            raise ConfigError(f"max_events: must be in [1, {len(LLP_CLASSES)}], got {self.max_events}")
-        for name in ("audio_only_prob", "visual_only_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
-        if self.audio_only_prob + self.visual_only_prob > 1.0:
-            raise ConfigError(
-                f"audio_only_prob + visual_only_prob: must be <= 1, got {self.audio_only_prob + self.visual_only_prob}"
-            )
-
-
 def llp_label(scene_name: str) -> str | None:
     """The LLP class of a scene object name, or None for a distractor (no LLP class)."""
     return _LABELS.get(scene_name)
@@ -202,7 +162,7 @@ def llp_scene(
     video_id: str,
     split: str,
     classes: list[str],
-    config: LlpSynthConfig,
+    config: SynthLlpConfig,
     difficulty: DifficultyConfig,
     render_seed: int,
 ) -> Scene:
@@ -316,7 +276,7 @@ def _deal(stream: Iterator[str], pending: list[str], count: int) -> list[str]:
 
 
 def _split_scenes(
-    cfg: LlpSynthConfig, difficulty: DifficultyConfig, seed: int, split: str, count: int, used_ids: set[str]
+    cfg: SynthLlpConfig, difficulty: DifficultyConfig, seed: int, split: str, count: int, used_ids: set[str]
 ) -> list[tuple[str, Scene]]:
     """``count`` ``(filename, scene)`` pairs of one split."""
     stream, pending = _class_stream(seed, split), []
@@ -362,7 +322,7 @@ def _dense_rows(items: list[tuple[str, Scene]], modality: str) -> list[str]:
 
 def write_llp(
     root: Path,
-    cfg: LlpSynthConfig,
+    cfg: SynthLlpConfig,
     video: SynthVideoConfig,
     audio: SynthAudioConfig,
     difficulty: DifficultyConfig,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crab.config import ConfigError, load_params
+from crab.config import ConfigError, SynthLlpConfig, load_params
 from crab.datasets.llp import LLP_EVAL_FILES, LLP_SPLIT_FILES, LLP_TRAIN_DENSE_FILES, event_grid, read_llp
 from crab.datasets.media import verify_decodes
 from crab.datasets.vocab_seg import LLP_CLASSES
@@ -22,7 +22,6 @@ from crab.synth.llp import (
     LLP_DISTRACTORS,
     LLP_FULL_FILE,
     LLP_SCENE_NAMES,
-    LlpSynthConfig,
     llp_events,
     llp_label,
     llp_scene,
@@ -40,11 +39,11 @@ VISUAL = ("shape", "colour", "texture")
 AUDIO = ("pitch", "timbre", "rhythm", "noise_band")
 
 
-def _config(**overrides) -> LlpSynthConfig:
+def _config(**overrides) -> SynthLlpConfig:
     values = dict(
         num_train=3, num_val=3, num_test=3, duration_s=10, max_events=4, audio_only_prob=0.3, visual_only_prob=0.25
     )
-    return LlpSynthConfig(**{**values, **overrides})
+    return SynthLlpConfig(**{**values, **overrides})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,7 +88,7 @@ def _is_span_list(spans) -> bool:
     return ok and all(e1 < s2 for (_, e1), (s2, _) in itertools.pairwise(spans))
 
 
-def _scenes(count: int, cfg: LlpSynthConfig, num_events: int = 2):
+def _scenes(count: int, cfg: SynthLlpConfig, num_events: int = 2):
     out = []
     for index in range(count):
         rng = np.random.default_rng(index)
