@@ -72,7 +72,7 @@ STAGES: dict[str, Stage] = {
             target="crab.quality.raw:validate_raw",
             help="Quality gates over the raw datasets: quarantine bad items, write the report and data docs.",
             params=("datasets", "validation", "avuie"),
-            deps=("data/raw", "src/crab/quality", "src/crab/datasets"),
+            deps=("data/raw", "src/crab/quality", "src/crab/datasets", "src/crab/tasks.py"),
             outs=("reports/validation/raw.json", "reports/validation/raw_docs"),
         ),
         Stage(

@@ -1,9 +1,10 @@
 """The ``validate_raw`` stage: quality gates over the raw datasets before anything is built from them.
 
 DESIGN.md section 3: "Great Expectations suites over each raw dataset's annotations and media; bad samples
-are quarantined with a reason, good ones pass on". For each dataset (AVE, MUSIC-AVQA, VALOR, native
-layouts of dataset-layouts.md sections 1, 3 and 7) all splits are read with the ``crab.datasets``
-readers into one frame (one row per annotation item), every *distinct* media file is fully decoded once
+are quarantined with a reason, good ones pass on". For each dataset (AVE, LLP, MUSIC-AVQA, VALOR, native
+layouts of dataset-layouts.md sections 1, 2, 3 and 7) all splits are read with the ``crab.datasets``
+readers into one frame (one row per annotation item; for LLP one per video, its dense events a JSON
+column, so a bad event quarantines the whole video), every *distinct* media file is fully decoded once
 (:func:`crab.datasets.media.verify_decodes`, requiring a video and an audio stream; AVE has several rows
 per video), and the dataset's suite (:mod:`crab.quality.suites`) runs through Great Expectations.
 Rows the readers could not parse are quarantined with the reader's reason.
@@ -14,7 +15,7 @@ by the readers' stable ``source``, which ``avuie_build`` excludes through
 both written atomically. The stage fails only if some dataset's failure rate exceeds
 ``validation.max_failure_rate``: a few bad items are expected in real data and are dropped with a reason,
 a high rate means a broken download or layout. A dataset folder that is absent is skipped with a warning
-unless a task in ``avuie.tasks`` needs it, which is an error naming the folder.
+unless a task in ``avuie.tasks`` needs it (``TASKS[task].dataset``), which is an error naming the folder.
 """
 
 from __future__ import annotations
@@ -34,14 +35,24 @@ from tqdm import tqdm
 
 from crab.config import Params, ValidationConfig
 from crab.datasets.ave import AVE_SPLIT_FILES, read_ave
+from crab.datasets.llp import LLP_SPLIT_FILES, LlpEvent, LlpRecord, read_llp
 from crab.datasets.media import verify_decodes
 from crab.datasets.music_avqa import AVQA_SPLITS, read_music_avqa
-from crab.datasets.records import Rejection
+from crab.datasets.records import AvqaRecord, Rejection
 from crab.datasets.valor import VALOR_SPLITS, read_valor
 from crab.errors import CrabError, DataError
 from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
 from crab.quality.runner import Gate, enforce_max_failure_rate, log_summary, open_gate
-from crab.quality.suites import Check, ave_suite, derive_ave, derive_music_avqa, music_avqa_suite, valor_suite
+from crab.quality.suites import (
+    Check,
+    ave_suite,
+    derive_ave,
+    derive_llp,
+    derive_music_avqa,
+    llp_suite,
+    music_avqa_suite,
+    valor_suite,
+)
 from crab.tasks import TASKS, Task
 
 if TYPE_CHECKING:
@@ -69,6 +80,8 @@ class _DatasetSpec:
         columns: the annotation columns :meth:`row` fills (media columns are added separately).
         derive: adds derived columns to the frame (or None).
         suite: the dataset's checks.
+        encode: the record's structured columns as scalars (JSON strings, counts), overriding the plain
+            attribute values of the same names (or None: every column is a plain attribute).
     """
 
     splits: tuple[str, ...]
@@ -76,15 +89,44 @@ class _DatasetSpec:
     columns: tuple[str, ...]
     derive: Callable[[pd.DataFrame], pd.DataFrame] | None
     suite: Callable[[ValidationConfig], list[Check]]
+    encode: Callable[[Any], dict[str, Any]] | None = None
 
     def row(self, record: Any) -> dict[str, Any]:
         """A record's annotation columns (list-valued fields as JSON strings, as the files store them)."""
         values = {name: getattr(record, name, None) for name in self.columns}
         values["video_path"] = str(record.video_path)
-        if "question_type" in values:
-            values["question_type"] = json.dumps(list(record.question_type))
-            values["templ_values"] = json.dumps(list(record.templ_values), ensure_ascii=False)
+        if self.encode is not None:
+            values.update(self.encode(record))
         return values
+
+
+def _avqa_columns(record: AvqaRecord) -> dict[str, Any]:
+    """MUSIC-AVQA's list fields as the files store them (``type`` is a JSON list string)."""
+    return {
+        "question_type": json.dumps(list(record.question_type)),
+        "templ_values": json.dumps(list(record.templ_values), ensure_ascii=False),
+    }
+
+
+def _llp_events(modality: str, events: tuple[LlpEvent, ...]) -> list[dict[str, Any]]:
+    return [
+        {"modality": modality, "label": e.label, "onset_s": e.onset_s, "offset_s": e.offset_s, "source": e.source}
+        for e in events
+    ]
+
+
+def _llp_columns(record: LlpRecord) -> dict[str, Any]:
+    """LLP's weak labels (JSON list), event counts and dense events (JSON list; None for a weak-only video)."""
+    audio, visual = record.audio_events, record.visual_events
+    dense = None
+    if audio is not None or visual is not None:
+        dense = json.dumps(_llp_events("audio", audio or ()) + _llp_events("visual", visual or ()))
+    return {
+        "labels": json.dumps(list(record.labels)),
+        "num_audio_events": None if audio is None else len(audio),
+        "num_visual_events": None if visual is None else len(visual),
+        "dense_events": dense,
+    }
 
 
 _COMMON = ("item_id", "split", "source", "video_id", "video_path")
@@ -99,12 +141,21 @@ _SPECS: dict[str, _DatasetSpec] = {
         derive=derive_ave,
         suite=ave_suite,
     ),
+    "llp": _DatasetSpec(
+        splits=tuple(LLP_SPLIT_FILES),
+        read=read_llp,
+        columns=(*_COMMON, "labels", "num_audio_events", "num_visual_events", "dense_events"),
+        derive=derive_llp,
+        suite=llp_suite,
+        encode=_llp_columns,
+    ),
     "music_avqa": _DatasetSpec(
         splits=AVQA_SPLITS,
         read=read_music_avqa,
         columns=(*_COMMON, "question_id", "question_type", "question_content", "templ_values", "answer"),
         derive=derive_music_avqa,
         suite=music_avqa_suite,
+        encode=_avqa_columns,
     ),
     "valor": _DatasetSpec(
         splits=VALOR_SPLITS, read=read_valor, columns=(*_COMMON, "caption"), derive=None, suite=valor_suite
@@ -215,7 +266,7 @@ def validate_raw(params: Params) -> ValidationResult:
             exceeds ``validation.max_failure_rate`` (the report is written first).
         DataError: an annotation file of a present dataset is missing or unreadable as a whole.
     """
-    roots = {"ave": params.datasets.ave, "music_avqa": params.datasets.music_avqa, "valor": params.datasets.valor}
+    roots: dict[str, str] = {name: getattr(params.datasets, name) for name in _SPECS}  # fields named by dataset
     needed: dict[str, list[str]] = {}
     for task in params.avuie.tasks:
         needed.setdefault(TASKS[Task(task)].dataset, []).append(task)

@@ -15,9 +15,10 @@ columns. The AV-UIE suite lives next to its frame in ``crab.quality.avuie`` (its
 JSONL, not reader records). Nothing here imports great_expectations (the
 runner does, lazily), so defining suites is free.
 
-Decision (the brief left it open): AVE's ``Quality`` column is a *warning*. Every row of the public
+Decisions (the briefs left them open): AVE's ``Quality`` column is a *warning*. Every row of the public
 release says ``good``; another value marks an annotator's doubt, not an unusable item, so it is
-reported (and logged) but not quarantined.
+reported (and logged) but not quarantined. So is LLP's "every dense class is a weak label" rule
+(:func:`llp_suite` says why).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from crab.datasets.music_avqa import count_placeholders
@@ -36,6 +38,7 @@ from crab.datasets.vocab import (
     AVQA_QUESTION_TYPES,
     AVQA_TEMPLATES,
 )
+from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS
 from crab.quality.quarantine import Severity
 
 if TYPE_CHECKING:
@@ -48,7 +51,9 @@ __all__ = [
     "Check",
     "ave_suite",
     "derive_ave",
+    "derive_llp",
     "derive_music_avqa",
+    "llp_suite",
     "media_checks",
     "music_avqa_suite",
     "normalize_template",
@@ -111,7 +116,7 @@ def media_checks(validation: ValidationConfig, expected_duration_s: float | None
 
     Args:
         validation: thresholds (sample rates, duration tolerance).
-        expected_duration_s: the clip length every file must have (AVE), or None for "any positive length".
+        expected_duration_s: the clip length every file must have (AVE, LLP), or None for "any positive length".
     """
     rates = sorted(validation.allowed_sample_rates)
     if expected_duration_s is None:
@@ -383,5 +388,125 @@ def valor_suite(validation: ValidationConfig) -> list[Check]:
             "ExpectColumnValuesToMatchRegex",
             {"column": "caption", "regex": r"\S"},
             "empty caption",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# LLP (AVVP)
+# --------------------------------------------------------------------------------------------------
+
+#: (split, has dense events) pairs LLP allows: val and test are densely annotated in the release
+#: (dataset-layouts 2.3); train is weak-only there and dense in AV-Synth (``crab.datasets.llp``).
+_LLP_DENSE_STATES: list[tuple[str, bool]] = [("train", False), ("train", True), ("val", True), ("test", True)]
+_LLP_CLASS_SET = frozenset(LLP_CLASSES)
+
+
+def _event_name(event: Mapping[str, Any]) -> str:
+    """``"audio 'Dog' 2-6 s (AVVP_eval_audio.csv:12)"``: one dense event, named for a reason."""
+    where = PurePath(str(event["source"])).name  # file name and line; the report has the full source
+    return f"{event['modality']} {event['label']!r} {event['onset_s']}-{event['offset_s']} s ({where})"
+
+
+def _on_grid(event: Mapping[str, Any]) -> bool:
+    """Whether a dense event is a non-empty span of whole seconds on the 10 x 1-s grid."""
+    onset, offset = event["onset_s"], event["offset_s"]
+    whole = all(isinstance(t, int) and not isinstance(t, bool) for t in (onset, offset))
+    return whole and 0 <= onset < offset <= LLP_NUM_SEGMENTS
+
+
+def _joined(items: list[str]) -> str | None:
+    return "; ".join(items) or None
+
+
+def _weak_labels_problem(labels: list[str]) -> str | None:
+    """Why a video's weak labels are unusable (None if they are fine)."""
+    if not labels:
+        return "no weak label"
+    unknown = [repr(label) for label in labels if label not in _LLP_CLASS_SET]
+    return f"{', '.join(unknown)} not among LLP's {len(LLP_CLASSES)} classes" if unknown else None
+
+
+def derive_llp(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add LLP's derived columns to a frame of LLP rows (one row per video and split).
+
+    Adds ``split_item_id`` (``"<split>/<item_id>"``: ``filename`` is a key within a split),
+    ``has_dense_events``, and, each null when there is nothing to report: ``unknown_labels`` (weak labels
+    outside LLP's 25 classes, or "no weak label"), ``unknown_event_labels`` and ``off_grid_events`` (dense
+    events with an unknown class, or whose ``[onset, offset)`` is not a non-empty span of whole seconds in
+    0..10) and ``events_not_in_weak`` (classes with a dense event that the weak labels do not list).
+
+    Args:
+        frame: columns ``split``, ``item_id``, ``labels`` (JSON list of weak classes) and ``dense_events``
+            (JSON list of ``{"modality", "label", "onset_s", "offset_s", "source"}``, or null for a
+            weak-only video).
+
+    Returns:
+        The same frame (modified in place).
+    """
+    weak = [json.loads(labels) for labels in frame["labels"]]
+    dense = [json.loads(events) if isinstance(events, str) else None for events in frame["dense_events"]]
+    frame["split_item_id"] = [f"{s}/{i}" for s, i in zip(frame["split"], frame["item_id"], strict=True)]
+    frame["has_dense_events"] = [events is not None for events in dense]
+    frame["unknown_labels"] = [_weak_labels_problem(labels) for labels in weak]
+    frame["unknown_event_labels"] = [
+        _joined([_event_name(e) for e in events or [] if e["label"] not in _LLP_CLASS_SET]) for events in dense
+    ]
+    frame["off_grid_events"] = [_joined([_event_name(e) for e in events or [] if not _on_grid(e)]) for events in dense]
+    frame["events_not_in_weak"] = [
+        _joined(sorted({repr(e["label"]) for e in events or [] if e["label"] not in labels}))
+        for labels, events in zip(weak, dense, strict=True)
+    ]
+    return frame
+
+
+def llp_suite(validation: ValidationConfig) -> list[Check]:
+    """The LLP suite (dataset-layouts.md section 2): 10-s media, vocabulary, dense spans, annotation coverage.
+
+    Rows are videos, so a bad dense event quarantines its video (its ground truth would be incomplete),
+    as :func:`crab.datasets.llp.read_llp` does. The rule that a dense class is one of the video's weak
+    labels is a *warning*: AVVP's formulation assumes it (a video's weak labels are the union of its audio
+    and visual events) and AV-Synth writes it by construction, but dataset-layouts.md does not verify it on
+    the release, and the AVVP metric reads the dense events only, so a violation is worth seeing but does
+    not make the item unusable.
+    """
+    return [
+        *media_checks(validation, float(LLP_NUM_SEGMENTS)),
+        Check(
+            "item_id_unique_in_split",
+            "ExpectColumnValuesToBeUnique",
+            {"column": "split_item_id"},
+            "filename {item_id!r} occurs more than once in {split} (every copy quarantined)",
+        ),
+        Check(
+            "labels_in_vocabulary",
+            "ExpectColumnValuesToBeNull",
+            {"column": "unknown_labels"},
+            "weak labels {labels}: {unknown_labels}",
+        ),
+        Check(
+            "event_labels_in_vocabulary",
+            "ExpectColumnValuesToBeNull",
+            {"column": "unknown_event_labels"},
+            f"dense event class not one of LLP's {len(LLP_CLASSES)}: {{unknown_event_labels}}",
+        ),
+        Check(
+            "events_on_grid",
+            "ExpectColumnValuesToBeNull",
+            {"column": "off_grid_events"},
+            f"dense event not a whole-second span with 0 <= onset < offset <= {LLP_NUM_SEGMENTS}: {{off_grid_events}}",
+        ),
+        Check(
+            "eval_split_has_dense_events",
+            "ExpectColumnPairValuesToBeInSet",
+            {"column_A": "split", "column_B": "has_dense_events", "value_pairs_set": _LLP_DENSE_STATES},
+            "{split} video without dense events (val and test are densely annotated)",
+        ),
+        Check(
+            "event_classes_in_weak_labels",
+            "ExpectColumnValuesToBeNull",
+            {"column": "events_not_in_weak"},
+            "dense events of {events_not_in_weak}, which the weak labels {labels} do not list",
+            severity="warning",
         ),
     ]

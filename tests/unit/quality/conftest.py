@@ -235,6 +235,7 @@ def make_params(raw_root: Path, tasks: list[str], max_failure_rate: float, **roo
         params.datasets,
         raw_root=str(raw_root),
         ave=roots.get("ave", str(raw_root / "ave")),
+        llp=roots.get("llp", str(raw_root / "llp")),
         music_avqa=roots.get("music_avqa", str(raw_root / "music_avqa")),
         valor=roots.get("valor", str(raw_root / "valor")),
     )
