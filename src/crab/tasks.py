@@ -16,9 +16,9 @@ Crab (CVPR'25) solves these tasks with one set of weights; the canonical names a
 Other acronyms: AV-UIE, the paper's audio-visual unified instruction-tuning data; ERP, its explicit
 reasoning process (answers that say what is seen and heard, where and when, before the tagged answer).
 
-:data:`TASKS` maps each task built so far (``ave``, ``avqa``, ``avcap``) to its :class:`TaskSpec`; the
-other tasks (``avvp``, ``arig``, ``s4``, ``ms3``, ``avss``, ``ref_avs``) get their specs in a later
-issue, together with their builders. Each spec holds the ONE instruction used by training, evaluation and
+:data:`TASKS` maps each task built so far (``ave``, ``avvp``, ``avqa``, ``avcap``) to its :class:`TaskSpec`;
+the segmentation and grounding tasks (``arig``, ``s4``, ``ms3``, ``avss``, ``ref_avs``) get theirs together
+with their builders. Each spec holds the ONE instruction used by training, evaluation and
 ``crab infer`` (Crab's scripts disagree between train, test and quick start, crab-reference section 7
 item 5; we fix one wording per task, in the standard AV prompt of section 1.6).
 
@@ -114,6 +114,20 @@ TASKS: dict[Task, TaskSpec] = {
             + "Please describe the events and time range that occurred in the video.",
             audio_cutting="segments",
             answer_module="crab.avuie.ave",
+        ),
+        TaskSpec(
+            task=Task.AVVP,
+            dataset="llp",
+            description="AVVP: list the events heard and the events seen, each with its seconds (LLP).",
+            # Crab's wording (crab-reference 4.3), plus one sentence asking for the two modalities separately
+            # on the 1-s grid, which the answer (crab.avuie.avvp) uses.
+            prompt=VIDEO_PROMPT
+            + AUDIO_PROMPT
+            + "Please determine the events that occur based on the visual and audio information in the video, "
+            "as well as the start and end times of these events. List the audio events and the visual events "
+            "separately, with times in whole seconds on the video's 1-second grid.",
+            audio_cutting="segments",
+            answer_module="crab.avuie.avvp",
         ),
         TaskSpec(
             task=Task.AVQA,

@@ -19,10 +19,12 @@ def test_task_names_are_the_canonical_nine():
 
 
 def test_table_holds_the_tasks_built_so_far():
-    assert set(TASKS) == {Task.AVE, Task.AVQA, Task.AVCAP}
-    assert {t: s.dataset for t, s in TASKS.items()} == {"ave": "ave", "avqa": "music_avqa", "avcap": "valor"}
+    assert set(TASKS) == {Task.AVE, Task.AVVP, Task.AVQA, Task.AVCAP}
+    datasets = {"ave": "ave", "avvp": "llp", "avqa": "music_avqa", "avcap": "valor"}
+    assert {t: s.dataset for t, s in TASKS.items()} == datasets
     assert all(spec.task is task for task, spec in TASKS.items())
-    assert {t: s.audio_cutting for t, s in TASKS.items()} == {"ave": "segments", "avqa": "windows", "avcap": "segments"}
+    cutting = {"ave": "segments", "avvp": "segments", "avqa": "windows", "avcap": "segments"}
+    assert {t: s.audio_cutting for t, s in TASKS.items()} == cutting
 
 
 def test_prompts_are_the_canonical_wordings():

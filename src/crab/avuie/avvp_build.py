@@ -47,35 +47,22 @@ from crab.avuie.ave import EventWords, event_words
 from crab.avuie.avvp import AvvpEvent, AvvpLabel, format_answer, parse_answer
 from crab.avuie.schema import AvuieRecord, read_released_target
 from crab.datasets.vocab_seg import LLP_NUM_SEGMENTS
-from crab.tasks import AUDIO_PROMPT, VIDEO_PROMPT, Task
+from crab.tasks import TASKS, Task
 
 if TYPE_CHECKING:  # annotations only: keeps this module free of media imports
     from crab.datasets.llp import LlpEvent, LlpRecord
     from crab.synth.scene import Scene
 
 __all__ = [
-    "AVVP_DATASET",
-    "AVVP_PROMPT",
     "LLP_EVENT_WORDS",
     "build_avvp",
     "dense_label",
     "llp_event_words",
     "reasoning_from_label",
+    "same_ground_truth",
 ]
 
 log = logging.getLogger(__name__)
-
-#: The ONE AVVP instruction (training, evaluation, ``crab infer``): Crab's wording (crab-reference 4.3),
-#: plus one sentence that asks for the two modalities separately on the 1-s grid, which the answer uses.
-AVVP_PROMPT = (
-    VIDEO_PROMPT
-    + AUDIO_PROMPT
-    + "Please determine the events that occur based on the visual and audio information in the video, "
-    "as well as the start and end times of these events. List the audio events and the visual events "
-    "separately, with times in whole seconds on the video's 1-second grid."
-)
-#: The raw dataset AVVP is built from (a ``params.datasets`` key).
-AVVP_DATASET = "llp"
 
 Interval = tuple[int, int]
 
@@ -184,7 +171,7 @@ def dense_label(
     return AvvpLabel(audio=modalities["audio"], visual=modalities["visual"]), num_empty
 
 
-def _same_ground_truth(first: AvvpLabel, second: AvvpLabel) -> bool:
+def same_ground_truth(first: AvvpLabel, second: AvvpLabel) -> bool:
     """Whether two labels mark the same seconds per modality and class (what the metric compares)."""
     return _seconds(first.audio) == _seconds(second.audio) and _seconds(first.visual) == _seconds(second.visual)
 
@@ -390,9 +377,9 @@ def build_avvp(
         out.append(
             AvuieRecord.from_raw(
                 Task.AVVP,
-                AVVP_DATASET,
+                TASKS[Task.AVVP].dataset,
                 rec,
-                instruction=AVVP_PROMPT,
+                instruction=TASKS[Task.AVVP].instruction(),
                 target=target,
                 reasoning=reasoning,
                 label=label.to_dict(),
@@ -421,7 +408,7 @@ def _target(
     released = read_released_target(released_dir, rec.item_id)
     if released is not None:
         parsed = parse_answer(released)
-        if parsed is not None and _same_ground_truth(parsed, label):
+        if parsed is not None and same_ground_truth(parsed, label):
             tally["released"] += 1
             return released, True
         tally["released_mismatched"] += 1

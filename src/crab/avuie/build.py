@@ -28,11 +28,13 @@ from typing import Any
 
 from crab.avuie.avcap import build_avcap
 from crab.avuie.ave import build_ave
+from crab.avuie.avvp_build import build_avvp
 from crab.avuie.avqa import build_avqa
 from crab.atomic import replace_dir
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params
 from crab.datasets.ave import read_ave
+from crab.datasets.llp import read_llp
 from crab.datasets.music_avqa import read_music_avqa
 from crab.datasets.valor import read_valor
 from crab.errors import DataError
@@ -62,6 +64,7 @@ class _TaskSource:
 
 _SOURCES: dict[Task, _TaskSource] = {
     Task.AVE: _TaskSource(read_ave, ("train", "val", "test"), build_ave),
+    Task.AVVP: _TaskSource(read_llp, ("train", "val", "test"), build_avvp),
     Task.AVQA: _TaskSource(read_music_avqa, ("train", "val", "test"), build_avqa),
     Task.AVCAP: _TaskSource(read_valor, ("train", "val"), build_avcap),  # Crab: train, and val for testing
 }

@@ -7,8 +7,8 @@ the schema get a ``schema`` reason (and skip the other checks). The checks (the 
 the frame it reads) cover ids (unique, ``<task>/<split>/<item_id>``), task / split / dataset against the
 file the line is in, the instruction's placeholders (exactly one ``<video>`` and one ``<audio>``, each
 wrapped as ``<video_start><video><video_end>`` / ``<audio_start><audio><audio_end>``), the labels (AVE
-category and ``0 <= start < end <= validation.ave_duration_s``, AVQA answer and question type, AVCAP
-caption), media existence, and that the target says what the label says. The target is parsed with the
+category and ``0 <= start < end <= validation.ave_duration_s``; AVVP classes in LLP's 25 and spans on its
+ten 1-s segments; AVQA answer and question type, AVCAP caption), media existence, and that the target says what the label says. The target is parsed with the
 task's own parser (``crab.tasks.TASKS[task].parse_answer``, the one evaluation uses), so the gate checks
 exactly the format the model is trained and scored on.
 
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.config import Params, ValidationConfig
 from crab.datasets.vocab import AVE_CATEGORIES, AVQA_ANSWERS
+from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS
 from crab.errors import CrabError
 from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
 from crab.quality.runner import Gate, enforce_max_failure_rate, log_summary, open_gate
@@ -48,7 +49,7 @@ SPLITS = ("train", "val", "test")
 _COLUMNS = (
     "location", "file_task", "file_split", "schema_error", "id", "canonical_id", "task", "split", "dataset",
     "item_id", "video_id", "instruction", "target", "media_error", "target_error",
-    "event", "start", "end", "answer", "question_type", "caption",
+    "event", "start", "end", "answer", "question_type", "caption", "events_error",
 )  # fmt: skip
 #: Exactly one ``<video>`` in the instruction, and it sits inside its start / end markers.
 _VIDEO_REGEX = r"(?s)^(?!.*<video>.*<video>).*<video_start><video><video_end>"
@@ -60,6 +61,7 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
     fields: tuple[tuple[str, type], ...] = {
         "ave": (("event", str), ("start", int), ("end", int)),
         "avqa": (("answer", str), ("question", str), ("question_type", list), ("question_id", int)),
+        "avvp": (("audio", list), ("visual", list)),
         "avcap": (("caption", str),),
     }[task]
     for key, kind in fields:
@@ -68,6 +70,15 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
         value = label[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             return f"label.{key}: expected {kind.__name__}, got {type(value).__name__}"
+    if task == "avvp":
+        for modality in ("audio", "visual"):
+            for index, span in enumerate(label[modality]):
+                if not (isinstance(span, dict) and set(span) == {"event", "start", "end"}):
+                    return f"label.{modality}[{index}]: expected {{event, start, end}}, got {span!r}"
+                if not isinstance(span["event"], str) or not all(
+                    isinstance(span[k], int) and not isinstance(span[k], bool) for k in ("start", "end")
+                ):
+                    return f"label.{modality}[{index}]: expected a str event and int start / end, got {span!r}"
     if task == "avqa" and not (
         len(label["question_type"]) == 2 and all(isinstance(t, str) for t in label["question_type"])
     ):
@@ -85,6 +96,15 @@ def _target_problem(task: str, target: str, label: dict[str, Any]) -> str | None
             return f"<event> {parsed.event!r} differs from the label {label['event']!r}"
         if (parsed.start, parsed.end) != (label["start"], label["end"]):
             return f"<range> {parsed.start},{parsed.end} differs from the label {label['start']},{label['end']}"
+        return None
+    if task == "avvp":
+        from crab.avuie.avvp import AvvpLabel
+        from crab.avuie.avvp_build import same_ground_truth
+
+        if parsed is None:
+            return "no parsable <audio_event> ... </audio_event> and <visual_event> ... </visual_event> tags"
+        if not same_ground_truth(parsed, AvvpLabel.from_dict(label)):
+            return "the tagged events mark other seconds than the label"
         return None
     if task == "avqa":
         from crab.avuie.avqa import answers_match
@@ -137,11 +157,27 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
     label = record.label
     if task == "ave":
         row.update(event=label["event"], start=label["start"], end=label["end"])
+    elif task == "avvp":
+        row.update(events_error=_avvp_events_problem(label))
     elif task == "avqa":
         row.update(answer=label["answer"], question_type=json.dumps(label["question_type"]))
     else:
         row.update(caption=label["caption"])
     return row
+
+
+def _avvp_events_problem(label: dict[str, Any]) -> str | None:
+    """Why an AVVP label's spans do not fit LLP (class outside its 25, span off the 1-s grid), or None."""
+    for modality in ("audio", "visual"):
+        for span in label[modality]:
+            if span["event"] not in LLP_CLASSES:
+                return f"{modality} event {span['event']!r} is not one of LLP's {len(LLP_CLASSES)} classes"
+            if not 0 <= span["start"] < span["end"] <= LLP_NUM_SEGMENTS:
+                return (
+                    f"{modality} event {span['event']!r} spans ({span['start']} {span['end']}), "
+                    f"not inside the 0..{LLP_NUM_SEGMENTS} s grid"
+                )
+    return None
 
 
 def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
@@ -190,6 +226,8 @@ def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
             Check("end_within_clip", "ExpectColumnValuesToBeBetween", {"column": "end", "max_value": duration},
                   f"range ends at {{end:g}} s, past the clip's end ({duration:g} s)"),
         ]  # fmt: skip
+    elif task == "avvp":
+        checks.append(Check("events_valid", "ExpectColumnValuesToBeNull", {"column": "events_error"}, "{events_error}"))
     elif task == "avqa":
         checks += [
             Check("answer_in_vocabulary", "ExpectColumnValuesToBeInSet",

@@ -12,7 +12,6 @@ import pytest
 
 from crab.avuie.avvp import AvvpEvent, AvvpLabel, parse_answer
 from crab.avuie.avvp_build import (
-    AVVP_PROMPT,
     LLP_EVENT_WORDS,
     build_avvp,
     dense_label,
@@ -96,17 +95,15 @@ def test_every_llp_class_has_distinct_readable_words():
 
 
 def test_prompt_is_crab_wording_with_both_modalities_and_the_grid():
-    assert AVVP_PROMPT.startswith(VIDEO_PROMPT + AUDIO_PROMPT)
-    text = AVVP_PROMPT.removeprefix(VIDEO_PROMPT + AUDIO_PROMPT)
+    assert TASKS[Task.AVVP].prompt.startswith(VIDEO_PROMPT + AUDIO_PROMPT)
+    text = TASKS[Task.AVVP].prompt.removeprefix(VIDEO_PROMPT + AUDIO_PROMPT)
     assert text.startswith("Please determine the events that occur based on the visual and audio information")
     assert "audio events" in text and "visual events" in text and "1-second grid" in text
 
 
-def test_prompt_is_the_task_tables_once_avvp_is_registered():
-    if Task.AVVP not in TASKS:
-        pytest.skip("Task.AVVP has no TaskSpec yet")
-    assert TASKS[Task.AVVP].instruction() == AVVP_PROMPT
+def test_avvp_is_registered_on_llp():
     assert TASKS[Task.AVVP].dataset == "llp"
+    assert TASKS[Task.AVVP].parse_answer is parse_answer
 
 
 def test_dense_label_merges_runs_orders_classes_and_drops_empty_spans():
@@ -142,7 +139,7 @@ def test_hand_example_exact_target():
     )
     assert rec.reasoning and tally == {"dense": 1}
     assert rec.id == "avvp/test/6aV6c8mY0lg_0_10" and rec.task == "avvp" and rec.dataset == "llp"
-    assert rec.instruction == AVVP_PROMPT and rec.source == "data/raw/llp/AVVP_test.csv:2"
+    assert rec.instruction == TASKS[Task.AVVP].prompt and rec.source == "data/raw/llp/AVVP_test.csv:2"
     clip = "data/raw/llp/LLP_dataset/video/6aV6c8mY0lg.mp4"
     assert rec.media == {"video": clip, "audio": clip}
     assert rec.label == {

@@ -21,6 +21,8 @@ from crab.avuie.ave import AveLabel
 from crab.avuie.ave import format_answer as ave_answer
 from crab.avuie.avqa import AvqaLabel
 from crab.avuie.avqa import format_answer as avqa_answer
+from crab.avuie.avvp import AvvpLabel
+from crab.avuie.avvp import format_answer as avvp_answer
 from crab.errors import CrabError
 from crab.quality.avuie import validate_avuie
 from crab.quality.quarantine import ValidationResult, load_quarantined_avuie
@@ -39,11 +41,14 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
     label = {
         "ave": {"event": "Church bell", "start": 1, "end": 5},
         "avqa": {"answer": "yes", "question": AVQA_QUESTION, "question_type": ["Audio", "Counting"], "question_id": 7},
+        "avvp": {"audio": [{"event": "Dog", "start": 0, "end": 4}], "visual": [{"event": "Cat", "start": 2, "end": 10}]},
         "avcap": {"caption": "A bell rings in a church."},
     }[task]
     label.update(changes.pop("label", {}))
     if task == "ave":
         target = ave_answer(AveLabel(**label), "A church bell is seen and heard.")
+    elif task == "avvp":
+        target = avvp_answer(AvvpLabel.from_dict(label), "A dog barks, a cat is seen.")
     elif task == "avqa":
         target = avqa_answer(AvqaLabel(answer=label["answer"]), "A cello is heard.")
     else:
@@ -122,6 +127,20 @@ def planted_lines(media: str) -> dict[tuple[str, str], list[tuple[str, str | Non
             line("avcap", "train", "c4", "task 'ave' in the avcap/ folder", task="ave"),
         ],
         ("avcap", "val"): [line("avcap", "val", "c5")],
+        ("avvp", "test"): [
+            line("avvp", "test", "p1"),
+            line("avvp", "test", "p2", label={"audio": [], "visual": []}),
+            line("avvp", "test", "p3", "audio event 'Church bell' is not one of LLP's 25 classes",
+                 label={"audio": [{"event": "Church bell", "start": 0, "end": 2}]}),
+            line("avvp", "test", "p4", "visual event 'Cat' spans (8 12), not inside the 0..10 s grid",
+                 raw_label={"visual": [{"event": "Cat", "start": 8, "end": 12}]},
+                 target=avvp_answer(AvvpLabel.from_spans([("Dog", 0, 4)], [("Cat", 8, 12)]), None)),
+            line("avvp", "test", "p5", "the tagged events mark other seconds than the label",
+                 target=avvp_answer(AvvpLabel.from_spans([("Dog", 0, 5)], [("Cat", 2, 10)]), None)),
+            line("avvp", "test", "p6", "no parsable <audio_event>", target="A dog barks."),
+            line("avvp", "test", "p7", "schema: label.audio[0]: expected {event, start, end}",
+                 raw_label={"audio": [{"event": "Dog", "start": 0}]}),
+        ],
     }  # fmt: skip
 
 
@@ -146,7 +165,7 @@ def avuie_run(
 ) -> tuple[Path, ValidationResult, list[str], dict[str, str]]:
     workdir = tmp_path_factory.mktemp("avuie_run")
     good, bad = write_avuie(workdir, planted_lines(str(media_kit.files["good"])))
-    params = make_params(workdir / "raw", ["ave", "avqa", "avcap"], max_failure_rate=1.0)
+    params = make_params(workdir / "raw", ["ave", "avvp", "avqa", "avcap"], max_failure_rate=1.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workdir)
         result = validate_avuie(params)
@@ -163,17 +182,17 @@ def test_bad_lines_quarantined_with_reason_and_good_records_pass(avuie_run) -> N
             quarantined[location].reasons,
         )
     assert sum(g.num_passed for g in result.groups.values()) == len(good)
-    assert {name: g.num_items for name, g in result.groups.items()} == {"ave": 20, "avqa": 7, "avcap": 5}
+    assert {name: g.num_items for name, g in result.groups.items()} == {"ave": 20, "avvp": 7, "avqa": 7, "avcap": 5}
 
 
 def test_report_and_quarantined_ids(avuie_run) -> None:
     workdir, _, _, _ = avuie_run
     path = workdir / "reports/validation/avuie.json"
     report = json.loads(path.read_text(encoding="utf-8"))
-    assert report["stage"] == "validate_avuie" and set(report["tasks"]) == {"ave", "avqa", "avcap"}
+    assert report["stage"] == "validate_avuie" and set(report["tasks"]) == {"ave", "avvp", "avqa", "avcap"}
     ids = load_quarantined_avuie(path)
-    assert {"ave/train/dog", "ave/train/dupid", "avqa/train/q3", "avcap/train/c2"} <= ids
-    assert not {"ave/train/good1", "avqa/train/q1", "avcap/val/c5"} & ids
+    assert {"ave/train/dog", "ave/train/dupid", "avqa/train/q3", "avcap/train/c2", "avvp/test/p3"} <= ids
+    assert not {"ave/train/good1", "avqa/train/q1", "avcap/val/c5", "avvp/test/p1", "avvp/test/p2"} & ids
     assert "" not in ids  # malformed lines carry no id
     assert (workdir / "reports/validation/avuie_docs/index.html").is_file()
 
