@@ -50,8 +50,8 @@ class Table4Column:
 TABLE4_COLUMNS: dict[str, Table4Column] = {
     "AVQA Avg": Table4Column("metrics/avqa.json", ("accuracy",), 100.0),
     "AVE Acc": Table4Column("metrics/ave.json", ("accuracy",), 100.0),
-    "AVVP Segment": Table4Column("metrics/avvp.json", ("segment", "event_av"), 100.0),
-    "AVVP Event": Table4Column("metrics/avvp.json", ("event", "event_av"), 100.0),
+    "AVVP Segment": Table4Column("metrics/avvp.json", ("segment_event_av",), 100.0),
+    "AVVP Event": Table4Column("metrics/avvp.json", ("event_event_av",), 100.0),
     "ARIG cIoU": Table4Column("metrics/arig.json", ("ciou",), 100.0),
     "ARIG AUC": Table4Column("metrics/arig.json", ("auc",), 1.0),
 }

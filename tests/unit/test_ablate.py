@@ -11,7 +11,7 @@ import pytest
 from crab.ablate import AblationRun, collect_results, format_override, queue_commands, select_rows
 from crab.config import AblateConfig, AblationRow, ConfigError, load_params
 from crab.errors import CrabError
-from crab.report_ablation import PAPER_TABLE4, TABLE4_COLUMNS, orderings, row_summary, table4
+from crab.report_ablation import PAPER_TABLE4, TABLE4_COLUMNS, column_value, orderings, row_summary, table4
 
 ROWS = [
     AblationRow("lora_baseline", "LoRA baseline", {"finetune.adapter": "lora", "avuie.use_reasoning": False}),
@@ -168,3 +168,11 @@ def test_collect_results_across_commits_keeps_each_names_newest_run() -> None:
         assert by_name["crab-seed0"]["metrics"]["metrics/ave.json"] == {"accuracy": 0.7}
         assert by_name["crab-seed0"]["baseline"] == "new222"
         assert by_name["crab-seed1"]["baseline"] == "new222"
+
+
+def test_avvp_columns_read_the_evaluate_stages_flat_keys():
+    # metrics/avvp.json as crab.eval.run writes it: flat "<level>_<score>" keys (Event@AV is the paper's column)
+    metrics = {"metrics/avvp.json": {"segment_event_av": 0.25, "event_event_av": 0.125, "segment_audio": 0.9}}
+    assert column_value(metrics, TABLE4_COLUMNS["AVVP Segment"]) == 25.0
+    assert column_value(metrics, TABLE4_COLUMNS["AVVP Event"]) == 12.5
+    assert column_value({"metrics/avvp.json": {"segment": {"event_av": 0.25}}}, TABLE4_COLUMNS["AVVP Segment"]) is None

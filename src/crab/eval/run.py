@@ -10,15 +10,17 @@ ave``). For one task it:
    the features of the ``features`` store) and decodes it greedily in length-sorted, left-padded batches
    with the KV cache (:mod:`crab.eval.generation`);
 3. parses each answer with the task's parser (``crab.tasks.TASKS[task].parse_answer``); an unparsable
-   answer counts as wrong (AVE: all ten seconds background) and is counted in the parse-failure rate;
-4. scores the model with our ``evaluate`` modules (``ave_accuracy``, ``avqa_accuracy``, loaded from the
-   package, offline) and checks that they agree with the pure metric functions, so a wrapper bug cannot
-   change a published number; scores the trivial baselines (chance, majority / prior) on the same test
-   labels, their priors fitted on the train labels only;
-5. writes ``predictions/<task>.jsonl`` (every record's generation, parsed answer, label and correctness,
-   sorted by id) and ``metrics/<task>.json`` (the model's accuracies, parse-failure rate, baselines and
-   decoding speed; the ``report`` stage reads both), each atomically (temp file + rename), and logs a
-   one-line summary;
+   answer counts as wrong (AVE: all ten seconds background; AVVP: no event in either modality) and is
+   counted in the parse-failure rate;
+4. scores the model with our ``evaluate`` modules (``ave_accuracy``, ``avqa_accuracy``, ``avvp_f``, loaded
+   from the package, offline) and checks that they agree with the pure metric functions, so a wrapper bug
+   cannot change a published number; scores the trivial baselines (chance, majority / prior;
+   :mod:`crab.eval.baselines`, :mod:`crab.eval.baselines_avvp`) on the same test labels, their priors
+   fitted on the train labels only;
+5. writes ``predictions/<task>.jsonl`` (every record's generation, parsed answer, label and per-record score
+   ``correct``, sorted by id) and ``metrics/<task>.json`` (the model's scores, parse-failure rate, baselines
+   and decoding speed; the ``report`` stage reads both), each atomically (temp file + rename), and logs a
+   one-line summary with the task's headline score (:data:`HEADLINE_SCORES`);
 6. writes ``metrics/router_<task>.json``: the mean router weight of every head in every adapted layer over
    the tokens decoded in step 2 (paper Figure 5), gathered by hooks during that same generation, no second
    forward pass (:mod:`crab.eval.router_stats`); with plain LoRA it says ``"layers": []``.
@@ -29,8 +31,8 @@ numbers on the synthetic benchmark as numbers on the real one.
 
 How it differs from the authors' code (crab-reference section 5.1): Crab decodes with whatever sampling
 settings the checkpoint carries and without an attention mask (answers depend on the batch), and it
-releases no parser or scorer for AVE or AVQA; here decoding is greedy and batch-independent, and parsing,
-scoring and baselines are part of the stage, with every generation kept for inspection.
+releases no parser or scorer for AVE, AVVP or AVQA; here decoding is greedy and batch-independent, and
+parsing, scoring and baselines are part of the stage, with every generation kept for inspection.
 """
 
 from __future__ import annotations
@@ -40,22 +42,25 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from crab.avuie.avvp import AvvpLabel
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.avuie.schema import AvuieRecord
 from crab.config import Params
 from crab.errors import CrabError
 from crab.eval.baselines import ave_baselines, avqa_baselines
+from crab.eval.baselines_avvp import avvp_baselines
 from crab.eval.generation import GenerationStats, generate_greedy
 from crab.eval.loading import load_metric
 from crab.eval.metrics_ave import ave_accuracy
 from crab.eval.metrics_avqa import avqa_accuracy, normalise_answer
+from crab.eval.metrics_avvp import AVVP_LEVELS, AVVP_SCORES, LLP_CLASSES, avvp_f
 from crab.eval.router_stats import record_router_stats, router_stats_filename
 from crab.eval.scoring import parse_failure_rate
 from crab.features.store import FeatureStore
@@ -68,6 +73,7 @@ from crab.train.finetune import load_finetuned, use_task_adapter
 
 __all__ = [
     "EVALUATED_TASKS",
+    "HEADLINE_SCORES",
     "METRICS_DIR",
     "PREDICTIONS_DIR",
     "EvaluateResult",
@@ -83,11 +89,25 @@ PREDICTIONS_DIR = Path("predictions")
 METRICS_DIR = Path("metrics")
 
 #: Tasks with a metric, and the ``evaluate`` module that scores each.
-EVALUATED_TASKS: dict[Task, str] = {Task.AVE: "ave_accuracy", Task.AVQA: "avqa_accuracy"}
-#: The result keys the metrics file keeps per task, for the model and for every baseline.
+EVALUATED_TASKS: dict[Task, str] = {Task.AVE: "ave_accuracy", Task.AVQA: "avqa_accuracy", Task.AVVP: "avvp_f"}
+#: The result keys the metrics file keeps per task, for the model and for every baseline. AVVP keeps the ten
+#: F values as ``avvp_f`` names them (``segment_audio`` ... ``event_event_av``), not its ``num_videos`` and
+#: ``num_parse_failures``: the file already holds ``num_samples`` and ``parse_failure_rate``, and for a
+#: baseline they would be n and 0 by construction.
 _RESULT_KEYS: dict[Task, tuple[str, ...]] = {
     Task.AVE: ("accuracy",),
     Task.AVQA: ("accuracy", "accuracy_per_group", "accuracy_per_type"),
+    Task.AVVP: tuple(f"{level}_{score}" for level in AVVP_LEVELS for score in AVVP_SCORES),
+}
+#: The one score per task that the summary line and :class:`EvaluateResult` report and that ranks the
+#: baselines: AVE's and AVQA's overall accuracy; for AVVP the paper's "Segment" column, Event@AV at segment
+#: level (evaluation.md; its "Event" column, ``event_event_av``, is in the metrics file beside it).
+HEADLINE_SCORES: dict[Task, str] = {Task.AVE: "accuracy", Task.AVQA: "accuracy", Task.AVVP: "segment_event_av"}
+#: The trivial baselines of each task: ``fit(train_labels, test_labels) -> {name: result dict}``.
+_BASELINES: dict[Task, Callable[[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]], dict[str, dict]]] = {
+    Task.AVE: ave_baselines,
+    Task.AVQA: avqa_baselines,
+    Task.AVVP: avvp_baselines,
 }
 
 
@@ -101,10 +121,12 @@ class EvaluateResult:
         dataset: ``"AV-Synth"`` or ``"real"`` (module docstring).
         num_samples: records scored.
         num_excluded: records of the split left out because ``validate_avuie`` quarantined them.
-        accuracy: the model's accuracy (AVE: per second; AVQA: overall, over questions).
+        score_name: the task's headline result key (:data:`HEADLINE_SCORES`): ``"accuracy"`` for AVE
+            (per second) and AVQA (overall, over questions), ``"segment_event_av"`` for AVVP.
+        score: the model's value of it.
         parse_failure_rate: share of answers without a well-formed answer tag.
-        best_baseline: name of the trivial baseline with the highest accuracy.
-        best_baseline_accuracy: its accuracy.
+        best_baseline: name of the trivial baseline with the highest headline score.
+        best_baseline_score: its headline score.
         generation: decoding statistics.
         predictions_path: ``predictions/<task>.jsonl``.
         metrics_path: ``metrics/<task>.json``.
@@ -116,10 +138,11 @@ class EvaluateResult:
     dataset: str
     num_samples: int
     num_excluded: int
-    accuracy: float
+    score_name: str
+    score: float
     parse_failure_rate: float
     best_baseline: str
-    best_baseline_accuracy: float
+    best_baseline_score: float
     generation: GenerationStats
     predictions_path: Path
     metrics_path: Path
@@ -175,15 +198,32 @@ def _evaluated_task(task: str) -> Task:
     return parsed
 
 
+def _parsed_dict(parsed: Any) -> dict[str, Any] | None:
+    """A parsed answer as JSON: AVVP as its label dict (the ``label`` layout), the others field by field."""
+    if parsed is None:
+        return None
+    return parsed.to_dict() if isinstance(parsed, AvvpLabel) else dataclasses.asdict(parsed)
+
+
 def _model_scores(task: Task, parsed: Sequence[Any], labels: Sequence[Mapping[str, Any]]) -> tuple[dict, list]:
     """The model's result dict from the ``evaluate`` module (checked against the pure function) and per-row scores."""
     metric = load_metric(EVALUATED_TASKS[task])
     if task is Task.AVE:
-        predictions = [None if p is None else dataclasses.asdict(p) for p in parsed]
+        predictions = [_parsed_dict(p) for p in parsed]
         result = metric.compute(predictions=predictions, references=list(labels))
         expected = ave_accuracy(predictions, labels)
         # Share of the 10 seconds right, per video (every video has 10, so the mean is the accuracy).
         correct: list = [ave_accuracy([p], [label])["accuracy"] for p, label in zip(predictions, labels, strict=True)]
+    elif task is Task.AVVP:
+        predictions = [_parsed_dict(p) for p in parsed]  # None stays None: an empty prediction
+        result = metric.compute(predictions=predictions, references=list(labels))
+        # The class list only validates the references (scores do not depend on it), so the module may skip it.
+        expected = avvp_f(predictions, labels, LLP_CLASSES)
+        # The video's segment-level Event@AV: every AVVP score is a mean over videos, so the mean of this
+        # column is exactly the headline ``segment_event_av``, and it covers both modalities at once.
+        correct = [
+            avvp_f([p], [label], LLP_CLASSES)["segment_event_av"] for p, label in zip(predictions, labels, strict=True)
+        ]
     else:
         answers = [None if p is None else p.answer for p in parsed]
         references = [label["answer"] for label in labels]
@@ -205,19 +245,21 @@ def score_predictions(
     """Parse the generated answers and score them and the trivial baselines.
 
     Args:
-        task: ``"ave"`` or ``"avqa"``.
+        task: ``"ave"``, ``"avqa"`` or ``"avvp"``.
         records: the evaluated records (sorted by id).
         texts: the decoded answer of each record, same order.
         train_labels: the ``label`` of every (kept) train record: the baselines' priors.
 
     Returns:
         The prediction rows (``predictions/<task>.jsonl`` lines, in the records' order) and the scores:
-        the model's result keys (AVE ``accuracy``; AVQA also ``accuracy_per_group``, ``accuracy_per_type``),
-        ``parse_failure_rate`` and ``baselines`` (name -> the same result keys).
+        the model's result keys (AVE ``accuracy``; AVQA also ``accuracy_per_group``, ``accuracy_per_type``;
+        AVVP the ten F values ``segment_audio`` ... ``event_event_av``), ``parse_failure_rate`` and
+        ``baselines`` (name -> the same result keys). A row's ``correct`` is the record's own score: AVE the
+        share of its seconds right, AVQA whether the answer matches, AVVP the video's segment-level Event@AV.
 
     Raises:
         CrabError: the task has no metric.
-        ValueError: lengths differ, no records, or invalid labels.
+        ValueError: lengths differ, no records, or invalid labels (no train labels for the baselines).
     """
     evaluated = _evaluated_task(task)
     if len(texts) != len(records):
@@ -226,9 +268,9 @@ def score_predictions(
     parsed = [parse(text) for text in texts]
     labels = [record.label for record in records]
     result, correct = _model_scores(evaluated, parsed, labels)
-    fit = ave_baselines if evaluated is Task.AVE else avqa_baselines
     keys = _RESULT_KEYS[evaluated]
-    baselines = {name: {k: scores[k] for k in keys} for name, scores in fit(train_labels, labels).items()}
+    fitted = _BASELINES[evaluated](train_labels, labels)
+    baselines = {name: {k: scores[k] for k in keys} for name, scores in fitted.items()}
     rows = [
         {
             "id": record.id,
@@ -237,7 +279,7 @@ def score_predictions(
             "instruction": record.instruction,
             "target": record.target,
             "prediction": text,
-            "parsed": None if p is None else dataclasses.asdict(p),
+            "parsed": _parsed_dict(p),
             "label": record.label,
             "correct": c,
         }
@@ -273,7 +315,7 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
         params: reads ``evaluate`` (split, batch size, max_new_tokens), ``pretrain`` and ``finetune``
             (model folders), ``features`` (store folder), ``media`` (audio keys) and ``datasets`` (AV-Synth
             or real).
-        task: a task with a metric (``"ave"``, ``"avqa"``).
+        task: a task with a metric (``"ave"``, ``"avqa"``, ``"avvp"``).
 
     Returns:
         The :class:`EvaluateResult`; the files are written.
@@ -331,25 +373,27 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
     _write_atomic(metrics_path, json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     _write_atomic(router_path, json.dumps(router.summary(str(evaluated)), indent=2, ensure_ascii=False) + "\n")
 
-    best = max(scores["baselines"], key=lambda name: scores["baselines"][name]["accuracy"])  # first on ties
+    headline = HEADLINE_SCORES[evaluated]
+    best = max(scores["baselines"], key=lambda name: scores["baselines"][name][headline])  # first on ties
     result = EvaluateResult(
         task=str(evaluated),
         split=cfg.split,
         dataset=dataset,
         num_samples=len(records),
         num_excluded=num_excluded,
-        accuracy=scores["accuracy"],
+        score_name=headline,
+        score=scores[headline],
         parse_failure_rate=scores["parse_failure_rate"],
         best_baseline=best,
-        best_baseline_accuracy=scores["baselines"][best]["accuracy"],
+        best_baseline_score=scores["baselines"][best][headline],
         generation=stats,
         predictions_path=predictions_path,
         metrics_path=metrics_path,
         router_path=router_path,
     )
     log.info(
-        "evaluate %s (%s, %s, n=%d): accuracy %.4f | best baseline %s %.4f | parse failures %.1f%% | %.0f tokens/s",
-        result.task, result.split, result.dataset, result.num_samples, result.accuracy, result.best_baseline,
-        result.best_baseline_accuracy, 100 * result.parse_failure_rate, stats.tokens_per_s,
+        "evaluate %s (%s, %s, n=%d): %s %.4f | best baseline %s %.4f | parse failures %.1f%% | %.0f tokens/s",
+        result.task, result.split, result.dataset, result.num_samples, result.score_name, result.score,
+        result.best_baseline, result.best_baseline_score, 100 * result.parse_failure_rate, stats.tokens_per_s,
     )  # fmt: skip
     return result

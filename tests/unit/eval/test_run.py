@@ -271,8 +271,8 @@ def test_random_model_ave_writes_the_contract_files_with_hand_computed_baselines
             event, start, end = row["label"]["event"], row["label"]["start"], row["label"]["end"]
             assert row["correct"] == pytest.approx(1 - (end - start) / 10), event
     assert (result.num_samples, result.num_excluded, result.dataset) == (3, 1, "AV-Synth")
-    assert result.accuracy == metrics["accuracy"]
-    assert (result.best_baseline, result.best_baseline_accuracy) == ("all_background", pytest.approx(17 / 30))
+    assert (result.score_name, result.score) == ("accuracy", metrics["accuracy"])
+    assert (result.best_baseline, result.best_baseline_score) == ("all_background", pytest.approx(17 / 30))
     assert result.generation.num_sequences == 3
     assert result.predictions_path == Path("predictions/ave.jsonl")
     router = json.loads(Path("metrics/router_ave.json").read_text(encoding="utf-8"))
@@ -298,7 +298,8 @@ def test_random_model_avqa_writes_the_contract_files_with_hand_computed_baseline
     assert set(metrics["accuracy_per_group"]) == {"Audio", "Visual", "Audio-Visual"}
     assert all(isinstance(row["correct"], bool) for row in rows)
     assert (result.num_samples, result.num_excluded) == (5, 1)
-    assert (result.best_baseline, result.best_baseline_accuracy) == ("type_majority", pytest.approx(0.6))
+    assert (result.score_name, result.score) == ("accuracy", metrics["accuracy"])
+    assert (result.best_baseline, result.best_baseline_score) == ("type_majority", pytest.approx(0.6))
 
 
 @pytest.mark.parametrize("task", ["ave", "avqa"])
@@ -333,7 +334,7 @@ def test_perfect_model_scores_one_with_no_parse_failures(
     rows, metrics = _read_outputs(task)
     assert metrics["accuracy"] == 1.0
     assert metrics["parse_failure_rate"] == 0.0
-    assert (result.accuracy, result.parse_failure_rate) == (1.0, 0.0)
+    assert (result.score, result.parse_failure_rate) == (1.0, 0.0)
     assert [row["prediction"] for row in rows] == [r.target for r in kept]
     assert all(row["correct"] in (True, 1.0) for row in rows)
     if task == "avqa":
