@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer = sub.add_parser(
         "infer",
         help="Run the trained model on a clip (or a batch file) and print the reasoning and answer as JSON.",
-        description="Answer an AVE or AVQA request about your own video with the model of the pipeline "
+        description="Answer an AVE, AVVP or AVQA request about your own video with the model of the pipeline "
         "(the folders in params: base_models, pretrain, finetune). Prints the prompt, the generated text "
         "(reasoning + answer) and the parsed answer as JSON.",
         epilog='batch file: a JSON list of {"task", "video", "audio"?, "question"?} objects (Crab\'s '

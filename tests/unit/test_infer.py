@@ -26,6 +26,8 @@ from crab.avuie.ave import AveLabel
 from crab.avuie.ave import format_answer as ave_answer
 from crab.avuie.avqa import AvqaLabel
 from crab.avuie.avqa import format_answer as avqa_answer
+from crab.avuie.avvp import AvvpLabel
+from crab.avuie.avvp import format_answer as avvp_answer
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.cli import main
 from crab.config import Params, SynthAudioConfig, SynthVideoConfig, load_params
@@ -266,7 +268,10 @@ def test_too_short_audio_is_a_clear_error(in_workspace: Workspace) -> None:
     [
         (["--task", "avqa", "--video", CLIP], 'task avqa needs a question (--question / "question")'),
         (["--task", "ave", "--video", CLIP, "--question", "Why?"], "task ave takes no question"),
-        (["--task", "avvp", "--video", CLIP], "task 'avvp' is not supported by crab infer (supported: ave, avqa)"),
+        (
+            ["--task", "arig", "--video", CLIP],
+            "task 'arig' is not supported by crab infer (supported: ave, avvp, avqa)",
+        ),
         (["--video", CLIP], "--task is required with --video"),
         ([], "give either --video (with --task) or --batch"),
     ],
@@ -358,6 +363,13 @@ def test_result_record_parses_like_evaluation() -> None:
     record = result_record(avqa, avqa_answer(AvqaLabel("yes"), "The piano plays loudly."))
     assert record["answer"] == {"answer": "yes"} and record["parse_ok"] is True
     assert record["inputs"] == {"video": "v.mp4", "audio": "a.wav", "question": "Is the piano louder?"}
+    avvp = InferRequest.create("avvp", "v.mp4")
+    label = AvvpLabel.from_spans([("Dog", 0, 4), ("Dog", 6, 10)], [("Cat", 2, 10)])
+    record = result_record(avvp, avvp_answer(label, "A dog barks and a cat is seen."))
+    assert record["answer"] == {
+        "audio": [{"event": "Dog", "start": 0, "end": 4}, {"event": "Dog", "start": 6, "end": 10}],
+        "visual": [{"event": "Cat", "start": 2, "end": 10}],
+    }
     assert result_record(ave, "a bell rings")["answer"] is None
     assert result_record(ave, "a bell rings")["parse_ok"] is False
 
@@ -380,3 +392,19 @@ def test_runs_on_the_authors_ave_example(in_workspace: Workspace) -> None:
     assert video.shape == (NUM_FRAMES, 4, 32) and audio.shape == (NUM_SEGMENTS, 248, 64)
     outcomes = infer(params, requests, model)
     assert all(isinstance(o, dict) and o["inputs"]["video"] == str(SAMPLE_MP4) for o in outcomes)
+
+
+AVVP_SAMPLE = SAMPLES / "avvp" / "6aV6c8mY0lg.mp4"
+
+
+@pytest.mark.skipif(not AVVP_SAMPLE.is_file(), reason="Crab example media not present")
+def test_runs_on_the_authors_avvp_example(in_workspace: Workspace) -> None:
+    params = in_workspace.params
+    model = load_infer_model(params)
+    request = InferRequest.create("avvp", str(AVVP_SAMPLE), str(AVVP_SAMPLE.with_suffix(".mp3")))
+    video, audio = media_features(request, model.encoders, params)
+    assert video.shape[0] == NUM_FRAMES and audio.shape[0] == NUM_SEGMENTS  # AVVP cuts audio like AVE
+    (outcome,) = infer(params, [request], model)
+    assert isinstance(outcome, dict) and outcome["task"] == "avvp"
+    assert outcome["prompt"] == TASKS[Task.AVVP].instruction()
+    assert outcome["parse_ok"] == (outcome["answer"] is not None)

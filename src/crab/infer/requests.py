@@ -1,6 +1,6 @@
 """The inputs of ``crab infer``: one validated request per clip, and batch files like Crab's ``example.json``.
 
-A request is a task (``ave`` or ``avqa``), a video, its audio (by default the video's own track) and, for
+A request is a task (``ave``, ``avvp`` or ``avqa``), a video, its audio (by default the video's own track) and, for
 AVQA, a question. Crab's quick start reads ``data/example.json``, a list of objects with ``task``,
 ``video_path``, ``audio_path`` and ``question`` (crab-reference section 6); a batch file here is the same
 list, with ``video`` / ``audio`` accepted as shorter spellings. Paths are used as given (relative to the
@@ -23,7 +23,7 @@ from crab.tasks import TASKS, Task
 __all__ = ["INFER_TASKS", "InferRequest", "read_batch"]
 
 #: The tasks ``finetune`` trains and ``evaluate`` scores today, so the ones ``crab infer`` answers.
-INFER_TASKS: tuple[Task, ...] = (Task.AVE, Task.AVQA)
+INFER_TASKS: tuple[Task, ...] = (Task.AVE, Task.AVVP, Task.AVQA)
 #: Batch-entry keys: ours, and Crab's ``example.json`` spelling of the media keys.
 _ENTRY_KEYS = frozenset({"task", "video", "video_path", "audio", "audio_path", "question"})
 

@@ -136,16 +136,21 @@ def result_record(request: InferRequest, text: str) -> dict[str, Any]:
 
     Returns:
         ``{"task", "inputs": {"video", "audio", "question"}, "prompt", "generated", "answer", "parse_ok"}``;
-        ``answer`` is ``{"event", "start", "end"}`` (AVE, ``[start, end)`` in seconds), ``{"answer"}`` (AVQA)
-        or ``None`` when the answer tags are missing or malformed.
+        ``answer`` is ``{"event", "start", "end"}`` (AVE, ``[start, end)`` in seconds), ``{"audio": [...],
+        "visual": [...]}`` of such spans (AVVP, the AV-UIE label layout), ``{"answer"}`` (AVQA) or ``None``
+        when the answer tags are missing or malformed.
     """
     parsed = TASKS[request.task].parse_answer(text)
+    if parsed is not None and hasattr(parsed, "to_dict"):  # a label with its own JSON layout (AVVP)
+        answer = parsed.to_dict()
+    else:
+        answer = None if parsed is None else dataclasses.asdict(parsed)
     return {
         "task": str(request.task),
         "inputs": request.inputs(),
         "prompt": request.instruction(),
         "generated": text,
-        "answer": None if parsed is None else dataclasses.asdict(parsed),
+        "answer": answer,
         "parse_ok": parsed is not None,
     }
 
