@@ -6,15 +6,20 @@ need lives here so tests can reach it (DESIGN.md section 3). Inputs are the eval
 reports (``data/avuie/stats.json``, ``reports/validation/*.json``).
 
 Published numbers are constants with their source: the Crab paper (Du et al., CVPR 2025, arXiv:2503.13068)
-Table 1 (general models; only the rows with an AVE or AVQA number, the others are marked there with a check
-or a cross), Table 2 (AVE rows; CMBS and DHHN report only AVVP), Table 3 (MUSIC-AVQA test, per modality
-group), plus the best specialised AVE number reported elsewhere (DG-SCT, listed in the project's evaluation
-reference). Published numbers are percentages; our metrics files hold fractions and are shown x100.
+Table 1 (general models; only the rows with an AVE, AVVP or AVQA number, the others are marked there with a
+check or a cross, and a check in a cell is ``None`` here), Table 2 (temporal localization: AVE accuracy and
+AVVP segment- / event-level F), Table 3 (MUSIC-AVQA test, per modality group), plus the best specialised AVE
+number reported elsewhere (DG-SCT, listed in the project's evaluation reference). The paper's two AVVP
+columns are Event@AV (audio and visual events pooled) at segment and at event level (evaluation.md), our
+``segment_event_av`` / ``event_event_av``; :func:`avvp_table` shows all ten AVVP F values. Published
+numbers are percentages; our metrics files hold fractions and are shown x100.
 
 Every row says what it is (``Kind``: published / ours / trivial baseline) and what it was measured on
 (``Evaluated on``): in the tiny profile our numbers come from AV-Synth, a synthetic benchmark in the real
 datasets' layouts, so they are NOT comparable with the published ones as numbers; the published rows are a
 sanity reference only. The dataset label comes from the metrics file (``"dataset": "AV-Synth" | "real"``).
+Trivial baselines are ranked by the task's headline score (the ``evaluate`` stage's
+``crab.eval.scoring.HEADLINE_SCORES``, a torch-free module), the one its summary line reports.
 """
 
 from __future__ import annotations
@@ -28,28 +33,33 @@ from typing import Any
 import pandas as pd
 
 from crab.errors import DataError
+from crab.eval.metrics_avvp import AVVP_LEVELS, AVVP_SCORES
+from crab.eval.scoring import HEADLINE_SCORES
 from crab.tasks import AUDIO_PROMPT, VIDEO_PROMPT
 
 __all__ = [
     "AVQA_GROUP_COLUMNS",
+    "AVVP_KEYS",
     "PAPER",
     "PAPER_TABLE1",
-    "PAPER_TABLE2_AVE",
+    "PAPER_TABLE2",
     "PAPER_TABLE3_AVQA",
     "PublishedRow",
     "avqa_table",
     "avqa_type_table",
-    "ave_table",
+    "avvp_table",
     "best_baseline",
     "comparability_note",
     "dataset_label",
     "example_predictions",
+    "headline_score",
     "load_training_curves",
     "parse_failure_table",
     "read_json",
     "read_metrics",
     "read_predictions",
     "table1",
+    "temporal_table",
     "to_html",
 ]
 
@@ -58,13 +68,32 @@ PUBLISHED, OURS, BASELINE = "published", "ours", "trivial baseline"
 OUR_METHOD = "Crab (ours)"
 #: Table 3's columns, in the paper's order; "Avg" is the overall accuracy pooled over all questions.
 AVQA_GROUP_COLUMNS: tuple[str, ...] = ("Audio", "Visual", "Audio-Visual", "Avg")
-_REAL = {"ave": "AVE test (real)", "avqa": "MUSIC-AVQA test (real)"}
-_TABLE1_COLUMNS = {"ave": "AVE Acc", "avqa": "AVQA Acc"}
+#: The ten AVVP result keys of ``metrics/avvp.json`` (model and every baseline), ``avvp_f``'s names.
+AVVP_KEYS: tuple[str, ...] = tuple(f"{level}_{score}" for level in AVVP_LEVELS for score in AVVP_SCORES)
+_AVVP_SCORE_NAMES = {"audio": "Audio", "visual": "Visual", "audio_visual": "Audio-Visual", "type_av": "Type@AV",
+                     "event_av": "Event@AV"}  # fmt: skip
+_REAL = {"ave": "AVE test (real)", "avvp": "LLP test (real)", "avqa": "MUSIC-AVQA test (real)"}
+#: The columns each task fills in Tables 1 and 2: column -> result key in ``metrics/<task>.json``. AVVP's are
+#: the paper's "Segment-level" / "Event-level", i.e. Event@AV at each level (evaluation.md).
+_TASK_COLUMNS: dict[str, dict[str, str]] = {
+    "ave": {"AVE Acc": "accuracy"},
+    "avvp": {"AVVP Segment-level": "segment_event_av", "AVVP Event-level": "event_event_av"},
+    "avqa": {"AVQA Acc": "accuracy"},
+}
+_TABLE1_TASKS = ("ave", "avvp", "avqa")  # the paper's column order
+_TABLE2_TASKS = ("ave", "avvp")
+# What the tables read from a metrics file (checked by read_metrics) and which score ranks the baselines.
+# Restated here, not imported from crab.eval.run: that imports torch and transformers (~5 s), which the report
+# driver must not, and inside the notebook kernel tqdm prints a widget warning into the report. A unit test
+# keeps them equal to crab.eval.run's _RESULT_KEYS.
 _REQUIRED_KEYS = {
     "ave": ("task", "split", "dataset", "num_samples", "accuracy", "parse_failure_rate", "baselines"),
     "avqa": ("task", "split", "dataset", "num_samples", "accuracy", "accuracy_per_group", "accuracy_per_type",
              "parse_failure_rate", "baselines"),
+    "avvp": ("task", "split", "dataset", "num_samples", *AVVP_KEYS, "parse_failure_rate", "baselines"),
 }  # fmt: skip
+#: The keys every trivial baseline of a task must carry (at least the headline score that ranks them).
+_BASELINE_KEYS = {"ave": ("accuracy",), "avqa": ("accuracy",), "avvp": AVVP_KEYS}
 
 
 @dataclass(frozen=True)
@@ -88,20 +117,45 @@ def _rows(source: str, evaluated_on: str, columns: Sequence[str], rows: Sequence
     return tuple(PublishedRow(m, dict(zip(columns, vals, strict=True)), source, evaluated_on) for m, *vals in rows)
 
 
-#: Table 1 (comparison with general models), AVE and AVQA columns. X-InstructBLIP's AVQA is zero-shot.
+def _temporal_rows(source: str, rows: Sequence[tuple]) -> tuple[PublishedRow, ...]:
+    """Table 2 rows, each labelled with the benchmarks it has a number on (AVE, LLP or both)."""
+    columns = [c for t in _TABLE2_TASKS for c in _TASK_COLUMNS[t]]
+    published = []
+    for method, *values in rows:
+        by_column = dict(zip(columns, values, strict=True))
+        tasks = [t for t in _TABLE2_TASKS if any(by_column[c] is not None for c in _TASK_COLUMNS[t])]
+        published.append(PublishedRow(method, by_column, source, "; ".join(_REAL[t] for t in tasks)))
+    return tuple(published)
+
+
+#: Table 1 (comparison with general models), AVE, AVVP and AVQA columns. X-InstructBLIP's AVQA is zero-shot;
+#: TimeChat and MEERKAT give an AVVP segment-level number only (a check elsewhere: None).
 PAPER_TABLE1 = _rows(
     f"{PAPER}, Table 1",
     "real benchmarks",
-    ("AVE Acc", "AVQA Acc"),
-    [("X-InstructBLIP (zero-shot)", None, 44.50), ("VALOR", None, 78.90), ("Crab", 80.15, 78.94)],
+    ("AVE Acc", "AVVP Segment-level", "AVVP Event-level", "AVQA Acc"),
+    [
+        ("TimeChat", None, 51.28, None, None),
+        ("MEERKAT", None, 54.96, None, None),
+        ("X-InstructBLIP (zero-shot)", None, None, None, 44.50),
+        ("VALOR", None, None, None, 78.90),
+        ("Crab", 80.15, 59.00, 54.44, 78.94),
+    ],
 )
-#: Table 2 (specialised models, AVE accuracy) + DG-SCT, the best specialised AVE number published elsewhere.
-PAPER_TABLE2_AVE = _rows(
+#: Table 2 (specialised models, temporal localization: AVE accuracy, AVVP segment / event level; "-" is None)
+#: + DG-SCT, the best specialised AVE number published elsewhere.
+PAPER_TABLE2 = _temporal_rows(
     f"{PAPER}, Table 2",
-    _REAL["ave"],
-    ("AVE Acc",),
-    [("AVT", 75.80), ("PSP", 77.80), ("MM-Pyramid", 77.80), ("MPN", 77.60), ("Crab", 80.15)],
-) + _rows("DG-SCT (Duan et al., NeurIPS 2023)", _REAL["ave"], ("AVE Acc",), [("DG-SCT", 82.18)])
+    [
+        ("AVT", 75.80, None, None),
+        ("PSP", 77.80, None, None),
+        ("MM-Pyramid", 77.80, 59.20, 53.04),
+        ("CMBS", None, 55.00, 48.48),
+        ("MPN", 77.60, None, None),
+        ("DHHN", None, 60.32, 55.06),
+        ("Crab", 80.15, 59.00, 54.44),
+    ],
+) + _temporal_rows("DG-SCT (Duan et al., NeurIPS 2023)", [("DG-SCT", 82.18, None, None)])
 #: Table 3 (specialised models on the MUSIC-AVQA test set), accuracy per modality group and overall.
 PAPER_TABLE3_AVQA = _rows(
     f"{PAPER}, Table 3",
@@ -140,8 +194,11 @@ def read_json(path: str | Path) -> Any:
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """Read ``metrics/<task>.json`` and check it has the keys the tables use (evaluation outputs contract).
 
+    For AVE, AVQA and AVVP every trivial baseline must also carry the keys the tables read (AVVP: all ten F
+    values). Imports nothing heavy: the report driver calls it before any notebook runs.
+
     Raises:
-        DataError: missing, unreadable, or without a required key (the message names it).
+        DataError: missing, unreadable, or without a required key (the message names it and the baseline).
     """
     metrics = read_json(path)
     task = metrics.get("task") if isinstance(metrics, dict) else None
@@ -150,6 +207,13 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
     for key in _REQUIRED_KEYS.get(task, ("task", "dataset", "split")):
         if key not in metrics:
             raise DataError(path, f"missing key {key!r}")
+    if task in _BASELINE_KEYS:
+        if not isinstance(metrics["baselines"], dict):
+            raise DataError(path, "'baselines' is not an object (name -> result)")
+        for name, result in metrics["baselines"].items():
+            missing = [k for k in _BASELINE_KEYS[task] if not isinstance(result, dict) or k not in result]
+            if missing:
+                raise DataError(path, f"baseline {name!r} is missing key {missing[0]!r}")
     return metrics
 
 
@@ -244,12 +308,32 @@ def comparability_note(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> str:
     return " ".join(parts)
 
 
+def headline_score(task: str) -> str:
+    """The result key that ranks a task's baselines, as ``crab.eval.scoring.HEADLINE_SCORES`` (AVE, AVQA:
+    ``accuracy``; AVVP: ``segment_event_av``, the paper's "Segment-level" column).
+
+    Raises:
+        ValueError: the task has no headline score (not evaluated).
+    """
+    scores = {str(t): key for t, key in HEADLINE_SCORES.items()}
+    if task not in scores:
+        raise ValueError(f"{task!r} has no headline score; evaluated tasks: {', '.join(scores)}")
+    return scores[task]
+
+
 def best_baseline(metrics: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The trivial baseline with the highest overall accuracy (ties: first name in alphabetical order)."""
+    """The trivial baseline with the highest headline score (:func:`headline_score`; ties: first name in
+    alphabetical order; the ``evaluate`` summary line takes the first in its own dict order, so the two can
+    differ only on an exact tie).
+
+    Raises:
+        ValueError: the metrics hold no baselines, or the task has no headline score.
+    """
     baselines = metrics["baselines"]
     if not baselines:
         raise ValueError(f"{metrics['task']}: the metrics hold no baselines")
-    name = min(baselines, key=lambda n: (-baselines[n]["accuracy"], n))
+    key = headline_score(metrics["task"])
+    name = min(baselines, key=lambda n: (-baselines[n][key], n))
     return name, baselines[name]
 
 
@@ -268,17 +352,31 @@ def _published(rows: Sequence[PublishedRow]) -> list[dict[str, Any]]:
              **{c: _pct(None) if v is None else v for c, v in r.values.items()}} for r in rows]  # fmt: skip
 
 
+def _task_values(task: str, result: Mapping[str, Any]) -> dict[str, float]:
+    """A task's Table 1 / 2 columns from a result dict (the model's or a baseline's), in percent."""
+    return {column: _pct(result[key]) for column, key in _TASK_COLUMNS[task].items()}
+
+
+def _columns(tasks: Sequence[str]) -> tuple[str, ...]:
+    return tuple(column for task in tasks for column in _TASK_COLUMNS[task])
+
+
 def table1(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Table 1 layout (AVE Acc, AVQA Acc): the published rows, our row and the best trivial baselines.
+    """Table 1 layout (AVE Acc, AVVP segment / event level, AVQA Acc): published rows, ours, best baselines.
 
     Args:
-        metrics_by_task: task -> its ``metrics/<task>.json`` content; tasks other than ``ave`` / ``avqa``
-            are ignored, a missing one leaves its column empty in our rows.
+        metrics_by_task: task -> its ``metrics/<task>.json`` content; tasks other than ``ave`` / ``avvp`` /
+            ``avqa`` are ignored, a missing one leaves its columns empty in our rows (no task: no our rows).
 
     Returns:
-        Columns ``Method, Kind, Evaluated on, Source, AVE Acc, AVQA Acc`` (percent; NaN = not reported).
+        Columns ``Method, Kind, Evaluated on, Source, AVE Acc, AVVP Segment-level, AVVP Event-level, AVQA Acc``
+        (percent; NaN = not reported). The last row is the best trivial baseline of each task by its headline
+        score, named per task (``"Best trivial baseline (ave: segment_majority, avvp: prior_classes)"``).
     """
-    tasks = [t for t in _TABLE1_COLUMNS if t in metrics_by_task]
+    columns = _columns(_TABLE1_TASKS)
+    tasks = [t for t in _TABLE1_TASKS if t in metrics_by_task]
+    if not tasks:
+        return _frame(_published(PAPER_TABLE1), columns)
     on = "; ".join(dataset_label(metrics_by_task[t]) for t in tasks)
     ours = {"Method": OUR_METHOD, "Kind": OURS, "Evaluated on": on, "Source": "metrics/<task>.json"}
     best = {"Kind": BASELINE, "Evaluated on": on, "Source": "metrics/<task>.json baselines"}
@@ -286,26 +384,57 @@ def table1(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     for task in tasks:
         name, result = best_baseline(metrics_by_task[task])
         names.append(f"{task}: {name}")
-        ours[_TABLE1_COLUMNS[task]] = _pct(metrics_by_task[task]["accuracy"])
-        best[_TABLE1_COLUMNS[task]] = _pct(result["accuracy"])
+        ours.update(_task_values(task, metrics_by_task[task]))
+        best.update(_task_values(task, result))
     best["Method"] = f"Best trivial baseline ({', '.join(names)})"
-    return _frame([*_published(PAPER_TABLE1), ours, best], tuple(_TABLE1_COLUMNS.values()))
+    return _frame([*_published(PAPER_TABLE1), ours, best], columns)
 
 
-def ave_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
-    """Table 2 layout (AVE accuracy): the published rows, our row and every trivial baseline.
+def temporal_table(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Table 2 layout (temporal localization: AVE accuracy, AVVP segment / event level): published rows, our
+    row and every trivial baseline of each task.
+
+    Args:
+        metrics_by_task: task -> its metrics; only ``ave`` and ``avvp`` are read, a missing one leaves its
+            columns empty (neither: the published rows only).
 
     Returns:
-        Columns ``Method, Kind, Evaluated on, Source, AVE Acc`` (percent).
+        Columns ``Method, Kind, Evaluated on, Source, AVE Acc, AVVP Segment-level, AVVP Event-level``
+        (percent; NaN = not reported). Our row joins both tasks' dataset labels; each baseline row is one
+        task's (its name as in the metrics file, alphabetical per task, AVE's first) with its own label.
     """
-    on, src = dataset_label(metrics), "metrics/ave.json"
-    rows = _published(PAPER_TABLE2_AVE)
-    rows.append({"Method": OUR_METHOD, "Kind": OURS, "Evaluated on": on, "Source": src,
-                 "AVE Acc": _pct(metrics["accuracy"])})  # fmt: skip
+    tasks = [t for t in _TABLE2_TASKS if t in metrics_by_task]
+    rows = _published(PAPER_TABLE2)
+    if tasks:
+        rows.append({"Method": OUR_METHOD, "Kind": OURS,
+                     "Evaluated on": "; ".join(dataset_label(metrics_by_task[t]) for t in tasks),
+                     "Source": "; ".join(f"metrics/{t}.json" for t in tasks),
+                     **{c: v for t in tasks for c, v in _task_values(t, metrics_by_task[t]).items()}})  # fmt: skip
+    for task in tasks:
+        metrics = metrics_by_task[task]
+        for name, result in sorted(metrics["baselines"].items()):
+            rows.append({"Method": name, "Kind": BASELINE, "Evaluated on": dataset_label(metrics),
+                         "Source": f"metrics/{task}.json", **_task_values(task, result)})  # fmt: skip
+    return _frame(rows, _columns(_TABLE2_TASKS))
+
+
+def avvp_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """All ten AVVP F values (evaluation.md): ours and every trivial baseline, in percent.
+
+    Audio / Visual / Audio-Visual are the per-modality F (audio-visual: events both heard and seen); Type@AV
+    is their mean; Event@AV pools the audio and visual counts, and is the paper's AVVP number.
+
+    Returns:
+        One row per level and score (``Segment`` then ``Event``; ``Audio``, ``Visual``, ``Audio-Visual``,
+        ``Type@AV``, ``Event@AV``); columns ``Level``, ``Score``, ``Crab (ours)`` and one per baseline
+        (alphabetical).
+    """
+    frame = pd.DataFrame({"Level": [level.capitalize() for level in AVVP_LEVELS for _ in AVVP_SCORES],
+                          "Score": [_AVVP_SCORE_NAMES[score] for _ in AVVP_LEVELS for score in AVVP_SCORES]})  # fmt: skip
+    frame[OUR_METHOD] = [_pct(metrics[key]) for key in AVVP_KEYS]
     for name, result in sorted(metrics["baselines"].items()):
-        rows.append({"Method": name, "Kind": BASELINE, "Evaluated on": on, "Source": src,
-                     "AVE Acc": _pct(result["accuracy"])})  # fmt: skip
-    return _frame(rows, ("AVE Acc",))
+        frame[name] = [_pct(result[key]) for key in AVVP_KEYS]
+    return frame
 
 
 def _avqa_values(result: Mapping[str, Any]) -> dict[str, float]:
@@ -389,7 +518,9 @@ def example_predictions(records: Sequence[Mapping[str, Any]], num_examples: int)
     """A deterministic mix of correct and incorrect predictions (with their reasoning) for the report.
 
     Records are taken in id order, alternating fully correct and not fully correct ones (starting with
-    a correct one) until ``num_examples`` are chosen or both kinds run out.
+    a correct one) until ``num_examples`` are chosen or both kinds run out. ``correct`` is each record's own
+    score from the ``evaluate`` stage: AVE the share of seconds right, AVQA 0 or 1, AVVP the video's
+    segment-level Event@AV F, so "partly correct (70%)" on an AVVP row means F = 0.70.
 
     Returns:
         Columns ``id, Instruction, Target, Prediction, Result`` (``Result`` like ``"✓ correct"``,

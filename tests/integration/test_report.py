@@ -54,6 +54,14 @@ def write_fake_outputs(root: Path) -> None:
         "baselines": {"type_majority": _avqa_result(0.4167, 0.4, 0.41), "majority": _avqa_result(0.2, 0.2, 0.2),
                       "chance": _avqa_result(0.1, 0.1, 0.1)},
     })  # fmt: skip
+    f_keys = [f"{level}_{score}" for level in ("segment", "event")
+              for score in ("audio", "visual", "audio_visual", "type_av", "event_av")]  # fmt: skip
+    _write(root / "metrics/avvp.json", {
+        "task": "avvp", "split": "test", "dataset": "AV-Synth", "num_samples": 30, "parse_failure_rate": 0.0,
+        "generation": generation, **dict.fromkeys(f_keys, 0.5678),
+        "baselines": {"empty": dict.fromkeys(f_keys, 0.0), "prior_classes": dict.fromkeys(f_keys, 0.2468),
+                      "segment_prior": dict.fromkeys(f_keys, 0.2)},
+    })  # fmt: skip
     ave_preds = [
         {"id": f"ave/test/clip{i}", "task": "ave", "video_id": f"clip{i}", "instruction": VIDEO + "Describe the events.",
          "target": "So the event is <event> Accordion </event>, <range> 0,10 </range>.",
@@ -119,6 +127,9 @@ def test_report_writes_notebooks_and_offline_html(tiny_params: Params, workdir: 
     for number in ("61.25", "54.32", "33.75", "41.67", "80.15", "78.94", "90.73", "82.18"):
         assert number in results_html, number
     assert "AV-Synth AVE test (synthetic)" in results_html and "MUSIC-AVQA test (real)" in results_html
+    for number in ("56.78", "24.68", "59.00", "54.44", "60.32", "51.28"):  # AVVP: ours, best baseline, published
+        assert number in results_html, number
+    assert "AV-Synth AVVP test (synthetic)" in results_html and "LLP test (real)" in results_html
     assert "NOT comparable" in results_html
     assert "finetune training curves: not available" in results_html
     assert "pretrain training curves: not available" not in results_html

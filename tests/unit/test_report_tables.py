@@ -2,18 +2,24 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
 from crab.errors import DataError
+from crab.eval.run import _RESULT_KEYS, EVALUATED_TASKS, HEADLINE_SCORES
 from crab.report_tables import (
+    _BASELINE_KEYS,
+    _REQUIRED_KEYS,
+    AVVP_KEYS,
     PAPER_TABLE1,
-    PAPER_TABLE2_AVE,
+    PAPER_TABLE2,
     PAPER_TABLE3_AVQA,
     avqa_table,
     avqa_type_table,
-    ave_table,
+    avvp_table,
     best_baseline,
     comparability_note,
     dataset_label,
@@ -23,6 +29,7 @@ from crab.report_tables import (
     read_metrics,
     read_predictions,
     table1,
+    temporal_table,
     to_html,
 )
 
@@ -53,6 +60,27 @@ def avqa_metrics(dataset="AV-Synth"):
     }  # fmt: skip
 
 
+SEGMENT = ("segment_audio", "segment_visual", "segment_audio_visual", "segment_type_av", "segment_event_av")
+EVENT = ("event_audio", "event_visual", "event_audio_visual", "event_type_av", "event_event_av")
+
+
+def avvp_result(segment, event):
+    """The ten F values: (audio, visual, audio-visual, Type@AV, Event@AV) per level."""
+    return {**dict(zip(SEGMENT, segment, strict=True)), **dict(zip(EVENT, event, strict=True))}
+
+
+def avvp_metrics(dataset="AV-Synth"):
+    # segment_prior leads at event level (0.15 > 0.125), prior_classes on the headline segment Event@AV.
+    return {
+        "task": "avvp", "split": "test", "dataset": dataset, "num_samples": 40, "parse_failure_rate": 0.025,
+        **avvp_result((0.61, 0.52, 0.43, 0.52, 0.5625), (0.41, 0.32, 0.23, 0.32, 0.375)),
+        "generation": {"max_new_tokens": 256, "seconds": 8.0, "tokens_per_s": 125.0},
+        "baselines": {"segment_prior": avvp_result((0.3, 0.2, 0.1, 0.2, 0.2), (0.25, 0.15, 0.05, 0.15, 0.15)),
+                      "empty": avvp_result((0.0, 0.5, 0.5, 1 / 3, 0.0), (0.0, 0.5, 0.5, 1 / 3, 0.0)),
+                      "prior_classes": avvp_result((0.35, 0.25, 0.0, 0.2, 0.25), (0.2, 0.1, 0.0, 0.1, 0.125))},
+    }  # fmt: skip
+
+
 def row(frame, method):
     (index,) = frame.index[frame["Method"] == method]
     return frame.loc[index]
@@ -60,48 +88,117 @@ def row(frame, method):
 
 def test_published_numbers_match_the_paper_tables():
     t1 = {r.method: r.values for r in PAPER_TABLE1}
-    assert t1["Crab"] == {"AVE Acc": 80.15, "AVQA Acc": 78.94}
-    assert t1["VALOR"] == {"AVE Acc": None, "AVQA Acc": 78.90}
-    assert {r.method: r.values["AVE Acc"] for r in PAPER_TABLE2_AVE} == {
-        "AVT": 75.80, "PSP": 77.80, "MM-Pyramid": 77.80, "MPN": 77.60, "Crab": 80.15, "DG-SCT": 82.18
+    assert list(t1) == ["TimeChat", "MEERKAT", "X-InstructBLIP (zero-shot)", "VALOR", "Crab"]
+    assert t1["Crab"] == {"AVE Acc": 80.15, "AVVP Segment-level": 59.00, "AVVP Event-level": 54.44, "AVQA Acc": 78.94}
+    assert t1["VALOR"] == {"AVE Acc": None, "AVVP Segment-level": None, "AVVP Event-level": None, "AVQA Acc": 78.90}
+    assert t1["TimeChat"] == {"AVE Acc": None, "AVVP Segment-level": 51.28, "AVVP Event-level": None, "AVQA Acc": None}
+    assert t1["MEERKAT"]["AVVP Segment-level"] == 54.96 and t1["MEERKAT"]["AVVP Event-level"] is None
+    t2 = {r.method: tuple(r.values.values()) for r in PAPER_TABLE2}
+    assert t2 == {
+        "AVT": (75.80, None, None), "PSP": (77.80, None, None), "MM-Pyramid": (77.80, 59.20, 53.04),
+        "CMBS": (None, 55.00, 48.48), "MPN": (77.60, None, None), "DHHN": (None, 60.32, 55.06),
+        "Crab": (80.15, 59.00, 54.44), "DG-SCT": (82.18, None, None),
     }  # fmt: skip
+    assert list(PAPER_TABLE2[0].values) == ["AVE Acc", "AVVP Segment-level", "AVVP Event-level"]
+    assert {r.method: r.evaluated_on for r in PAPER_TABLE2 if r.method in ("AVT", "CMBS", "MM-Pyramid")} == {
+        "AVT": "AVE test (real)", "CMBS": "LLP test (real)", "MM-Pyramid": "AVE test (real); LLP test (real)"
+    }  # fmt: skip
+    assert all("Table 2" in r.source for r in PAPER_TABLE2 if r.method != "DG-SCT")
     t3 = {r.method: r.values for r in PAPER_TABLE3_AVQA}
     assert list(t3) == ["ST-AVQA", "COCA", "PSTP-Net", "LAVISH", "TSPM", "Crab"]
     assert t3["Crab"] == {"Audio": 76.58, "Visual": 90.73, "Audio-Visual": 74.13, "Avg": 78.94}
     assert t3["TSPM"] == {"Audio": 76.91, "Visual": 83.61, "Audio-Visual": 73.51, "Avg": 76.79}
     assert all("Table 1" in r.source for r in PAPER_TABLE1)
     assert all("Table 3" in r.source and r.evaluated_on == "MUSIC-AVQA test (real)" for r in PAPER_TABLE3_AVQA)
-    assert [r.source for r in PAPER_TABLE2_AVE if r.method == "DG-SCT"] == ["DG-SCT (Duan et al., NeurIPS 2023)"]
+    assert [r.source for r in PAPER_TABLE2 if r.method == "DG-SCT"] == ["DG-SCT (Duan et al., NeurIPS 2023)"]
+
+
+TABLE1_VALUES = ["AVE Acc", "AVVP Segment-level", "AVVP Event-level", "AVQA Acc"]
+TABLE2_VALUES = ["AVE Acc", "AVVP Segment-level", "AVVP Event-level"]
 
 
 def test_table1_puts_ours_and_best_baseline_beside_the_paper():
-    frame = table1({"ave": ave_metrics(), "avqa": avqa_metrics()})
-    assert list(frame.columns) == ["Method", "Kind", "Evaluated on", "Source", "AVE Acc", "AVQA Acc"]
-    assert list(frame["Kind"]) == ["published"] * 3 + ["ours", "trivial baseline"]
+    frame = table1({"avqa": avqa_metrics(), "avvp": avvp_metrics(), "ave": ave_metrics()})
+    assert list(frame.columns) == ["Method", "Kind", "Evaluated on", "Source", *TABLE1_VALUES]
+    assert list(frame["Kind"]) == ["published"] * 5 + ["ours", "trivial baseline"]
     crab = row(frame, "Crab")
-    assert (crab["AVE Acc"], crab["AVQA Acc"], crab["Evaluated on"]) == (80.15, 78.94, "real benchmarks")
+    assert crab[TABLE1_VALUES].tolist() == [80.15, 59.00, 54.44, 78.94] and crab["Evaluated on"] == "real benchmarks"
     ours = row(frame, "Crab (ours)")
-    assert ours["AVE Acc"] == pytest.approx(61.25) and ours["AVQA Acc"] == pytest.approx(50.0)
-    assert ours["Evaluated on"] == "AV-Synth AVE test (synthetic); AV-Synth AVQA test (synthetic)"
+    assert ours[TABLE1_VALUES].tolist() == pytest.approx([61.25, 56.25, 37.5, 50.0])
+    assert ours["Evaluated on"] == (
+        "AV-Synth AVE test (synthetic); AV-Synth AVVP test (synthetic); AV-Synth AVQA test (synthetic)"
+    )
     best = frame.iloc[-1]
-    assert best["Method"] == "Best trivial baseline (ave: segment_majority, avqa: type_majority)"
-    assert (best["AVE Acc"], best["AVQA Acc"]) == pytest.approx((33.75, 45.0))
-    assert math.isnan(row(frame, "VALOR")["AVE Acc"])
+    # AVVP's best by the headline segment Event@AV (prior_classes 25.0), not by event level (segment_prior 15.0).
+    assert best["Method"] == "Best trivial baseline (ave: segment_majority, avvp: prior_classes, avqa: type_majority)"
+    assert best[TABLE1_VALUES].tolist() == pytest.approx([33.75, 25.0, 12.5, 45.0])
+    assert math.isnan(row(frame, "VALOR")["AVE Acc"]) and math.isnan(row(frame, "VALOR")["AVVP Segment-level"])
+    timechat = row(frame, "TimeChat")
+    assert timechat["AVVP Segment-level"] == 51.28 and math.isnan(timechat["AVVP Event-level"])
 
 
-def test_table1_with_one_task_leaves_the_other_column_empty():
+def test_table1_with_one_task_leaves_the_other_columns_empty():
     frame = table1({"ave": ave_metrics(dataset="real")})
+    assert list(frame.columns)[4:] == TABLE1_VALUES
+    ours, best = row(frame, "Crab (ours)"), frame.iloc[-1]
+    assert ours["Evaluated on"] == "AVE test (real)" and ours["AVE Acc"] == pytest.approx(61.25)
+    assert best["Method"] == "Best trivial baseline (ave: segment_majority)"
+    for r in (ours, best):
+        assert all(math.isnan(r[c]) for c in TABLE1_VALUES[1:])
+    only_avvp = row(table1({"avvp": avvp_metrics(dataset="real")}), "Crab (ours)")
+    assert only_avvp["Evaluated on"] == "LLP test (real)" and math.isnan(only_avvp["AVE Acc"])
+    assert only_avvp["AVVP Event-level"] == pytest.approx(37.5)
+
+
+def test_table1_without_metrics_has_only_the_published_rows():
+    frame = table1({"avcap": {"task": "avcap"}})
+    assert list(frame["Kind"]) == ["published"] * 5 and list(frame.columns)[4:] == TABLE1_VALUES
+
+
+def test_temporal_table_rows_and_labels():
+    frame = temporal_table({"avvp": avvp_metrics(), "ave": ave_metrics(), "avqa": avqa_metrics()})
+    assert list(frame.columns) == ["Method", "Kind", "Evaluated on", "Source", *TABLE2_VALUES]
+    assert list(frame["Method"]) == [
+        "AVT", "PSP", "MM-Pyramid", "CMBS", "MPN", "DHHN", "Crab", "DG-SCT", "Crab (ours)",
+        "all_background", "chance", "majority", "segment_majority", "empty", "prior_classes", "segment_prior",
+    ]  # fmt: skip
+    assert list(frame["Kind"]) == ["published"] * 8 + ["ours"] + ["trivial baseline"] * 7
     ours = row(frame, "Crab (ours)")
-    assert ours["Evaluated on"] == "AVE test (real)" and math.isnan(ours["AVQA Acc"])
+    assert ours[TABLE2_VALUES].tolist() == pytest.approx([61.25, 56.25, 37.5])
+    assert ours["Evaluated on"] == "AV-Synth AVE test (synthetic); AV-Synth AVVP test (synthetic)"
+    assert ours["Source"] == "metrics/ave.json; metrics/avvp.json"
+    segment_prior = row(frame, "segment_prior")
+    assert math.isnan(segment_prior["AVE Acc"])
+    assert segment_prior[TABLE2_VALUES[1:]].tolist() == pytest.approx([20.0, 15.0])
+    assert segment_prior[["Evaluated on", "Source"]].tolist() == ["AV-Synth AVVP test (synthetic)", "metrics/avvp.json"]
+    majority = row(frame, "segment_majority")
+    assert majority["AVE Acc"] == pytest.approx(33.75) and math.isnan(majority["AVVP Segment-level"])
+    assert majority["Evaluated on"] == "AV-Synth AVE test (synthetic)"
+    cmbs = row(frame, "CMBS")
+    assert math.isnan(cmbs["AVE Acc"]) and cmbs[TABLE2_VALUES[1:]].tolist() == [55.00, 48.48]
+    assert cmbs["Evaluated on"] == "LLP test (real)" and row(frame, "DG-SCT")["Evaluated on"] == "AVE test (real)"
 
 
-def test_ave_table_rows_and_labels():
-    frame = ave_table(ave_metrics())
-    assert list(frame.columns) == ["Method", "Kind", "Evaluated on", "Source", "AVE Acc"]
+def test_temporal_table_with_one_task():
+    frame = temporal_table({"ave": ave_metrics()})
     assert list(frame["Method"][-5:]) == ["Crab (ours)", "all_background", "chance", "majority", "segment_majority"]
-    assert row(frame, "segment_majority")["AVE Acc"] == pytest.approx(33.75)
-    assert row(frame, "DG-SCT")["Evaluated on"] == "AVE test (real)"
-    assert set(frame["Evaluated on"][frame["Kind"] != "published"]) == {"AV-Synth AVE test (synthetic)"}
+    ours = row(frame, "Crab (ours)")
+    assert ours["Source"] == "metrics/ave.json" and math.isnan(ours["AVVP Event-level"])
+    frame = temporal_table({"avvp": avvp_metrics(dataset="real")})
+    assert list(frame["Method"][-4:]) == ["Crab (ours)", "empty", "prior_classes", "segment_prior"]
+    assert set(frame["Evaluated on"][frame["Kind"] != "published"]) == {"LLP test (real)"}
+    assert math.isnan(row(frame, "Crab (ours)")["AVE Acc"])
+    assert list(temporal_table({})["Kind"]) == ["published"] * 8
+
+
+def test_avvp_table_shows_all_ten_f_values():
+    frame = avvp_table(avvp_metrics())
+    assert list(frame.columns) == ["Level", "Score", "Crab (ours)", "empty", "prior_classes", "segment_prior"]
+    assert list(frame["Level"]) == ["Segment"] * 5 + ["Event"] * 5
+    assert list(frame["Score"]) == ["Audio", "Visual", "Audio-Visual", "Type@AV", "Event@AV"] * 2
+    assert list(frame["Crab (ours)"]) == pytest.approx([61.0, 52.0, 43.0, 52.0, 56.25, 41.0, 32.0, 23.0, 32.0, 37.5])
+    assert list(frame["segment_prior"]) == pytest.approx([30.0, 20.0, 10.0, 20.0, 20.0, 25.0, 15.0, 5.0, 15.0, 15.0])
+    assert frame["empty"][3] == pytest.approx(100 / 3)
 
 
 def test_avqa_table_groups_and_missing_group():
@@ -124,8 +221,13 @@ def test_avqa_type_table():
 
 
 def test_parse_failure_table():
-    frame = parse_failure_table({"avqa": avqa_metrics(), "ave": ave_metrics()})
-    assert list(frame["Task"]) == ["ave", "avqa"]
+    frame = parse_failure_table({"avqa": avqa_metrics(), "avvp": avvp_metrics(), "ave": ave_metrics()})
+    assert list(frame["Task"]) == ["ave", "avqa", "avvp"]
+    avvp = frame[frame["Task"] == "avvp"].iloc[0]
+    assert avvp[["Evaluated on", "Samples", "Max new tokens", "Tokens/s"]].tolist() == [
+        "AV-Synth AVVP test (synthetic)", 40, 256, 125.0
+    ]  # fmt: skip
+    assert avvp["Parse failures (%)"] == pytest.approx(2.5)
     ave = frame[frame["Task"] == "ave"].iloc[0]
     assert (ave["Samples"], ave["Parse failures (%)"], ave["Tokens/s"]) == (80, pytest.approx(5.0), 250.0)
     assert math.isnan(frame[frame["Task"] == "avqa"].iloc[0]["Tokens/s"])
@@ -136,9 +238,31 @@ def test_best_baseline_breaks_ties_by_name():
     assert best_baseline(metrics)[0] == "a"
 
 
+def test_best_baseline_ranks_by_the_tasks_headline_score():
+    metrics = avvp_metrics()
+    name, result = best_baseline(metrics)
+    assert name == "prior_classes" and result["segment_event_av"] == 0.25  # segment_prior leads at event level
+    tie = {"task": "avvp", "baselines": {"z": {"segment_event_av": 0.4}, "y": {"segment_event_av": 0.4}}}
+    assert best_baseline(tie)[0] == "y"
+    with pytest.raises(ValueError, match="'avcap' has no headline score"):
+        best_baseline({"task": "avcap", "baselines": {"x": {"accuracy": 1.0}}})
+    with pytest.raises(ValueError, match="avvp: the metrics hold no baselines"):
+        best_baseline({"task": "avvp", "baselines": {}})
+
+
+def test_required_keys_follow_the_evaluate_stage():
+    assert AVVP_KEYS == SEGMENT + EVENT
+    for task in EVALUATED_TASKS:
+        assert set(_RESULT_KEYS[task]) <= set(_REQUIRED_KEYS[task]), task
+        assert HEADLINE_SCORES[task] in _BASELINE_KEYS[task], task
+    assert _BASELINE_KEYS["avvp"] == _RESULT_KEYS["avvp"]
+
+
 def test_dataset_labels_and_comparability_note():
     assert dataset_label(avqa_metrics()) == "AV-Synth AVQA test (synthetic)"
     assert dataset_label({**avqa_metrics("real"), "split": "val"}) == "MUSIC-AVQA val (real)"
+    assert dataset_label(avvp_metrics()) == "AV-Synth AVVP test (synthetic)"
+    assert dataset_label({**avvp_metrics("real"), "split": "val"}) == "LLP val (real)"
     note = comparability_note({"ave": ave_metrics(), "avqa": avqa_metrics("real")})
     assert "ave numbers are measured on AV-Synth" in note and "NOT comparable" in note
     assert "avqa numbers are measured on the real benchmarks' test split" in note
@@ -153,6 +277,41 @@ def test_read_metrics_checks_required_keys(tmp_path):
         read_metrics(path)
     with pytest.raises(DataError, match="file not found"):
         read_metrics(tmp_path / "ave.json")
+
+
+def test_read_metrics_checks_avvp_and_baseline_keys(tmp_path):
+    path = tmp_path / "avvp.json"
+    path.write_text(json.dumps(avvp_metrics()))
+    assert read_metrics(path) == avvp_metrics()
+    metrics = avvp_metrics()
+    del metrics["event_event_av"]
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(DataError, match="avvp.json: missing key 'event_event_av'"):
+        read_metrics(path)
+    metrics = avvp_metrics()
+    del metrics["baselines"]["segment_prior"]["event_audio"]
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(DataError, match="avvp.json: baseline 'segment_prior' is missing key 'event_audio'"):
+        read_metrics(path)
+    path.write_text(json.dumps({**ave_metrics(), "baselines": {"chance": {"acc": 0.1}}}))
+    with pytest.raises(DataError, match="baseline 'chance' is missing key 'accuracy'"):
+        read_metrics(path)
+    path.write_text(json.dumps({**ave_metrics(), "baselines": [0.1]}))
+    with pytest.raises(DataError, match="'baselines' is not an object"):
+        read_metrics(path)
+
+
+def test_reading_metrics_and_building_tables_does_not_import_torch(tmp_path):
+    # The report driver calls read_metrics before any notebook, and in the notebook kernel an import of
+    # torch / transformers (crab.eval.run) costs seconds and prints a tqdm widget warning into the report.
+    path = tmp_path / "avvp.json"
+    path.write_text(json.dumps(avvp_metrics()))
+    code = (
+        f"import sys; import crab.report_tables as rt; m = rt.read_metrics({str(path)!r}); "
+        "rt.table1({'avvp': m}); rt.temporal_table({'avvp': m}); rt.avvp_table(m); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_read_predictions_names_the_bad_line(tmp_path):
@@ -195,6 +354,21 @@ def test_example_predictions_alternate_and_mark_results():
     assert list(frame["Result"]) == ["✓ correct", "✗ incorrect", "✓ correct", "◐ partly correct (70%)"]
     assert frame["Instruction"][0] == "Question 1?"
     assert example_predictions(records, 10)["Result"].tolist()[-1] == "✗ parse failure"
+
+
+def test_example_predictions_with_avvp_records():
+    label = {"audio": [{"event": "Speech", "start": 0, "end": 4}], "visual": []}
+
+    def rec(i, correct, parsed):
+        return {"id": f"avvp/test/v{i}", "task": "avvp", "instruction": PREFIX + "Parse the events.",
+                "target": "<audio> Speech (0,4) </audio>", "prediction": f"answer {i}", "parsed": parsed,
+                "label": label, "correct": correct}  # fmt: skip
+
+    records = [rec(2, 0.5, label), rec(1, 1.0, label), rec(3, 0.0, None)]
+    frame = example_predictions(records, 3)
+    assert list(frame["id"]) == ["avvp/test/v1", "avvp/test/v2", "avvp/test/v3"]
+    assert list(frame["Result"]) == ["✓ correct", "◐ partly correct (50%)", "✗ parse failure"]
+    assert frame["Instruction"][0] == "Parse the events."
 
 
 def test_to_html_escapes_tags_and_formats_numbers():

@@ -62,7 +62,7 @@ from crab.eval.metrics_ave import ave_accuracy
 from crab.eval.metrics_avqa import avqa_accuracy, normalise_answer
 from crab.eval.metrics_avvp import AVVP_LEVELS, AVVP_SCORES, LLP_CLASSES, avvp_f
 from crab.eval.router_stats import record_router_stats, router_stats_filename
-from crab.eval.scoring import parse_failure_rate
+from crab.eval.scoring import HEADLINE_SCORES, parse_failure_rate
 from crab.features.store import FeatureStore
 from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
 from crab.quality.quarantine import load_quarantined_avuie
@@ -99,10 +99,6 @@ _RESULT_KEYS: dict[Task, tuple[str, ...]] = {
     Task.AVQA: ("accuracy", "accuracy_per_group", "accuracy_per_type"),
     Task.AVVP: tuple(f"{level}_{score}" for level in AVVP_LEVELS for score in AVVP_SCORES),
 }
-#: The one score per task that the summary line and :class:`EvaluateResult` report and that ranks the
-#: baselines: AVE's and AVQA's overall accuracy; for AVVP the paper's "Segment" column, Event@AV at segment
-#: level (evaluation.md; its "Event" column, ``event_event_av``, is in the metrics file beside it).
-HEADLINE_SCORES: dict[Task, str] = {Task.AVE: "accuracy", Task.AVQA: "accuracy", Task.AVVP: "segment_event_av"}
 #: The trivial baselines of each task: ``fit(train_labels, test_labels) -> {name: result dict}``.
 _BASELINES: dict[Task, Callable[[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]], dict[str, dict]]] = {
     Task.AVE: ave_baselines,

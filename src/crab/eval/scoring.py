@@ -13,7 +13,15 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["majority", "normalise_whitespace", "parse_failure_rate"]
+from crab.tasks import Task
+
+__all__ = ["HEADLINE_SCORES", "majority", "normalise_whitespace", "parse_failure_rate"]
+
+#: The one score per task that the evaluate summary line and the report lead with, and that ranks the
+#: trivial baselines: AVE's and AVQA's overall accuracy; for AVVP the paper's "Segment" column, Event@AV at
+#: segment level (evaluation.md; its "Event" column, ``event_event_av``, sits beside it in the metrics file).
+#: Here, not in ``crab.eval.run``, so the report can read it without importing torch.
+HEADLINE_SCORES: dict[Task, str] = {Task.AVE: "accuracy", Task.AVQA: "accuracy", Task.AVVP: "segment_event_av"}
 
 K = TypeVar("K", bound=Hashable)
 
