@@ -304,6 +304,16 @@ def _write_atomic(path: Path, text: str) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def targets_over_limit(tokenizer: Any, records: Sequence[AvuieRecord], max_new_tokens: int) -> int:
+    """How many reference targets (+ the EOS that ends them) are longer than ``max_new_tokens`` tokens.
+
+    A generation cut at ``max_new_tokens`` loses its answer tags and counts as a parse failure, so a limit
+    below the task's own targets turns truncation into "wrong answers"; the stage warns and records it.
+    """
+    lengths = [len(ids) + 1 for ids in tokenizer([r.target for r in records], add_special_tokens=False).input_ids]
+    return sum(length > max_new_tokens for length in lengths)
+
+
 def evaluate(params: Params, task: str) -> EvaluateResult:
     """Run the ``evaluate`` stage for one task (module docstring).
 
@@ -348,6 +358,13 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
             pad_token_id=pad_id, lengths=[len(item.prompt_ids) for item in prompts.items],
         )  # fmt: skip
     texts = tokenizer.batch_decode(answer_ids, skip_special_tokens=True)
+    num_over = targets_over_limit(tokenizer, records, cfg.max_new_tokens)
+    if num_over:
+        log.warning(
+            "evaluate %s: %d of %d reference answers are longer than evaluate.max_new_tokens=%d tokens; "
+            "answers cut there lose their tags and count as parse failures",
+            task, num_over, len(records), cfg.max_new_tokens,
+        )  # fmt: skip
     rows, scores = score_predictions(evaluated, records, texts, [r.label for r in train_records])
 
     metrics = {
@@ -358,6 +375,7 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
         **scores,
         "generation": {
             "max_new_tokens": cfg.max_new_tokens,
+            "targets_over_max_new_tokens": num_over,
             "seconds": stats.seconds,
             "tokens_per_s": stats.tokens_per_s,
         },

@@ -216,8 +216,12 @@ def test_the_stage_reports_segment_event_av_as_its_headline(tmp_path: Path, monk
     """``evaluate`` end to end with the model, prompts and decoding faked: files, headline and best baseline."""
     monkeypatch.chdir(tmp_path)
     params = load_params(REPO / "params.yaml")
-    params = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, split="test"))
     tests = [_record("test", 0, VIDEO_A), _record("test", 1, VIDEO_C)]
+    words = sorted(len(t.target.split()) + 1 for t in tests)  # + EOS
+    assert words[0] < words[1]
+    # A limit between the two answers' lengths: exactly the longer one is reported as cut.
+    evaluate_cfg = dataclasses.replace(params.evaluate, split="test", max_new_tokens=words[0])
+    params = dataclasses.replace(params, evaluate=evaluate_cfg)
     write_jsonl(Path("data/avuie/avvp/test.jsonl"), tests)
     write_jsonl(Path("data/avuie/avvp/train.jsonl"), [_record("train", i, label) for i, label in enumerate(TRAIN)])
     report = Path("reports/validation/avuie.json")
@@ -228,7 +232,12 @@ def test_the_stage_reports_segment_event_av_as_its_headline(tmp_path: Path, monk
     model = SimpleNamespace(
         to=lambda device: model, eval=lambda: model, get_base_model=lambda: SimpleNamespace(config=None)
     )
-    tokenizer = SimpleNamespace(
+
+    class WordTokenizer(SimpleNamespace):  # one token per word
+        def __call__(self, texts: list[str], add_special_tokens: bool) -> SimpleNamespace:
+            return SimpleNamespace(input_ids=[text.split() for text in texts])
+
+    tokenizer = WordTokenizer(
         eos_token_id=2, pad_token_id=0, batch_decode=lambda ids, skip_special_tokens: [answers[i[0]] for i in ids]
     )
     router = SimpleNamespace(summary=lambda task: {"task": task, "layers": []})
@@ -250,6 +259,7 @@ def test_the_stage_reports_segment_event_av_as_its_headline(tmp_path: Path, monk
     assert set(metrics) == F_KEYS | {"task", "split", "dataset", "num_samples", "parse_failure_rate", "baselines",
                                      "generation"}  # fmt: skip
     assert {k: metrics[k] for k in F_KEYS} == _approx(MODEL)
+    assert metrics["generation"]["targets_over_max_new_tokens"] == 1
     assert metrics["baselines"] == {name: _approx(expected) for name, expected in BASELINES.items()}
     assert (result.task, result.num_samples, result.parse_failure_rate) == ("avvp", 2, 0.5)
     assert (result.score_name, result.score) == ("segment_event_av", pytest.approx(0.4))

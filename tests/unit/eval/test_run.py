@@ -34,6 +34,7 @@ from crab.eval.run import evaluate, score_predictions
 from crab.features.store import StoreWriter, audio_key, video_key
 from crab.models.configuration_crab import crab_tiny_config
 from crab.models.modeling_crab import CrabForConditionalGeneration
+from crab.models.base import load_tokenizer
 from crab.models.tokenizer import avuie_training_texts, train_bpe_tokenizer
 from crab.synth.scene import SCENES_FILENAME
 from crab.tasks import TASKS, Task
@@ -94,7 +95,7 @@ AVQA_BASELINES = {
 }
 
 PREDICTION_KEYS = {"id", "task", "video_id", "instruction", "target", "prediction", "parsed", "label", "correct"}
-GENERATION_KEYS = {"max_new_tokens", "seconds", "tokens_per_s"}
+GENERATION_KEYS = {"max_new_tokens", "targets_over_max_new_tokens", "seconds", "tokens_per_s"}
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,9 @@ def _check_common(workspace: Workspace, task: str, rows: list[dict], metrics: di
     assert set(metrics["generation"]) == GENERATION_KEYS
     assert metrics["generation"]["max_new_tokens"] == MAX_NEW
     assert metrics["generation"]["seconds"] > 0
+    tokenizer = load_tokenizer(workspace.params.pretrain.out_dir)
+    longer = [len(tokenizer(r.target, add_special_tokens=False).input_ids) + 1 > MAX_NEW for r in kept]
+    assert metrics["generation"]["targets_over_max_new_tokens"] == sum(longer) > 0  # 12 tokens cut every answer
 
 
 def test_random_model_ave_writes_the_contract_files_with_hand_computed_baselines(in_workspace: Workspace) -> None:
