@@ -175,6 +175,31 @@ class SynthLlpConfig:
 
 
 @dataclass(frozen=True)
+class SynthAvsConfig:
+    """AV-Synth clips in the AVSBench-object layout (one section each for S4 and MS3).
+
+    Clips are always 5 s with 5 annotated frames (the format fixes both), so there is no duration field.
+
+    Attributes:
+        num_train / num_val / num_test: clips per split.
+        partly_visible_prob: share of objects (sources and distractors) on screen for only part of the
+            clip (a span of 1..4 s); frames outside it show no such object, and a source's mask is empty there.
+        partly_audible_prob: share of sources heard for only part of the clip (1..4 s); in a frame of a
+            silent second the object is a distractor and is not in the mask.
+    """
+
+    num_train: int
+    num_val: int
+    num_test: int
+    partly_visible_prob: float
+    partly_audible_prob: float
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_train", "num_val", "num_test")
+        _check_unit_interval(self, "partly_visible_prob", "partly_audible_prob")
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """AV-Synth, the embedded benchmark written in the public datasets' native layouts."""
 
@@ -184,6 +209,8 @@ class SynthConfig:
     difficulty: DifficultyConfig
     ave: SynthAveConfig
     llp: SynthLlpConfig
+    s4: SynthAvsConfig
+    ms3: SynthAvsConfig
     music_avqa: SynthMusicAvqaConfig
     valor: SynthValorConfig
 

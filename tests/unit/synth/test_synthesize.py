@@ -93,5 +93,3 @@ def test_a_failing_writer_leaves_the_old_data_in_place(tmp_path, monkeypatch):
         synthesize(_tiny_params(), force=True)
     assert sorted(p.name for p in ave.iterdir()) == ["old.txt"]
     assert sorted(p.name for p in (tmp_path / "data/raw").iterdir()) == ["ave"]  # no temp folder left
-
-
