@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 TaskName = Literal["ave", "avvp", "avqa", "avcap"]
-DatasetName = Literal["ave", "llp", "music_avqa", "valor"]
+DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor"]
 
 
 class ConfigError(CrabError):
@@ -222,6 +222,7 @@ class DatasetsConfig:
     raw_root: str  # versioned by data.dvc
     ave: str
     llp: str
+    avsbench: str  # AVSBench-object v1 (``avsbench_data``): S4 and MS3
     music_avqa: str
     valor: str
 

@@ -20,6 +20,8 @@ def shrink(params: Params) -> Params:
         video=dataclasses.replace(synth.video, size=32, fps=4),
         ave=dataclasses.replace(synth.ave, num_train=6, num_val=2, num_test=4),
         llp=dataclasses.replace(synth.llp, num_train=4, num_val=2, num_test=3),
+        s4=dataclasses.replace(synth.s4, num_train=3, num_val=2, num_test=2),
+        ms3=dataclasses.replace(synth.ms3, num_train=2, num_val=2, num_test=2),
         music_avqa=dataclasses.replace(
             synth.music_avqa, num_train_videos=4, num_val_videos=2, num_test_videos=3, duration_s=6
         ),

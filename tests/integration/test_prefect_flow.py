@@ -49,6 +49,8 @@ SYNTH_SIZES = {
     "video": {"size": 32, "fps": 4},
     "ave": {"num_train": 4, "num_val": 2, "num_test": 2},
     "llp": {"num_train": 2, "num_val": 1, "num_test": 2},
+    "s4": {"num_train": 2, "num_val": 1, "num_test": 1},
+    "ms3": {"num_train": 1, "num_val": 1, "num_test": 1},
     "music_avqa": {"num_train_videos": 2, "num_val_videos": 1, "num_test_videos": 2, "duration_s": 4},
     "valor": {"num_train": 2, "num_val": 1, "duration_s": 4},
 }

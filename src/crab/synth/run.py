@@ -1,7 +1,7 @@
 """``synthesize``: write the embedded AV-Synth benchmark into ``data/raw`` (DESIGN.md sections 3 and 5).
 
 This is the body of ``crab synth``, which bootstraps the tiny profile's raw data outside ``dvc.yaml``
-(``data.dvc`` versions the result). Each dataset (AVE, LLP, MUSIC-AVQA, VALOR) is written into a temporary
+(``data.dvc`` versions the result). Each dataset (AVE, LLP, AVSBench S4 + MS3, MUSIC-AVQA, VALOR) is written into a temporary
 sibling folder and renamed into place when complete, so an interrupted run never leaves a half-written
 dataset that looks finished. Existing non-empty dataset folders are never overwritten without ``force``,
 because they may hold a user's real data. Every clip is byte-deterministic from ``synth.seed`` (seeds per
@@ -21,6 +21,7 @@ from crab.atomic import replace_dir
 from crab.config import Params
 from crab.errors import CrabError
 from crab.synth.ave import write_ave
+from crab.synth.avsbench import write_ms3, write_s4
 from crab.synth.llp import write_llp
 from crab.synth.music_avqa import write_music_avqa
 from crab.synth.valor import write_valor
@@ -37,7 +38,7 @@ class SynthResult:
     """What :func:`synthesize` wrote.
 
     Attributes:
-        num_clips: clips written per dataset (``"ave"``, ``"llp"``, ``"music_avqa"``, ``"valor"``); a dataset that was
+        num_clips: clips written per dataset (``"ave"``, ``"llp"``, ``"avsbench"``, ``"music_avqa"``, ``"valor"``); a dataset that was
             skipped is absent.
         seconds: wall-clock time of the whole run.
     """
@@ -50,6 +51,13 @@ def _write_llp(params: Params, root: Path) -> int:
     """``write_llp`` takes its sections explicitly (its tests build them without a params file)."""
     synth = params.synth
     return write_llp(root, synth.llp, synth.video, synth.audio, synth.difficulty, synth.seed)
+
+
+def _write_avsbench(params: Params, root: Path) -> int:
+    """S4 and MS3 share one ``avsbench_data`` root (``Single-source/``, ``Multi-sources/``): one swap for both."""
+    synth = params.synth
+    sections = (synth.video, synth.audio, synth.difficulty, synth.seed)
+    return write_s4(root, synth.s4, *sections) + write_ms3(root, synth.ms3, *sections)
 
 
 def _is_non_empty(path: Path) -> bool:
@@ -65,7 +73,7 @@ def _write_atomically(name: str, writer: Writer, params: Params, target: Path) -
 
 
 def synthesize(params: Params, force: bool = False) -> SynthResult:
-    """Write AV-Synth's AVE, LLP, MUSIC-AVQA and VALOR datasets into ``params.datasets`` paths.
+    """Write AV-Synth's AVE, LLP, AVSBench (S4, MS3), MUSIC-AVQA and VALOR datasets into ``params.datasets`` paths.
 
     Args:
         params: ``synth`` (seed, sizes, rendering, difficulty) and ``datasets`` (target folders, relative to
@@ -82,6 +90,7 @@ def synthesize(params: Params, force: bool = False) -> SynthResult:
     writers: dict[str, Writer | None] = {
         "ave": write_ave,
         "llp": _write_llp,
+        "avsbench": _write_avsbench,
         "music_avqa": write_music_avqa,
         "valor": write_valor,
     }

@@ -236,6 +236,7 @@ def make_params(raw_root: Path, tasks: list[str], max_failure_rate: float, **roo
         raw_root=str(raw_root),
         ave=roots.get("ave", str(raw_root / "ave")),
         llp=roots.get("llp", str(raw_root / "llp")),
+        avsbench=roots.get("avsbench", str(raw_root / "avsbench")),
         music_avqa=roots.get("music_avqa", str(raw_root / "music_avqa")),
         valor=roots.get("valor", str(raw_root / "valor")),
     )

@@ -24,6 +24,8 @@ def _tiny_params(seed: int | None = None):
         video=dataclasses.replace(synth.video, size=32, fps=2),
         ave=dataclasses.replace(synth.ave, num_train=2, num_val=1, num_test=1, duration_s=3, min_event_s=1),
         llp=dataclasses.replace(synth.llp, num_train=1, num_val=1, num_test=1),
+        s4=dataclasses.replace(synth.s4, num_train=1, num_val=1, num_test=1),
+        ms3=dataclasses.replace(synth.ms3, num_train=1, num_val=1, num_test=1),
         music_avqa=dataclasses.replace(
             synth.music_avqa, num_train_videos=1, num_val_videos=1, num_test_videos=1, duration_s=2
         ),
@@ -47,7 +49,7 @@ def test_two_runs_write_identical_bytes(tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path / run)  # params.datasets paths are relative to the working directory
         result = synthesize(_tiny_params())
         assert isinstance(result, SynthResult) and result.seconds > 0
-        assert result.num_clips["ave"] == 4 and result.num_clips["llp"] == 3 and result.num_clips["valor"] == 2
+        assert result.num_clips == {"ave": 4, "llp": 3, "avsbench": 6, "music_avqa": 3, "valor": 2}
         digests.append(_digest(tmp_path / run))
     assert digests[0] == digests[1]
     names = set(digests[0])
@@ -75,7 +77,13 @@ def test_refuses_to_overwrite_without_force(tmp_path, monkeypatch):
 
     synthesize(_tiny_params(), force=True)
     assert not (valor / "mine.txt").exists() and (valor / "train_samples.json").exists()
-    assert sorted(p.name for p in (tmp_path / "data/raw").iterdir()) == ["ave", "llp", "music_avqa", "valor"]
+    assert sorted(p.name for p in (tmp_path / "data/raw").iterdir()) == [
+        "ave",
+        "avsbench",
+        "llp",
+        "music_avqa",
+        "valor",
+    ]
 
 
 def test_a_failing_writer_leaves_the_old_data_in_place(tmp_path, monkeypatch):
