@@ -1,13 +1,19 @@
 """The ``validate_raw`` stage: quality gates over the raw datasets before anything is built from them.
 
 DESIGN.md section 3: "Great Expectations suites over each raw dataset's annotations and media; bad samples
-are quarantined with a reason, good ones pass on". For each dataset (AVE, LLP, MUSIC-AVQA, VALOR, native
-layouts of dataset-layouts.md sections 1, 2, 3 and 7) all splits are read with the ``crab.datasets``
-readers into one frame (one row per annotation item; for LLP one per video, its dense events a JSON
-column, so a bad event quarantines the whole video), every *distinct* media file is fully decoded once
-(:func:`crab.datasets.media.verify_decodes`, requiring a video and an audio stream; AVE has several rows
-per video), and the dataset's suite (:mod:`crab.quality.suites`) runs through Great Expectations.
-Rows the readers could not parse are quarantined with the reader's reason.
+are quarantined with a reason, good ones pass on". For each dataset (AVE, LLP, AVSBench-object S4 and MS3,
+MUSIC-AVQA, VALOR, native layouts of dataset-layouts.md sections 1, 2, 4, 3 and 7) all splits are read
+with the ``crab.datasets`` readers into one frame (one row per annotation item; for LLP one per video, its
+dense events a JSON column, so a bad event quarantines the whole video), every *distinct* media file is
+fully decoded once (:func:`crab.datasets.media.verify_decodes`, requiring a video and an audio stream;
+AVE has several rows per video), and the dataset's suite (:mod:`crab.quality.suites`) runs through Great
+Expectations. Rows the readers could not parse are quarantined with the reader's reason.
+
+S4 and MS3 are two datasets over one root (``datasets.avsbench``, holding ``Single-source/`` and
+``Multi-sources/``), each present when its own sub-folder is. Their media are a wav (decoded, no
+video stream) and PNGs: every frame and mask is decoded once with PIL (header, then one pass over the
+pixels, a mask's histogram taken in the same pass) on a thread pool, and the findings become columns the
+suite checks (:func:`inspect_avs_images`).
 
 Outputs (repository root = working directory): ``reports/validation/raw.json`` (the quarantine, keyed
 by the readers' stable ``source``, which ``avuie_build`` excludes through
@@ -15,7 +21,8 @@ by the readers' stable ``source``, which ``avuie_build`` excludes through
 both written atomically. The stage fails only if some dataset's failure rate exceeds
 ``validation.max_failure_rate``: a few bad items are expected in real data and are dropped with a reason,
 a high rate means a broken download or layout. A dataset folder that is absent is skipped with a warning
-unless a task in ``avuie.tasks`` needs it (``TASKS[task].dataset``), which is an error naming the folder.
+unless a task in ``avuie.tasks`` needs it (``TASKS[task].dataset`` names the dataset or its
+``params.datasets`` root: ``"avsbench"`` needs both S4 and MS3), which is an error naming the folder.
 """
 
 from __future__ import annotations
@@ -24,17 +31,21 @@ import json
 import logging
 import math
 import os
+import re
 import time
+import wave
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from crab.config import Params, ValidationConfig
 from crab.datasets.ave import AVE_SPLIT_FILES, read_ave
+from crab.datasets.avsbench import AVSBENCH_SPLITS, AvsObjectRecord, read_ms3, read_s4
 from crab.datasets.llp import LLP_SPLIT_FILES, LlpEvent, LlpRecord, read_llp
 from crab.datasets.media import verify_decodes
 from crab.datasets.music_avqa import AVQA_SPLITS, read_music_avqa
@@ -50,7 +61,9 @@ from crab.quality.suites import (
     derive_llp,
     derive_music_avqa,
     llp_suite,
+    ms3_suite,
     music_avqa_suite,
+    s4_suite,
     valor_suite,
 )
 from crab.tasks import TASKS, Task
@@ -58,7 +71,7 @@ from crab.tasks import TASKS, Task
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DOCS_DIR", "REPORT_PATH", "probe_media", "validate_raw"]
+__all__ = ["DOCS_DIR", "REPORT_PATH", "inspect_avs_images", "probe_media", "validate_raw"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +81,8 @@ DOCS_DIR = Path("reports/validation/raw_docs")
 
 #: Most threads decoding media at once (PyAV releases the GIL around FFmpeg's send / receive calls).
 _MAX_PROBE_THREADS = 8
+#: Share of a wav's announced samples that must decode (as ``crab.datasets.media`` allows for mp4s).
+_WAV_COMPLETE = 0.98
 
 
 @dataclass(frozen=True)
@@ -82,14 +97,30 @@ class _DatasetSpec:
         suite: the dataset's checks.
         encode: the record's structured columns as scalars (JSON strings, counts), overriding the plain
             attribute values of the same names (or None: every column is a plain attribute).
+        root_field: the ``params.datasets`` field holding its root (None: the field named like the dataset).
+        folder: its sub-folder of that root ("": the root itself); the dataset is present when it is a folder.
+        media_column: the column holding the media file that is fully decoded.
+        need_video: whether that file must have a video stream (it must always have an audio stream).
+        one_file: every split lives in one file with a split column; rows of no known split are reported
+            only by a read with ``split=None``, which then collects them.
+        inspect: ``inspect(records) -> [columns]``: per-record columns that take more I/O than the one
+            media file (AVSBench's PNGs), or None.
+        inspected: the columns ``inspect`` fills.
     """
 
     splits: tuple[str, ...]
-    read: Callable[[Path, str], Any]
+    read: Callable[[Path, Any], Any]  # split: a name, or None in the extra read of a one_file dataset
     columns: tuple[str, ...]
     derive: Callable[[pd.DataFrame], pd.DataFrame] | None
     suite: Callable[[ValidationConfig], list[Check]]
     encode: Callable[[Any], dict[str, Any]] | None = None
+    root_field: str | None = None
+    folder: str = ""
+    media_column: str = "video_path"
+    need_video: bool = True
+    one_file: bool = False
+    inspect: Callable[[Sequence[Any]], list[dict[str, Any]]] | None = None
+    inspected: tuple[str, ...] = ()
 
     def row(self, record: Any) -> dict[str, Any]:
         """A record's annotation columns (list-valued fields as JSON strings, as the files store them)."""
@@ -129,8 +160,136 @@ def _llp_columns(record: LlpRecord) -> dict[str, Any]:
     }
 
 
+def _avs_columns(record: AvsObjectRecord) -> dict[str, Any]:
+    """The wav, the one media file of an AVSBench-object video (its ``video_path`` mp4 is not required)."""
+    return {"audio_path": str(record.audio_path)}
+
+
+# --------------------------------------------------------------------------------------------------
+# AVSBench-object frames and masks
+# --------------------------------------------------------------------------------------------------
+
+#: Mask modes the release's "single-channel 8-bit PNG" allows: 8-bit grey, and 1-bit (binary by construction).
+_MASK_MODES = ("L", "1")
+#: The values an 8-bit grey mask may hold: 0 = background, 255 = sounding object (dataset-layouts 4.3).
+_MASK_VALUES = frozenset({0, 255})
+
+
+@dataclass(frozen=True)
+class _Png:
+    """What one fully decoded PNG showed.
+
+    Attributes:
+        size: (width, height) in pixels.
+        mode: PIL mode (``"RGB"``, ``"L"``, ``"1"``, ``"P"`` ...).
+        values: the distinct values of a grey (``L``) image read as a mask; ``()`` otherwise.
+    """
+
+    size: tuple[int, int]
+    mode: str
+    values: tuple[int, ...] = ()
+
+
+def _read_png(path: Path, is_mask: bool) -> _Png | str:
+    """Decode an image once (header, then every row); its facts, or the reason it cannot be used."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # a truncated or corrupt body raises here, not at open
+            values: tuple[int, ...] = ()
+            if is_mask and image.mode == "L":
+                values = tuple(v for v, count in enumerate(image.histogram()) if count)  # 256 bins, in C
+            return _Png(image.size, image.mode, values)
+    except FileNotFoundError:
+        return "file not found"
+    except UnidentifiedImageError:
+        return "not an image"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return f"truncated or corrupt ({error})"
+
+
+def _joined(problems: list[str]) -> str | None:
+    return "; ".join(problems) or None
+
+
+def _mask_frames(record: AvsObjectRecord) -> str:
+    """The frame numbers with a mask file ``{name}_{i}.png`` in the video's mask folder (``"1,2,3,4,5"``)."""
+    pattern = re.compile(re.escape(record.item_id) + r"_(\d+)\.png")
+    try:
+        names = os.listdir(record.mask_paths[0].parent) if record.mask_paths else []
+    except OSError:
+        return ""
+    return ",".join(str(n) for n in sorted(int(m.group(1)) for m in map(pattern.fullmatch, names) if m))
+
+
+def _avs_image_columns(record: AvsObjectRecord) -> dict[str, Any]:
+    """The image columns of one video (:func:`inspect_avs_images`)."""
+    frames = [_read_png(path, is_mask=False) for path in record.frame_paths]
+    masks = [_read_png(path, is_mask=True) for path in record.mask_paths]
+    modes: list[str] = []
+    values: list[str] = []
+    sizes: list[str] = []
+    for mask_path, mask, frame_path, frame in zip(record.mask_paths, masks, record.frame_paths, frames, strict=False):
+        if not isinstance(mask, _Png):
+            continue
+        if mask.mode not in _MASK_MODES:
+            modes.append(f"{mask_path.name} is mode {mask.mode}")
+        extra = sorted(set(mask.values) - _MASK_VALUES)
+        if extra:
+            shown = ", ".join(map(str, extra[:5])) + (", ..." if len(extra) > 5 else "")
+            values.append(f"{mask_path.name} holds {shown}")
+        if isinstance(frame, _Png) and mask.size != frame.size:
+            (mw, mh), (fw, fh) = mask.size, frame.size
+            sizes.append(f"{mask_path.name} is {mw}x{mh} px, frame {frame_path.name} {fw}x{fh} px")
+    return {
+        "frame_problems": _joined(
+            [f"{p.name}: {r}" for p, r in zip(record.frame_paths, frames, strict=True) if isinstance(r, str)]
+        ),
+        "mask_problems": _joined(
+            [f"{p.name}: {r}" for p, r in zip(record.mask_paths, masks, strict=True) if isinstance(r, str)]
+        ),
+        "mask_mode_problems": _joined(modes),
+        "mask_value_problems": _joined(values),
+        "mask_size_problems": _joined(sizes),
+        "mask_frames": _mask_frames(record),
+    }
+
+
+def inspect_avs_images(records: Sequence[AvsObjectRecord]) -> list[dict[str, Any]]:
+    """Decode every frame and mask of AVSBench-object videos once and return the suite's image columns.
+
+    Args:
+        records: S4 or MS3 videos (``crab.datasets.avsbench``).
+
+    Returns:
+        Per record, in order: ``frame_problems`` / ``mask_problems`` (``"<file>: <reason>"`` of each file
+        that does not decode), ``mask_mode_problems`` (masks that are not 8-bit grey or 1-bit),
+        ``mask_value_problems`` (grey masks holding values other than 0 and 255), ``mask_size_problems``
+        (masks whose size is not their frame's), each None when there is nothing to report, and
+        ``mask_frames`` (frame numbers with a mask file on disk, ``"1"`` or ``"1,2,3,4,5"``).
+    """
+    workers = min(_MAX_PROBE_THREADS, os.cpu_count() or 1)  # PIL releases the GIL while decoding
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(
+            tqdm(
+                pool.map(_avs_image_columns, records),
+                total=len(records),
+                desc="decode frames",
+                unit="video",
+                disable=None,
+            )
+        )
+
+
 _COMMON = ("item_id", "split", "source", "video_id", "video_path")
 _MEDIA = ("media_error", "duration_s", "audio_sample_rate")
+_AVS_IMAGES = (
+    "frame_problems",
+    "mask_problems",
+    "mask_mode_problems",
+    "mask_value_problems",
+    "mask_size_problems",
+    "mask_frames",
+)
 
 
 _SPECS: dict[str, _DatasetSpec] = {
@@ -149,6 +308,36 @@ _SPECS: dict[str, _DatasetSpec] = {
         suite=llp_suite,
         encode=_llp_columns,
     ),
+    "s4": _DatasetSpec(
+        splits=AVSBENCH_SPLITS,
+        read=read_s4,
+        columns=(*_COMMON, "audio_path", "category"),
+        derive=None,
+        suite=s4_suite,
+        encode=_avs_columns,
+        root_field="avsbench",
+        folder="Single-source",
+        media_column="audio_path",
+        need_video=False,
+        one_file=True,
+        inspect=inspect_avs_images,
+        inspected=_AVS_IMAGES,
+    ),
+    "ms3": _DatasetSpec(
+        splits=AVSBENCH_SPLITS,
+        read=read_ms3,
+        columns=(*_COMMON, "audio_path"),
+        derive=None,
+        suite=ms3_suite,
+        encode=_avs_columns,
+        root_field="avsbench",
+        folder="Multi-sources",
+        media_column="audio_path",
+        need_video=False,
+        one_file=True,
+        inspect=inspect_avs_images,
+        inspected=_AVS_IMAGES,
+    ),
     "music_avqa": _DatasetSpec(
         splits=AVQA_SPLITS,
         read=read_music_avqa,
@@ -163,23 +352,43 @@ _SPECS: dict[str, _DatasetSpec] = {
 }
 
 
-def probe_media(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _wav_header_samples(path: str) -> int | None:
+    """The samples a PCM wav's header announces (None: not a PCM wav, or a streamed one of unknown length).
+
+    FFmpeg estimates a truncated wav's duration from its file size and decodes what is there without an
+    error, so a cut-off wav would only show as "too short"; comparing with the header names it truncated.
+    """
+    try:
+        with wave.open(path, "rb") as wav:
+            announced = wav.getnframes()
+    except (wave.Error, EOFError, OSError):
+        return None
+    return announced if 0 < announced < 0xFFFFFFFF // 8 else None  # 0 / 0xFFFFFFFF: written to a pipe
+
+
+def probe_media(paths: Sequence[str], need_video: bool = True) -> dict[str, dict[str, Any]]:
     """Fully decode each distinct media file once and return its media columns.
 
     Args:
         paths: media files (duplicates are probed once).
+        need_video: require a video stream (clips); False for audio files (AVSBench's wavs). An audio
+            stream is always required.
 
     Returns:
         path -> ``{"media_error": reason | None, "duration_s": float | nan, "audio_sample_rate": float | nan}``;
-        the reason is the :class:`crab.errors.DataError` reason of a file that does not decode with a
-        video and an audio stream.
+        the reason is the :class:`crab.errors.DataError` reason of a file that does not decode with the
+        required streams, or the truncation of a wav that decodes short of its header.
     """
 
     def one(path: str) -> dict[str, Any]:
         try:
-            info = verify_decodes(path, need_video=True, need_audio=True)
+            info = verify_decodes(path, need_video=need_video, need_audio=True)
         except DataError as err:
             return {"media_error": err.reason, "duration_s": math.nan, "audio_sample_rate": math.nan}
+        announced = _wav_header_samples(path) if path.lower().endswith(".wav") else None
+        if announced is not None and info.num_audio_samples < announced * _WAV_COMPLETE:
+            reason = f"truncated or corrupt (decoded {info.num_audio_samples} of {announced} audio samples)"
+            return {"media_error": reason, "duration_s": math.nan, "audio_sample_rate": math.nan}
         return {
             "media_error": None,
             "duration_s": float(info.duration_s) if info.duration_s is not None else math.nan,
@@ -192,27 +401,38 @@ def probe_media(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
     return dict(zip(unique, columns, strict=True))
 
 
-def _validate_dataset(
-    gate: Gate, name: str, spec: _DatasetSpec, root: Path, validation: ValidationConfig
-) -> GroupReport:
-    """Read, probe and check one dataset; return its report."""
-    import pandas as pd
-
-    started = time.perf_counter()
+def _read_all(spec: _DatasetSpec, root: Path) -> tuple[list[Any], list[tuple[str, Rejection]]]:
+    """Every split's records and rejections (with the split each rejection was read from, "" if unknown)."""
     records: list[Any] = []
     rejected: list[tuple[str, Rejection]] = []
     for split in spec.splits:
         result = spec.read(root, split)
         records.extend(result.records)
         rejected.extend((split, r) for r in result.rejected)
+    if spec.one_file:  # rows of no known split: only a read of every split reports them
+        seen = {r.source for _, r in rejected}
+        rejected.extend(("", r) for r in spec.read(root, None).rejected if r.source not in seen)
+    return records, rejected
 
+
+def _validate_dataset(
+    gate: Gate, name: str, spec: _DatasetSpec, root: Path, folder: str, validation: ValidationConfig
+) -> GroupReport:
+    """Read (from ``root``), probe and check one dataset; return its report (naming its ``folder``)."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    records, rejected = _read_all(spec, root)
     rows = [spec.row(r) for r in records]
     read_s = time.perf_counter() - started
-    media = probe_media([row["video_path"] for row in rows])
-    probe_s = time.perf_counter() - started - read_s
+    media = probe_media([row[spec.media_column] for row in rows], need_video=spec.need_video)
     for row in rows:
-        row.update(media[row["video_path"]])
-    frame = pd.DataFrame(rows, columns=[*spec.columns, *_MEDIA])  # one row per record, in file order
+        row.update(media[row[spec.media_column]])
+    if spec.inspect is not None:
+        for row, columns in zip(rows, spec.inspect(records), strict=True):
+            row.update(columns)
+    probe_s = time.perf_counter() - started - read_s
+    frame = pd.DataFrame(rows, columns=[*spec.columns, *_MEDIA, *spec.inspected])  # one row per record, in file order
     frame["duration_s"] = frame["duration_s"].astype(float)
     frame["audio_sample_rate"] = frame["audio_sample_rate"].astype(float)
     if spec.derive is not None:
@@ -231,18 +451,19 @@ def _validate_dataset(
         )
     report = GroupReport(
         name=name,
-        root=str(root),
+        root=folder,
         present=True,
         num_items=len(records) + len(rejected),
         quarantined=tuple(sorted(quarantined, key=lambda q: q.source)),
         expectations=tuple(run.outcomes),
     )
     log.info(
-        "%s: %s: %d items, %d media files checked in %.1f s (read %.1f s, decode %.1f s, suite %.1f s)",
+        "%s: %s: %d items, %d media files%s checked in %.1f s (read %.1f s, decode %.1f s, suite %.1f s)",
         STAGE,
         name,
         report.num_items,
         len(media),
+        " and their images" if spec.inspect is not None else "",
         time.perf_counter() - started,
         read_s,
         probe_s,
@@ -266,25 +487,29 @@ def validate_raw(params: Params) -> ValidationResult:
             exceeds ``validation.max_failure_rate`` (the report is written first).
         DataError: an annotation file of a present dataset is missing or unreadable as a whole.
     """
-    roots: dict[str, str] = {name: getattr(params.datasets, name) for name in _SPECS}  # fields named by dataset
+    places: dict[str, tuple[Path, str]] = {}  # dataset -> (the root its reader takes, the folder that must exist)
     needed: dict[str, list[str]] = {}
-    for task in params.avuie.tasks:
-        needed.setdefault(TASKS[Task(task)].dataset, []).append(task)
-    for name, root in roots.items():
-        if not Path(root).is_dir() and name in needed:
+    for name, spec in _SPECS.items():
+        root = Path(getattr(params.datasets, spec.root_field or name))
+        places[name] = (root, str(root / spec.folder))  # Path(x) / "" is Path(x)
+        for task in params.avuie.tasks:
+            if TASKS[Task(task)].dataset in (name, spec.root_field):
+                needed.setdefault(name, []).append(task)
+    for name, (_, folder) in places.items():
+        if not Path(folder).is_dir() and name in needed:
             raise CrabError(
-                f"{STAGE}: dataset folder {root} ({name}) not found; avuie.tasks {needed[name]} need it "
+                f"{STAGE}: dataset folder {folder} ({name}) not found; avuie.tasks {needed[name]} need it "
                 "(run `crab synth` or add the dataset there)"
             )
 
     groups: dict[str, GroupReport] = {}
     with open_gate(STAGE, DOCS_DIR) as gate:
-        for name, root in roots.items():
-            if not Path(root).is_dir():
-                log.warning("%s: dataset folder %s (%s) is absent; skipped (no task needs it)", STAGE, root, name)
-                groups[name] = GroupReport(name=name, root=root, present=False, num_items=0)
+        for name, (root, folder) in places.items():
+            if not Path(folder).is_dir():
+                log.warning("%s: dataset folder %s (%s) is absent; skipped (no task needs it)", STAGE, folder, name)
+                groups[name] = GroupReport(name=name, root=folder, present=False, num_items=0)
                 continue
-            groups[name] = _validate_dataset(gate, name, _SPECS[name], Path(root), params.validation)
+            groups[name] = _validate_dataset(gate, name, _SPECS[name], root, folder, params.validation)
 
     result = ValidationResult(
         stage=STAGE,

@@ -11,7 +11,7 @@ rules that involve several rows (AVE's conflicting annotations, exact duplicates
 goes through GE and shows in the data docs.
 
 The raw frames are built by ``crab.quality.raw``; the ``derive_*`` functions here add the derived
-columns. The AV-UIE suite lives next to its frame in ``crab.quality.avuie`` (its checks read parsed
+columns (columns that take I/O, such as AVSBench's per-PNG findings, are filled there). The AV-UIE suite lives next to its frame in ``crab.quality.avuie`` (its checks read parsed
 JSONL, not reader records). Nothing here imports great_expectations (the
 runner does, lazily), so defining suites is free.
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
+from crab.datasets.avsbench import AVSBENCH_SPLITS, NUM_AVS_OBJECT_FRAMES
 from crab.datasets.music_avqa import count_placeholders
 from crab.datasets.vocab import (
     AVE_CATEGORIES,
@@ -38,7 +39,7 @@ from crab.datasets.vocab import (
     AVQA_QUESTION_TYPES,
     AVQA_TEMPLATES,
 )
-from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS
+from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS, S4_CATEGORIES
 from crab.quality.quarantine import Severity
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AVQA_TYPE_STRINGS",
+    "AVS_ALL_MASK_FRAMES",
     "Check",
     "ave_suite",
     "derive_ave",
@@ -55,8 +57,10 @@ __all__ = [
     "derive_music_avqa",
     "llp_suite",
     "media_checks",
+    "ms3_suite",
     "music_avqa_suite",
     "normalize_template",
+    "s4_suite",
     "valor_suite",
 ]
 
@@ -107,16 +111,20 @@ class Check:
 # --------------------------------------------------------------------------------------------------
 
 
-def media_checks(validation: ValidationConfig, expected_duration_s: float | None) -> list[Check]:
+def media_checks(
+    validation: ValidationConfig, expected_duration_s: float | None, media_column: str = "video_path"
+) -> list[Check]:
     """Checks on the probed media columns ``media_error``, ``duration_s``, ``audio_sample_rate``.
 
-    ``media_error`` holds the :class:`crab.errors.DataError` reason of a full decode requiring a video
-    and an audio stream (missing file, no audio stream, no samples, truncation ...); rows whose media
-    failed have null durations and rates, which the other checks skip.
+    ``media_error`` holds the :class:`crab.errors.DataError` reason of a full decode requiring the
+    dataset's streams (a video and an audio stream for an mp4, audio for AVSBench's wav: missing file, no
+    audio stream, no samples, truncation ...); rows whose media failed have null durations and rates,
+    which the other checks skip.
 
     Args:
         validation: thresholds (sample rates, duration tolerance).
         expected_duration_s: the clip length every file must have (AVE, LLP), or None for "any positive length".
+        media_column: the column holding the probed file's path (named in the decode reason).
     """
     rates = sorted(validation.allowed_sample_rates)
     if expected_duration_s is None:
@@ -139,7 +147,7 @@ def media_checks(validation: ValidationConfig, expected_duration_s: float | None
             "media_decodes",
             "ExpectColumnValuesToBeNull",
             {"column": "media_error"},
-            "media {video_path}: {media_error}",
+            f"media {{{media_column}}}: {{media_error}}",
         ),
         duration,
         Check(
@@ -510,3 +518,106 @@ def llp_suite(validation: ValidationConfig) -> list[Check]:
             severity="warning",
         ),
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# AVSBench-object v1 (S4, MS3)
+# --------------------------------------------------------------------------------------------------
+
+#: ``mask_frames`` of a video whose 5 frames all have a mask (``"1,2,3,4,5"``).
+AVS_ALL_MASK_FRAMES = ",".join(str(i) for i in range(1, NUM_AVS_OBJECT_FRAMES + 1))
+#: (split, mask_frames) pairs the release allows: S4 train annotates frame 1 only (dataset-layouts 4.3).
+_S4_MASK_STATES: list[tuple[str, str]] = [("train", "1"), ("val", AVS_ALL_MASK_FRAMES), ("test", AVS_ALL_MASK_FRAMES)]
+_MS3_MASK_STATES: list[tuple[str, str]] = [(split, AVS_ALL_MASK_FRAMES) for split in AVSBENCH_SPLITS]
+
+
+def _avs_object_checks(
+    validation: ValidationConfig, mask_states: list[tuple[str, str]], mask_reason: str
+) -> list[Check]:
+    """The checks S4 and MS3 share: the wav, the name, the frames and the masks.
+
+    The image columns are filled by ``crab.quality.raw`` (one decode of every PNG): ``frame_problems`` /
+    ``mask_problems`` (files that do not decode), ``mask_mode_problems``, ``mask_value_problems``,
+    ``mask_size_problems`` (masks that decode but break a rule), each null when there is nothing to report,
+    and ``mask_frames`` (the frame numbers that have a mask file on disk, ``"1,2,3,4,5"``).
+
+    Masks must be what the release holds (dataset-layouts 4.3): single-channel PNG, 8-bit grey (mode
+    ``L``) with only the values 0 (background) and 255 (sounding object), or 1-bit (mode ``1``, which is
+    binary by construction); a 0/1 mask would read as nearly empty after the loaders' division by 255, and
+    a palette or colour mask is not what the layout describes, so both are quarantined rather than guessed at.
+    """
+    return [
+        *media_checks(validation, float(NUM_AVS_OBJECT_FRAMES), media_column="audio_path"),
+        Check(
+            "name_unique",
+            "ExpectColumnValuesToBeUnique",
+            {"column": "item_id"},
+            "name {item_id!r} occurs more than once (every copy quarantined)",
+        ),
+        Check(
+            "frames_decode",
+            "ExpectColumnValuesToBeNull",
+            {"column": "frame_problems"},
+            "frame not decodable: {frame_problems}",
+        ),
+        Check(
+            "masks_decode",
+            "ExpectColumnValuesToBeNull",
+            {"column": "mask_problems"},
+            "mask not decodable: {mask_problems}",
+        ),
+        Check(
+            "mask_frames_as_annotated",
+            "ExpectColumnPairValuesToBeInSet",
+            {"column_A": "split", "column_B": "mask_frames", "value_pairs_set": mask_states},
+            mask_reason,
+        ),
+        Check(
+            "masks_single_channel",
+            "ExpectColumnValuesToBeNull",
+            {"column": "mask_mode_problems"},
+            "mask not single-channel 8-bit (L) or 1-bit (1): {mask_mode_problems}",
+        ),
+        Check(
+            "masks_binary",
+            "ExpectColumnValuesToBeNull",
+            {"column": "mask_value_problems"},
+            "mask values other than 0 (background) and 255 (sounding object): {mask_value_problems}",
+        ),
+        Check(
+            "mask_size_is_frame_size",
+            "ExpectColumnValuesToBeNull",
+            {"column": "mask_size_problems"},
+            "mask size differs from its frame's: {mask_size_problems}",
+        ),
+    ]
+
+
+def s4_suite(validation: ValidationConfig) -> list[Check]:
+    """The S4 suite (dataset-layouts.md section 4): a 5-s wav, 5 frames, masks of frame 1 (train) or all 5, category.
+
+    A name must be unique across *all* splits, not only within one: the reader treats it as the video's
+    key in the release and rejects a repeat in any split, and MS3 stores frames and videos in flat folders
+    without a split level, where two rows of one name would share files.
+    """
+    return [
+        *_avs_object_checks(
+            validation,
+            _S4_MASK_STATES,
+            "{split} video has masks for frames [{mask_frames}]; S4 annotates frame 1 of a train video, "
+            "all 5 of a val / test one",
+        ),
+        Check(
+            "category_in_vocabulary",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "category", "value_set": list(S4_CATEGORIES)},
+            f"unknown category {{category!r}} (not one of S4's {len(S4_CATEGORIES)})",
+        ),
+    ]
+
+
+def ms3_suite(validation: ValidationConfig) -> list[Check]:
+    """The MS3 suite (dataset-layouts.md section 4): as :func:`s4_suite`, all 5 frames masked, no category."""
+    return _avs_object_checks(
+        validation, _MS3_MASK_STATES, "{split} video has masks for frames [{mask_frames}]; MS3 annotates all 5"
+    )

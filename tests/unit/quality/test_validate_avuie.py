@@ -41,7 +41,10 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
     label = {
         "ave": {"event": "Church bell", "start": 1, "end": 5},
         "avqa": {"answer": "yes", "question": AVQA_QUESTION, "question_type": ["Audio", "Counting"], "question_id": 7},
-        "avvp": {"audio": [{"event": "Dog", "start": 0, "end": 4}], "visual": [{"event": "Cat", "start": 2, "end": 10}]},
+        "avvp": {
+            "audio": [{"event": "Dog", "start": 0, "end": 4}],
+            "visual": [{"event": "Cat", "start": 2, "end": 10}],
+        },
         "avcap": {"caption": "A bell rings in a church."},
     }[task]
     label.update(changes.pop("label", {}))
