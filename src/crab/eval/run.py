@@ -53,6 +53,7 @@ from crab.avuie.avvp import AvvpLabel
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.avuie.schema import AvuieRecord
 from crab.config import Params
+from crab.datasets.vocab_seg import LLP_CLASSES
 from crab.errors import CrabError
 from crab.eval.baselines import ave_baselines, avqa_baselines
 from crab.eval.baselines_avvp import avvp_baselines
@@ -60,7 +61,7 @@ from crab.eval.generation import GenerationStats, generate_greedy
 from crab.eval.loading import load_metric
 from crab.eval.metrics_ave import ave_accuracy
 from crab.eval.metrics_avqa import avqa_accuracy, normalise_answer
-from crab.eval.metrics_avvp import AVVP_LEVELS, AVVP_SCORES, LLP_CLASSES, avvp_f
+from crab.eval.metrics_avvp import AVVP_LEVELS, AVVP_SCORES, avvp_f
 from crab.eval.router_stats import record_router_stats, router_stats_filename
 from crab.eval.scoring import HEADLINE_SCORES, parse_failure_rate
 from crab.features.store import FeatureStore

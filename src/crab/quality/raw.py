@@ -292,6 +292,31 @@ _AVS_IMAGES = (
 )
 
 
+def _avs_spec(
+    read: Callable[[Path, Any], Any],
+    suite: Callable[[ValidationConfig], list[Check]],
+    folder: str,
+    extra_columns: tuple[str, ...] = (),
+) -> _DatasetSpec:
+    """S4 / MS3: one sub-folder of the shared ``avsbench`` root, one CSV for all splits, the wav decoded
+    (no video stream) and the frame / mask PNGs inspected."""
+    return _DatasetSpec(
+        splits=AVSBENCH_SPLITS,
+        read=read,
+        columns=(*_COMMON, "audio_path", *extra_columns),
+        derive=None,
+        suite=suite,
+        encode=_avs_columns,
+        root_field="avsbench",
+        folder=folder,
+        media_column="audio_path",
+        need_video=False,
+        one_file=True,
+        inspect=inspect_avs_images,
+        inspected=_AVS_IMAGES,
+    )
+
+
 _SPECS: dict[str, _DatasetSpec] = {
     "ave": _DatasetSpec(
         splits=tuple(AVE_SPLIT_FILES),
@@ -308,36 +333,8 @@ _SPECS: dict[str, _DatasetSpec] = {
         suite=llp_suite,
         encode=_llp_columns,
     ),
-    "s4": _DatasetSpec(
-        splits=AVSBENCH_SPLITS,
-        read=read_s4,
-        columns=(*_COMMON, "audio_path", "category"),
-        derive=None,
-        suite=s4_suite,
-        encode=_avs_columns,
-        root_field="avsbench",
-        folder="Single-source",
-        media_column="audio_path",
-        need_video=False,
-        one_file=True,
-        inspect=inspect_avs_images,
-        inspected=_AVS_IMAGES,
-    ),
-    "ms3": _DatasetSpec(
-        splits=AVSBENCH_SPLITS,
-        read=read_ms3,
-        columns=(*_COMMON, "audio_path"),
-        derive=None,
-        suite=ms3_suite,
-        encode=_avs_columns,
-        root_field="avsbench",
-        folder="Multi-sources",
-        media_column="audio_path",
-        need_video=False,
-        one_file=True,
-        inspect=inspect_avs_images,
-        inspected=_AVS_IMAGES,
-    ),
+    "s4": _avs_spec(read_s4, s4_suite, "Single-source", ("category",)),
+    "ms3": _avs_spec(read_ms3, ms3_suite, "Multi-sources"),
     "music_avqa": _DatasetSpec(
         splits=AVQA_SPLITS,
         read=read_music_avqa,
