@@ -359,12 +359,16 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """``pretrain`` stage: align the projectors (tiny profile: the LLM also learns language)."""
+    """``pretrain`` stage: align the projectors (tiny profile: the random-init LLM first learns language)."""
 
     out_dir: str
     seed: int
     tasks: list[TaskName]  # training mixture (avcap captions + task data in the tiny profile)
-    train_llm: bool  # tiny: True (the random-init LLM must learn language); paper: False (projectors only)
+    # tiny: the random-init LLM first learns the AV-UIE language on the mixture's train targets alone (text, no
+    # features), standing in for Llama-2's pre-training; paper: null (Llama-2-chat already speaks).
+    language: OptimConfig | None
+    train_llm: bool  # whether the LLM also trains while the projectors align (Crab and both profiles: False)
+    use_reasoning: bool  # alignment targets: the AV-UIE answers with their reasoning, or the plain answers
     optim: OptimConfig
 
 

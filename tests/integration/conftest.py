@@ -30,7 +30,10 @@ def shrink(params: Params) -> Params:
     base = params.base_models
     base = dataclasses.replace(base, tokenizer=dataclasses.replace(base.tokenizer, vocab_size=400))
     short = {"epochs": 1.0, "batch_size": 4, "save_every_steps": 4, "log_every_steps": 2}
-    pretrain = dataclasses.replace(params.pretrain, optim=dataclasses.replace(params.pretrain.optim, **short))
+    language = params.pretrain.language and dataclasses.replace(params.pretrain.language, **short)
+    pretrain = dataclasses.replace(
+        params.pretrain, language=language, optim=dataclasses.replace(params.pretrain.optim, **short)
+    )
     finetune = dataclasses.replace(params.finetune, optim=dataclasses.replace(params.finetune.optim, **short))
     evaluate = dataclasses.replace(params.evaluate, max_new_tokens=24)
     return dataclasses.replace(

@@ -9,10 +9,13 @@ writes ``pretrain.out_dir``::
                             the tokenizer files, train_summary.json
     models/pretrain_log/    dvclive: metrics.json, plots/metrics/train/*.tsv (loss curve for dvc plots)
 
-Which components train is declared by params (house-style 4.1): both projectors always; the LLM too when
-``pretrain.train_llm`` (the tiny profile, whose random-init LLM must learn language from the AV-UIE
-captions and answers), otherwise the LLM is frozen (the paper profile, as in Crab's projector-only
-pre-training; Crab's stages also updated the LM head and the embeddings by accident, which we do not copy).
+Phases. The tiny profile (``pretrain.language`` set) first trains its random-init LLM as a causal LM on the
+mixture's target texts alone (:mod:`crab.train.language`), so it arrives at alignment speaking AV-UIE as
+Llama-2-chat speaks English; the paper profile has no such phase. Then the projectors align: which
+components train is declared by params (house-style 4.1): both projectors always, the LLM only when
+``pretrain.train_llm`` (False in both profiles, as in Crab's projector-only pre-training; Crab's stages also
+updated the LM head and the embeddings by accident, which we do not copy). ``pretrain.use_reasoning: false``
+aligns on the plain answers (:func:`crab.train.data.plain_target`) instead of the reasoning ones.
 
 How it differs from the authors' code: Crab runs two separate pre-training stages (visual on image / video
 captions, audio on AudioCaps) plus a segmentation one; the tiny profile aligns both projectors at once on
@@ -36,7 +39,9 @@ from crab.errors import CrabError
 from crab.models.base import BaseModelPaths, load_llm, load_tokenizer
 from crab.models.configuration_crab import CrabConfig, crab_llama2_7b_config, crab_tiny_config
 from crab.models.modeling_crab import CrabForConditionalGeneration, set_trainable
-from crab.train.data import training_dataset
+from crab.quality.quarantine import load_quarantined_avuie
+from crab.train.data import AVUIE_DIR, AVUIE_REPORT, load_records, training_dataset
+from crab.train.language import learn_language
 from crab.train.loop import fit
 from crab.train.stage import SUMMARY_NAME, StagePaths, TrainSetup, publish_stage, summary_json
 
@@ -50,6 +55,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The tiny profile's first phase (:mod:`crab.train.language`); its log is ``<log_dir>/language``.
+LANGUAGE_PHASE = "language"
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ def setup_pretrain(params: Params) -> TrainSetup:
     cfg = params.pretrain
     model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, cfg.seed)
     trainable = set_trainable(model, llm="full" if cfg.train_llm else "frozen", projectors=True)
-    dataset = training_dataset(params, cfg.tasks, tokenizer, model.config)
+    dataset = training_dataset(params, cfg.tasks, tokenizer, model.config, use_reasoning=cfg.use_reasoning)
     fingerprint = {"stage": "pretrain", "profile": params.profile, "config": dataclasses.asdict(cfg),
                    "trainable": trainable}  # fmt: skip
     return TrainSetup(model, tokenizer, dataset, trainable, fingerprint)
@@ -163,19 +171,31 @@ def pretrain(params: Params) -> PretrainResult:
     cfg = params.pretrain
     paths = StagePaths.of(cfg.out_dir)
     setup = setup_pretrain(params)
+    phases, language = [], None
+    if cfg.language is not None:
+        phases.append(LANGUAGE_PHASE)
+        records = load_records(AVUIE_DIR, cfg.tasks, "train", load_quarantined_avuie(AVUIE_REPORT))
+        fingerprint = {"stage": f"pretrain.{LANGUAGE_PHASE}", "profile": params.profile, "tasks": list(cfg.tasks),
+                       "base_models": params.base_models.out_dir}  # fmt: skip
+        language = learn_language(
+            setup.model.language_model, setup.tokenizer, records, cfg.language, seed=cfg.seed,
+            work_dir=paths.phase_work_dir(LANGUAGE_PHASE), fingerprint=fingerprint,
+        )  # fmt: skip
     result = fit(
         setup.model, setup.dataset, setup.collate_fn, cfg.optim, seed=cfg.seed, work_dir=paths.work_dir,
         fingerprint=setup.fingerprint, desc="pretrain",
     )  # fmt: skip
     extra = {"seed": cfg.seed, "tasks": list(cfg.tasks), "train_llm": cfg.train_llm,
-             "base_models": params.base_models.out_dir}  # fmt: skip
+             "use_reasoning": cfg.use_reasoning, "base_models": params.base_models.out_dir,
+             "language": None if language is None else {"num_steps": language.plan.num_steps,
+                                                         "loss_history": language.history}}  # fmt: skip
 
     def write(folder: Path) -> None:
         setup.model.save_pretrained(folder)
         setup.tokenizer.save_pretrained(folder)
         (folder / SUMMARY_NAME).write_text(summary_json("pretrain", setup, result, extra), encoding="utf-8")
 
-    publish_stage(paths, write)
+    publish_stage(paths, write, phases)
     return PretrainResult(
         paths.out_dir, paths.log_dir, setup.dataset.task_counts(), result.plan.num_steps, result.final_loss,
         setup.trainable,

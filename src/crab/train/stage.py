@@ -5,9 +5,11 @@ Folders of a stage with ``out_dir`` ``models/<stage>`` (:class:`StagePaths`): th
 (temp folder + rename, :func:`publish_stage`), so DVC may delete them before a run. Checkpoints and the live
 dvclive log of the running run live in ``models/checkpoints/<stage>/``, outside every DVC output, because
 ``dvc repro`` deletes a stage's outputs before running it and would otherwise delete what a killed run needs
-to resume. A finished stage deletes its work folder. Each output folder holds a ``train_summary.json``
-(:func:`summary_json`): data counts, trainable parameters, step plan and loss history, and no timings, so
-it is the same for the same seed.
+to resume. A stage run in phases (the tiny ``pretrain`` teaches the LLM language first) gives each earlier phase
+a sibling work folder ``models/checkpoints/<stage>.<phase>/`` (:meth:`StagePaths.phase_work_dir`), whose
+dvclive log is published as ``models/<stage>_log/<phase>/``. A finished stage deletes its work folders. Each
+output folder holds a ``train_summary.json`` (:func:`summary_json`): data counts, trainable parameters, step
+plan and loss history, and no timings, so it is the same for the same seed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,11 @@ class StagePaths:
         """The dvclive folder of the running run (copied to ``log_dir`` when the stage finishes)."""
         return self.work_dir / LIVE_DIRNAME
 
+    def phase_work_dir(self, phase: str) -> Path:
+        """Work folder of an earlier phase: a sibling of ``work_dir``, so a restart of the last phase with
+        other settings (which clears ``work_dir``) keeps the finished phase."""
+        return self.work_dir.with_name(f"{self.work_dir.name}.{phase}")
+
 
 @dataclass
 class TrainSetup:
@@ -89,14 +96,15 @@ def summary_json(stage: str, setup: TrainSetup, result: FitResult, extra: dict[s
     return json.dumps(summary, indent=2, sort_keys=True) + "\n"
 
 
-def publish_stage(paths: StagePaths, write_outputs: Callable[[Path], None]) -> None:
-    """Finish a stage: write its outputs, publish them and the dvclive log atomically, drop the work folder.
+def publish_stage(paths: StagePaths, write_outputs: Callable[[Path], None], phases: Sequence[str] = ()) -> None:
+    """Finish a stage: write its outputs, publish them and the dvclive logs atomically, drop the work folders.
 
     Runs the writing on the main process only; every process waits for it.
 
     Args:
         paths: the stage's folders.
         write_outputs: ``f(folder)`` writes the stage's artefacts into an empty temp folder.
+        phases: earlier phases whose dvclive logs go to ``log_dir/<phase>`` (:meth:`StagePaths.phase_work_dir`).
     """
     state = PartialState()
     if state.is_main_process:
@@ -107,9 +115,12 @@ def publish_stage(paths: StagePaths, write_outputs: Callable[[Path], None]) -> N
         write_outputs(tmp_out)
         tmp_log = paths.log_dir.parent / f".{paths.log_dir.name}.tmp"
         shutil.copytree(paths.live_dir, tmp_log)
+        for phase in phases:
+            shutil.copytree(paths.phase_work_dir(phase) / LIVE_DIRNAME, tmp_log / phase)
         publish_folder(tmp_out, paths.out_dir)
         publish_folder(tmp_log, paths.log_dir)
-        shutil.rmtree(paths.work_dir, ignore_errors=True)
+        for work_dir in (paths.work_dir, *(paths.phase_work_dir(phase) for phase in phases)):
+            shutil.rmtree(work_dir, ignore_errors=True)
         if paths.work_dir.parent.is_dir() and not any(paths.work_dir.parent.iterdir()):
             paths.work_dir.parent.rmdir()  # models/checkpoints/ once no stage has a run in progress
         log.info("wrote %s and %s", paths.out_dir, paths.log_dir)

@@ -20,6 +20,7 @@ from crab.train.data import (
     encode_prompt,
     encode_target,
     load_records,
+    plain_target,
     training_dataset,
 )
 from crab.train.pretrain import build_crab_model
@@ -65,6 +66,29 @@ def test_examples_carry_loss_on_the_answer_only_and_expand_placeholders(
 
     inference = AvuieDataset([record], tokenizer, config, dataset.store, workspace.params, with_targets=False)
     assert all(label == IGNORE_INDEX for label in inference[0].labels)
+
+
+def test_plain_targets_drop_the_reasoning_and_keep_the_answer(
+    workspace: Any, stage_dir: Path, model_and_tokenizer: tuple[Any, Any]
+) -> None:
+    model, tokenizer = model_and_tokenizer
+    ave = next(r for r in workspace.records if r.id == "ave/train/av001")  # Church bell, 1-4 (conftest.py)
+    assert plain_target(ave) == (
+        "The audible and visible event in the video is <event> Church bell </event>, and the time range is <range> 1,4 </range>."
+    )
+    avqa = next(r for r in workspace.records if r.task == "avqa")
+    assert plain_target(avqa) == "<answer> yes </answer>"
+    avcap = next(r for r in workspace.records if r.task == "avcap")
+    assert plain_target(avcap) == avcap.target  # a caption has no reasoning to drop
+
+    dataset = training_dataset(workspace.params, ["avcap", "ave", "avqa"], tokenizer, model.config, use_reasoning=False)
+    by_id = {r.id: r for r in workspace.records}
+    assert [item.answer_ids for item in dataset.items] == [
+        tuple(encode_target(tokenizer, plain_target(by_id[item.record_id]))) for item in dataset.items
+    ]
+    broken = dataclasses.replace(ave, target="The bark is heard, but no tag says so.")
+    with pytest.raises(DataError, match=r"ann\.txt:1.*no well-formed ave answer"):
+        plain_target(broken)
 
 
 def test_questions_on_one_video_share_its_features(

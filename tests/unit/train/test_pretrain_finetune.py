@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 import crab.train.finetune as finetune_module
+import crab.train.language as language_module
 import crab.train.pretrain as pretrain_module
 from crab.config import Params
 from crab.errors import CrabError
@@ -51,6 +52,16 @@ def base_llm(workspace: Any) -> dict[str, torch.Tensor]:
     return load_llm(BaseModelPaths.of(workspace.params.base_models.out_dir).llm).state_dict()
 
 
+def _second_workspace(workspace: Any, factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory over the same AV-UIE data and reports (features are read by absolute path)."""
+    other = factory.mktemp("killed")
+    (other / "data").mkdir()
+    (other / "data" / "avuie").symlink_to(workspace.root / "data" / "avuie")
+    (other / "reports").symlink_to(workspace.root / "reports")
+    monkeypatch.chdir(other)
+    return other
+
+
 def _kill_after(step: int, done: int) -> None:
     if done == step:
         raise Killed(f"killed after step {done}")
@@ -65,11 +76,7 @@ def test_pretrain_resumes_a_killed_run_to_identical_weights_and_continuous_metri
     expected = _weights(stage_dir / "models/pretrain")
     expected_history = json.loads((stage_dir / "models/pretrain/train_summary.json").read_text())["history"]
 
-    other = tmp_path_factory.mktemp("killed")
-    (other / "data").mkdir()
-    (other / "data" / "avuie").symlink_to(workspace.root / "data" / "avuie")
-    (other / "reports").symlink_to(workspace.root / "reports")
-    monkeypatch.chdir(other)
+    other = _second_workspace(workspace, tmp_path_factory, monkeypatch)
     monkeypatch.setattr(pretrain_module, "fit", functools.partial(fit, on_step_end=functools.partial(_kill_after, 3)))
     with pytest.raises(Killed):
         pretrain(params)
@@ -124,6 +131,37 @@ def test_pretrain_without_llm_training_changes_only_the_projectors(
     assert all(torch.equal(weights[f"language_model.{k}"], v) for k, v in base_llm.items())
     model, _ = load_pretrained(stage_dir / "models/pretrain")
     assert model.audio_projector.query_tokens.requires_grad  # loading does not freeze anything by itself
+
+
+def test_language_phase_teaches_the_llm_then_the_projectors_align_to_it_frozen(
+    workspace: Any, stage_dir: Path, base_llm: dict[str, torch.Tensor], tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    params = _pretrain_params(workspace, epochs=1.0)
+    language = dataclasses.replace(params.pretrain.optim, epochs=2.0, batch_size=4)  # 12 texts: 6 steps
+    params = dataclasses.replace(params, pretrain=dataclasses.replace(
+        params.pretrain, language=language, train_llm=False, use_reasoning=False))  # fmt: skip
+    reference = pretrain(params)
+    expected = _weights(stage_dir / "models/pretrain")
+    assert reference.trainable["language_model"] == 0  # frozen while the projectors align
+    assert all(not torch.equal(expected[f"language_model.{k}"], v) for k, v in base_llm.items())  # it learned
+    summary = json.loads((stage_dir / "models/pretrain/train_summary.json").read_text())
+    assert summary["language"]["num_steps"] == 6 and summary["use_reasoning"] is False
+    assert json.loads((stage_dir / "models/pretrain_log/language/metrics.json").read_text())["step"] == 6
+    assert _tsv_steps(stage_dir / "models/pretrain_log/language", "loss")[-1] == 6
+    assert not (stage_dir / "models/checkpoints").exists()
+
+    other = _second_workspace(workspace, tmp_path_factory, monkeypatch)
+    monkeypatch.setattr(language_module, "fit", functools.partial(fit, on_step_end=functools.partial(_kill_after, 3)))
+    with pytest.raises(Killed):
+        pretrain(params)
+    assert sorted(p.name for p in (other / "models/checkpoints/pretrain.language").glob("step-*")) == ["step-00002"]
+    monkeypatch.setattr(language_module, "fit", fit)
+    pretrain(params)
+    weights = _weights(other / "models/pretrain")
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)
+    assert _tsv_steps(other / "models/pretrain_log/language", "loss") == [1, 2, 3, 4, 5, 6]
+    assert not (other / "models/checkpoints").exists()
 
 
 def test_pretrain_loss_falls_on_a_tiny_overfit_set(workspace: Any, stage_dir: Path) -> None:
