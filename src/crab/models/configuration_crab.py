@@ -55,6 +55,10 @@ class CrabConfig(PreTrainedConfig):
         vision_hidden_size: width of the visual features (CLIP hidden size).
         audio_hidden_size: width of the audio features (BEATs encoder width).
         initializer_range: std of the normal init of the projector linears and of the learned queries.
+        standardize_features: the projectors standardise each feature dimension with statistics of the
+            training features (buffers ``feature_mean`` / ``feature_std``, set by ``pretrain``) before Crab's
+            LayerNorm. Off for the paper model (Crab has no such step); on in the tiny profile, whose
+            random-init encoders give ill-conditioned features (:func:`crab_tiny_config`).
         mask_decoder_config: ``CrabMaskDecoderConfig`` (or its dict) of the optional segmentation decoder;
             ``None`` (the default) builds no decoder.
         mask_token_ids: ids of ``<mask_0>`` ... ``<mask_{K-1}>`` in order (Llama-2: 32011-32016); required with a
@@ -94,6 +98,7 @@ class CrabConfig(PreTrainedConfig):
     vision_hidden_size: int = 1024
     audio_hidden_size: int = 768
     initializer_range: float = 0.02
+    standardize_features: bool = False
     mask_decoder_config: dict | PreTrainedConfig | None = None
     mask_token_ids: list[int] | None = None
 
@@ -279,6 +284,12 @@ def crab_tiny_config(
     4 heads, FFN 256, ``num_queries`` queries per frame / clip (4: 80 LLM tokens for a 10-frame, 10-clip
     AVE sample; with 8, a pre-training step on the 2-core CPU took about 1.3x as long: 0.30 vs 0.235 s).
 
+    The projectors standardise their input features (``standardize_features``): the random-init encoders'
+    tokens are dominated by a few near-constant dimensions that a per-token LayerNorm keeps. On AV-Synth AVE,
+    a per-second MLP probe on the features reached 0.69 accuracy after 300 steps of batch 8 with per-dimension
+    standardisation and 0.31 without; in an AVE-only harness the frozen-LLM alignment reached AVE accuracy
+    0.48 vs 0.39 after 1500 steps.
+
     Args:
         vocab_size: LLM vocabulary (the tiny BPE tokenizer's size, special tokens included).
         video_token_id: id of ``<video>``.
@@ -346,6 +357,7 @@ def crab_tiny_config(
         vision_feature_layer=vision_feature_layer,
         vision_hidden_size=vision_hidden_size,
         audio_hidden_size=audio_hidden_size,
+        standardize_features=True,
         mask_decoder_config=(
             mask_decoder_tiny_config(
                 llm_hidden_size=text_config.hidden_size,

@@ -95,17 +95,46 @@ class CrabQFormerProjector(nn.Module):
         qformer_config: the Q-Former's config; ``encoder_hidden_size`` is the feature width.
         num_queries: learned queries, i.e. output tokens per segment.
         output_hidden_size: the LLM width.
+        standardize: standardise each feature dimension with the persistent buffers ``feature_mean`` and
+            ``feature_std`` (identity until :meth:`set_feature_statistics`) before the LayerNorm
+            (``CrabConfig.standardize_features``).
     """
 
-    def __init__(self, qformer_config: Blip2QFormerConfig, num_queries: int, output_hidden_size: int) -> None:
+    def __init__(
+        self, qformer_config: Blip2QFormerConfig, num_queries: int, output_hidden_size: int, standardize: bool = False
+    ) -> None:
         super().__init__()
-        query_width = qformer_config.hidden_size
-        self.feature_norm = nn.LayerNorm(qformer_config.encoder_hidden_size)  # Crab's visual_ln / audio_ln
+        query_width, feature_width = qformer_config.hidden_size, qformer_config.encoder_hidden_size
+        self.standardize = standardize
+        if standardize:
+            self.register_buffer("feature_mean", torch.zeros(feature_width))  # (D_enc,)
+            self.register_buffer("feature_std", torch.ones(feature_width))  # (D_enc,)
+        self.feature_norm = nn.LayerNorm(feature_width)  # Crab's visual_ln / audio_ln
         self.query_tokens = nn.Parameter(torch.zeros(1, num_queries, query_width))
         self.qformer = Blip2QFormerModel._from_config(qformer_config)
         self.linear_1 = nn.Linear(query_width, output_hidden_size)
         self.act = nn.GELU()
         self.linear_2 = nn.Linear(output_hidden_size, output_hidden_size)
+
+    def set_feature_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Fix the standardisation: ``(D_enc,)`` mean and std of the training features (std > 0).
+
+        Raises:
+            ValueError: the projector does not standardise, a shape differs from ``(D_enc,)``, or a std is not
+                positive and finite.
+        """
+        if not self.standardize:
+            raise ValueError("this projector does not standardise its features (CrabConfig.standardize_features)")
+        width = self.feature_mean.shape[0]
+        if mean.shape != (width,) or std.shape != (width,):
+            raise ValueError(
+                f"feature statistics must have shape ({width},), got {tuple(mean.shape)}, {tuple(std.shape)}"
+            )
+        if not bool(torch.isfinite(mean).all()) or not bool((torch.isfinite(std) & (std > 0)).all()):
+            raise ValueError("feature statistics must be finite with a positive std")
+        with torch.no_grad():
+            self.feature_mean.copy_(mean)
+            self.feature_std.copy_(std)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Project a batch of segments.
@@ -116,7 +145,10 @@ class CrabQFormerProjector(nn.Module):
         Returns:
             (S, num_queries, output_hidden_size).
         """
-        features = self.feature_norm(features.to(self.feature_norm.weight.dtype))  # (S, N, D_enc)
+        features = features.to(self.feature_norm.weight.dtype)  # (S, N, D_enc)
+        if self.standardize:
+            features = (features - self.feature_mean) / self.feature_std
+        features = self.feature_norm(features)  # (S, N, D_enc)
         queries = self.query_tokens.expand(features.shape[0], -1, -1)  # (S, Q, Hq)
         hidden = self.qformer(query_embeds=queries, encoder_hidden_states=features).last_hidden_state  # (S, Q, Hq)
         return self.linear_2(self.act(self.linear_1(hidden)))  # (S, Q, H)
@@ -137,6 +169,9 @@ class CrabPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, CrabQFormerProjector):
             init.normal_(module.query_tokens, mean=0.0, std=self.config.initializer_range)  # Crab: N(0, 0.02)
+            if module.standardize:  # identity until pretrain sets the training statistics
+                init.zeros_(module.feature_mean)
+                init.ones_(module.feature_std)
         elif isinstance(module, CrabMaskDecoder):
             # Visited after its children: overrides their generic N(0, 0.02) with the decoder's own (SAM) init;
             # tensors loaded from a checkpoint are skipped by ``transformers.initialization``.
@@ -156,8 +191,13 @@ class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
     def __init__(self, config: CrabConfig) -> None:
         super().__init__(config)
         llm_width = config.text_config.hidden_size
-        self.visual_projector = CrabQFormerProjector(config.visual_qformer_config, config.num_visual_queries, llm_width)
-        self.audio_projector = CrabQFormerProjector(config.audio_qformer_config, config.num_audio_queries, llm_width)
+        standardize = config.standardize_features
+        self.visual_projector = CrabQFormerProjector(
+            config.visual_qformer_config, config.num_visual_queries, llm_width, standardize
+        )
+        self.audio_projector = CrabQFormerProjector(
+            config.audio_qformer_config, config.num_audio_queries, llm_width, standardize
+        )
         self.language_model = LlamaForCausalLM._from_config(config.text_config)
         # Last, so the other modules' state-dict keys and order are those of a model without a decoder.
         decoder_config = config.mask_decoder_config

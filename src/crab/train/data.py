@@ -45,6 +45,7 @@ __all__ = [
     "ResumableBatchSampler",
     "encode_prompt",
     "encode_target",
+    "feature_statistics",
     "load_records",
     "plain_target",
     "training_dataset",
@@ -239,6 +240,39 @@ class AvuieDataset(torch.utils.data.Dataset):
         for item in self.items:
             counts[item.task] = counts.get(item.task, 0) + 1
         return counts
+
+
+def feature_statistics(dataset: AvuieDataset, min_std: float = 1e-5) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-dimension mean and std of a dataset's feature tokens, each media item counted once.
+
+    What :meth:`~crab.models.modeling_crab.CrabQFormerProjector.set_feature_statistics` takes when
+    ``CrabConfig.standardize_features`` is on. Accumulated in float64 over every token of every segment.
+
+    Args:
+        dataset: the stage's mixture.
+        min_std: floor of the std, so an (almost) constant dimension is not blown up.
+
+    Returns:
+        ``{"video": (mean, std), "audio": (mean, std)}`` as float32 ``(D,)`` tensors, for the modalities the
+        dataset has.
+    """
+    stats = {}
+    for modality in ("video", "audio"):
+        keys = sorted({k for item in dataset.items if (k := getattr(item, f"{modality}_key")) is not None})
+        if not keys:
+            continue
+        read = dataset.store.video if modality == "video" else dataset.store.audio
+        total = total_sq = None
+        count = 0
+        for key in keys:
+            tokens = read(key).to(torch.float64).flatten(0, -2)  # (segments * tokens, D)
+            total = tokens.sum(0) if total is None else total + tokens.sum(0)
+            total_sq = tokens.square().sum(0) if total_sq is None else total_sq + tokens.square().sum(0)
+            count += tokens.shape[0]
+        mean = total / count  # (D,)
+        std = (total_sq / count - mean.square()).clamp_min(0.0).sqrt().clamp_min(min_std)  # (D,)
+        stats[modality] = (mean.float(), std.float())
+    return stats
 
 
 def training_dataset(

@@ -15,7 +15,9 @@ Llama-2-chat speaks English; the paper profile has no such phase. Then the proje
 components train is declared by params (house-style 4.1): both projectors always, the LLM only when
 ``pretrain.train_llm`` (False in both profiles, as in Crab's projector-only pre-training; Crab's stages also
 updated the LM head and the embeddings by accident, which we do not copy). ``pretrain.use_reasoning: false``
-aligns on the plain answers (:func:`crab.train.data.plain_target`) instead of the reasoning ones.
+aligns on the plain answers (:func:`crab.train.data.plain_target`) instead of the reasoning ones. When the
+config standardises features (tiny), the projectors' statistics are those of the mixture's features
+(:func:`crab.train.data.feature_statistics`), fixed before alignment and saved with the model.
 
 How it differs from the authors' code: Crab runs two separate pre-training stages (visual on image / video
 captions, audio on AudioCaps) plus a segmentation one; the tiny profile aligns both projectors at once on
@@ -40,7 +42,7 @@ from crab.models.base import BaseModelPaths, load_llm, load_tokenizer
 from crab.models.configuration_crab import CrabConfig, crab_llama2_7b_config, crab_tiny_config
 from crab.models.modeling_crab import CrabForConditionalGeneration, set_trainable
 from crab.quality.quarantine import load_quarantined_avuie
-from crab.train.data import AVUIE_DIR, AVUIE_REPORT, load_records, training_dataset
+from crab.train.data import AVUIE_DIR, AVUIE_REPORT, feature_statistics, load_records, training_dataset
 from crab.train.language import learn_language
 from crab.train.loop import fit
 from crab.train.stage import SUMMARY_NAME, StagePaths, TrainSetup, publish_stage, summary_json
@@ -111,6 +113,7 @@ def build_crab_config(
         vision_feature_layer=template.vision_feature_layer,
         vision_hidden_size=template.vision_hidden_size,
         audio_hidden_size=template.audio_hidden_size,
+        standardize_features=template.standardize_features,
     )
 
 
@@ -151,6 +154,14 @@ def setup_pretrain(params: Params) -> TrainSetup:
     model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, cfg.seed)
     trainable = set_trainable(model, llm="full" if cfg.train_llm else "frozen", projectors=True)
     dataset = training_dataset(params, cfg.tasks, tokenizer, model.config, use_reasoning=cfg.use_reasoning)
+    if model.config.standardize_features:
+        stats = feature_statistics(dataset)
+        for modality, projector in (("video", model.visual_projector), ("audio", model.audio_projector)):
+            if modality in stats:
+                projector.set_feature_statistics(*stats[modality])
+            else:
+                log.warning("pretrain: no %s features in the mixture; the %s projector is not standardised",
+                            modality, modality)  # fmt: skip
     fingerprint = {"stage": "pretrain", "profile": params.profile, "config": dataclasses.asdict(cfg),
                    "trainable": trainable}  # fmt: skip
     return TrainSetup(model, tokenizer, dataset, trainable, fingerprint)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from crab.errors import DataError
 from crab.features.store import FeatureStore, FeatureStoreError
@@ -19,6 +20,7 @@ from crab.train.data import (
     ResumableBatchSampler,
     encode_prompt,
     encode_target,
+    feature_statistics,
     load_records,
     plain_target,
     training_dataset,
@@ -89,6 +91,20 @@ def test_plain_targets_drop_the_reasoning_and_keep_the_answer(
     broken = dataclasses.replace(ave, target="The bark is heard, but no tag says so.")
     with pytest.raises(DataError, match=r"ann\.txt:1.*no well-formed ave answer"):
         plain_target(broken)
+
+
+def test_feature_statistics_count_each_media_item_once(
+    workspace: Any, stage_dir: Path, model_and_tokenizer: tuple[Any, Any]
+) -> None:
+    model, tokenizer = model_and_tokenizer
+    dataset = training_dataset(workspace.params, ["avqa"], tokenizer, model.config)  # 4 questions on 2 videos
+    stats = feature_statistics(dataset)
+    keys = sorted({item.video_key for item in dataset.items})
+    assert len(keys) == 2
+    tokens = torch.cat([dataset.store.video(k).flatten(0, 1) for k in keys])  # (2 * T * P, D)
+    torch.testing.assert_close(stats["video"][0], tokens.mean(0))
+    torch.testing.assert_close(stats["video"][1], tokens.std(0, correction=0))
+    assert stats["audio"][0].shape == (model.config.audio_hidden_size,)
 
 
 def test_questions_on_one_video_share_its_features(

@@ -24,6 +24,7 @@ from crab.config import Params
 from crab.errors import CrabError
 from crab.models.base import BaseModelPaths, load_llm
 from crab.train.finetune import finetune, load_finetuned
+from crab.train.data import feature_statistics, training_dataset
 from crab.train.loop import fit
 from crab.train.pretrain import load_pretrained, pretrain
 
@@ -129,8 +130,11 @@ def test_pretrain_without_llm_training_changes_only_the_projectors(
     assert result.trainable["visual_projector"] > 0 and result.trainable["audio_projector"] > 0
     weights = _weights(stage_dir / "models/pretrain")
     assert all(torch.equal(weights[f"language_model.{k}"], v) for k, v in base_llm.items())
-    model, _ = load_pretrained(stage_dir / "models/pretrain")
+    model, tokenizer = load_pretrained(stage_dir / "models/pretrain")
     assert model.audio_projector.query_tokens.requires_grad  # loading does not freeze anything by itself
+    stats = feature_statistics(training_dataset(params, params.pretrain.tasks, tokenizer, model.config))
+    torch.testing.assert_close(model.visual_projector.feature_mean, stats["video"][0])  # tiny: standardised input
+    torch.testing.assert_close(model.audio_projector.feature_std, stats["audio"][1])
 
 
 def test_language_phase_teaches_the_llm_then_the_projectors_align_to_it_frozen(
