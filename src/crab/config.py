@@ -368,7 +368,9 @@ class PretrainConfig:
     # features), standing in for Llama-2's pre-training; paper: null (Llama-2-chat already speaks).
     language: OptimConfig | None
     train_llm: bool  # whether the LLM also trains while the projectors align (Crab and both profiles: False)
-    use_reasoning: bool  # alignment targets: the AV-UIE answers with their reasoning, or the plain answers
+    # tiny: align on direct answers (instruction + "answer directly" request, answer without reasoning); the
+    # language phase then learns both forms. paper: False (align on the mixture as it is).
+    direct_answers: bool
     optim: OptimConfig
 
 

@@ -35,12 +35,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-__all__ = ["AUDIO_PROMPT", "TASKS", "VIDEO_PROMPT", "AudioCutting", "Task", "TaskSpec"]
+__all__ = ["AUDIO_PROMPT", "DIRECT_ANSWER_REQUEST", "TASKS", "VIDEO_PROMPT", "AudioCutting", "Task", "TaskSpec"]
 
 #: ``{V}`` of crab-reference section 4: the video placeholder block that opens an AV instruction.
 VIDEO_PROMPT = "This is a video:\n<video_start><video><video_end>\n"
 #: ``{A}``: the audio placeholder block, after the video block.
 AUDIO_PROMPT = "This is an audio:\n<audio_start><audio><audio_end>\n"
+
+#: Appended to a task's instruction to ask for the answer without the reasoning process. Only the tiny profile's
+#: pre-training uses it (``pretrain.direct_answers``): it aligns the projectors on direct answers, and the
+#: tiny LLM learns both forms in its language phase, so the request, not the media, selects the form.
+DIRECT_ANSWER_REQUEST = " Answer directly, without the reasoning."
 
 #: How a clip's audio is cut for the audio encoder: ``segments`` = N equal segments covering the clip
 #: (AVE, AVCAP); ``windows`` = fixed-length windows spread over the clip (AVQA; crab-reference 1.4).

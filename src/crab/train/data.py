@@ -18,6 +18,7 @@ consumed, and a resumed run continues with exactly the batches an uninterrupted 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from crab.models.configuration_crab import CrabConfig
 from crab.models.tokenizer import build_prompt
 from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
 from crab.quality.quarantine import load_quarantined_avuie
-from crab.tasks import TASKS, Task
+from crab.tasks import DIRECT_ANSWER_REQUEST, TASKS, Task
 
 __all__ = [
     "AvuieDataset",
@@ -47,6 +48,7 @@ __all__ = [
     "encode_target",
     "feature_statistics",
     "load_records",
+    "direct_record",
     "plain_target",
     "training_dataset",
 ]
@@ -111,11 +113,6 @@ def encode_target(tokenizer: PreTrainedTokenizerBase, target: str) -> list[int]:
 def plain_target(record: AvuieRecord) -> str:
     """The record's answer without its explicit reasoning: the task's w/o-ERP sentence for the same label.
 
-    Why: the tiny profile aligns its projectors on these short answers. With the reasoning, most target
-    tokens describe scenes the projectors cannot yet tell apart, and on AV-Synth AVE the frozen-LLM
-    alignment stayed at the class prior for 1500 steps (AVE accuracy 0.10 at step 1500, vs 0.48 with plain
-    answers).
-
     Raises:
         DataError: the target has no well-formed answer (``validate_avuie`` rejects such records).
     """
@@ -124,6 +121,24 @@ def plain_target(record: AvuieRecord) -> str:
     if label is None:
         raise DataError(Path(record.source), f"record {record.id}: its target has no well-formed {record.task} answer")
     return spec.format_answer(label, None)
+
+
+def direct_record(record: AvuieRecord) -> AvuieRecord:
+    """The record asking for and giving the direct answer: instruction + :data:`~crab.tasks.DIRECT_ANSWER_REQUEST`,
+    target :func:`plain_target`. A record without reasoning (captions, "w/o ERP" data) is returned as is.
+
+    Why: the tiny profile aligns its projectors on direct answers. With the reasoning, most target tokens
+    describe scenes the projectors cannot yet tell apart: on AV-Synth AVE the frozen-LLM alignment stayed at
+    the class prior for 1500 steps (accuracy 0.025 with standardised features), against 0.48 on direct answers.
+
+    Raises:
+        DataError: the target has no well-formed answer.
+    """
+    if not record.reasoning:
+        return record
+    return dataclasses.replace(
+        record, instruction=record.instruction + DIRECT_ANSWER_REQUEST, target=plain_target(record), reasoning=False
+    )
 
 
 @dataclass(frozen=True)
@@ -160,10 +175,8 @@ class AvuieDataset(torch.utils.data.Dataset):
         store: the feature store of the ``features`` stage.
         params: the params the features were extracted with (``media`` decides the audio keys).
         with_targets: False for inference: examples carry the prompt only.
-        use_reasoning: False: the targets are the plain answers (:func:`plain_target`).
 
     Raises:
-        DataError: ``use_reasoning`` is False and a target has no well-formed answer.
         FeatureStoreError: a record's media has no features in the store (the first few keys are named)
             or their width differs from the model's feature width.
     """
@@ -177,28 +190,21 @@ class AvuieDataset(torch.utils.data.Dataset):
         params: Params,
         *,
         with_targets: bool = True,
-        use_reasoning: bool = True,
     ) -> None:
         self.config = config
         self.store = store
-        self.items = [self._encode(r, tokenizer, params, with_targets, use_reasoning) for r in records]
+        self.items = [self._encode(r, tokenizer, params, with_targets) for r in records]
         self._check_store()
 
     def _encode(
-        self,
-        record: AvuieRecord,
-        tokenizer: PreTrainedTokenizerBase,
-        params: Params,
-        with_targets: bool,
-        use_reasoning: bool,
+        self, record: AvuieRecord, tokenizer: PreTrainedTokenizerBase, params: Params, with_targets: bool
     ) -> EncodedRecord:
         prompt_ids = encode_prompt(tokenizer, record.instruction)
-        target = record.target if use_reasoning else plain_target(record)
         return EncodedRecord(
             record_id=record.id,
             task=record.task,
             prompt_ids=tuple(prompt_ids),
-            answer_ids=tuple(encode_target(tokenizer, target)) if with_targets else (),
+            answer_ids=tuple(encode_target(tokenizer, record.target)) if with_targets else (),
             video_key=video_key(record) if self.config.video_token_id in prompt_ids else None,
             audio_key=audio_key(record, params) if self.config.audio_token_id in prompt_ids else None,
         )
@@ -282,7 +288,7 @@ def training_dataset(
     config: CrabConfig,
     split: str = "train",
     *,
-    use_reasoning: bool = True,
+    direct_answers: bool = False,
 ) -> AvuieDataset:
     """A stage's mixture: ``tasks``' records of ``split`` from ``data/avuie`` minus the quarantine, with features.
 
@@ -292,7 +298,7 @@ def training_dataset(
         tokenizer: the model's tokenizer.
         config: the model config.
         split: the split to read.
-        use_reasoning: False: train on the plain answers (:func:`plain_target`).
+        direct_answers: ask for and train on the direct answers (:func:`direct_record`).
 
     Returns:
         The dataset (records in task order, then file order; the sampler shuffles).
@@ -302,8 +308,9 @@ def training_dataset(
         FeatureStoreError: the feature store is missing, unfinished or lacks a record's media.
     """
     records = load_records(AVUIE_DIR, tasks, split, load_quarantined_avuie(AVUIE_REPORT))
-    store = FeatureStore(params.features.out_dir)
-    return AvuieDataset(records, tokenizer, config, store, params, use_reasoning=use_reasoning)
+    if direct_answers:
+        records = [direct_record(r) for r in records]
+    return AvuieDataset(records, tokenizer, config, FeatureStore(params.features.out_dir), params)
 
 
 class ResumableBatchSampler:

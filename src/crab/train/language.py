@@ -1,9 +1,11 @@
 """The tiny profile's language phase: the random-init LLM learns the AV-UIE language from text alone.
 
-The paper profile starts from Llama-2-chat, which already speaks; the tiny profile's LLM is random. Before
-the projectors align (``pretrain``), the tiny LLM is trained as a plain causal LM on the target texts of
-the pre-training mixture (captions and answers with their reasoning), without prompts or feature tokens:
-``<s> target </s>``, loss on every real token.
+The paper profile starts from Llama-2-chat, which already speaks and follows instructions; the tiny
+profile's LLM is random. Before the projectors align (``pretrain``), the tiny LLM is trained on the records
+of the pre-training mixture as text: the chat prompt of the instruction (placeholders left as single
+tokens, no features) followed by the target, loss on the target and its EOS. It learns the answers'
+language and which instruction asks for which answer format, but nothing about the media, which only the
+feature tokens carry.
 
 Why a separate phase rather than training the LLM jointly with the projectors: jointly, the random LLM
 learns the answer templates long before it learns to read the feature tokens, and the projector output
@@ -26,7 +28,7 @@ from transformers import PreTrainedTokenizerBase
 
 from crab.avuie.schema import AvuieRecord
 from crab.config import OptimConfig
-from crab.train.data import encode_target
+from crab.train.data import encode_prompt, encode_target
 from crab.train.loop import FitResult, fit
 
 __all__ = ["LanguageDataset", "learn_language"]
@@ -36,42 +38,47 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LanguageDataset:
-    """Target texts as token ids ``<s> target </s>`` (map-style dataset; tokenised once).
+    """Records as text-only chat examples: prompt ids and target ids (map-style dataset; tokenised once).
 
     Args:
-        records: the records whose targets are the corpus.
-        tokenizer: the model's tokenizer (needs BOS and EOS).
+        records: the corpus (instruction and target of each).
+        tokenizer: the model's tokenizer (chat template, EOS).
 
     Raises:
-        ValueError: the tokenizer lacks BOS or EOS.
+        ValueError: the tokenizer lacks EOS.
     """
 
-    ids: tuple[tuple[int, ...], ...]
+    examples: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]  # (prompt ids, target ids + EOS) per record
     pad_token_id: int
 
     @classmethod
     def of(cls, records: Sequence[AvuieRecord], tokenizer: PreTrainedTokenizerBase) -> LanguageDataset:
-        if tokenizer.bos_token_id is None:
-            raise ValueError(f"{tokenizer.name_or_path or 'tokenizer'}: no BOS token")
-        ids = tuple((tokenizer.bos_token_id, *encode_target(tokenizer, r.target)) for r in records)
+        examples = tuple(
+            (tuple(encode_prompt(tokenizer, r.instruction)), tuple(encode_target(tokenizer, r.target))) for r in records
+        )
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        return cls(ids, pad)
+        return cls(examples, pad)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.examples)
 
-    def __getitem__(self, index: int) -> tuple[int, ...]:
-        return self.ids[index]
+    def __getitem__(self, index: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return self.examples[index]
 
-    def collate(self, examples: list[tuple[int, ...]]) -> dict[str, torch.Tensor]:
-        """Right-padded batch: ``input_ids``, ``attention_mask`` and ``labels`` (-100 on padding), (B, L) each."""
-        length = max(len(e) for e in examples)
+    def collate(self, examples: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> dict[str, torch.Tensor]:
+        """Right-padded batch of prompt + target: ``input_ids``, ``attention_mask``, ``labels`` (B, L) each.
+
+        Labels are -100 over the prompt and the padding, so the loss is the target's (EOS included).
+        """
+        length = max(len(p) + len(t) for p, t in examples)
         input_ids = torch.full((len(examples), length), self.pad_token_id, dtype=torch.long)  # (B, L)
         attention_mask = torch.zeros((len(examples), length), dtype=torch.long)  # (B, L)
-        for row, example in enumerate(examples):
-            input_ids[row, : len(example)] = torch.tensor(example)
-            attention_mask[row, : len(example)] = 1
-        labels = input_ids.masked_fill(attention_mask == 0, -100)  # (B, L)
+        labels = torch.full((len(examples), length), -100, dtype=torch.long)  # (B, L)
+        for row, (prompt, target) in enumerate(examples):
+            end = len(prompt) + len(target)
+            input_ids[row, :end] = torch.tensor(prompt + target)
+            attention_mask[row, :end] = 1
+            labels[row, len(prompt) : end] = torch.tensor(target)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 

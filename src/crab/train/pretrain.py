@@ -14,8 +14,10 @@ mixture's target texts alone (:mod:`crab.train.language`), so it arrives at alig
 Llama-2-chat speaks English; the paper profile has no such phase. Then the projectors align: which
 components train is declared by params (house-style 4.1): both projectors always, the LLM only when
 ``pretrain.train_llm`` (False in both profiles, as in Crab's projector-only pre-training; Crab's stages also
-updated the LM head and the embeddings by accident, which we do not copy). ``pretrain.use_reasoning: false``
-aligns on the plain answers (:func:`crab.train.data.plain_target`) instead of the reasoning ones. When the
+updated the LM head and the embeddings by accident, which we do not copy). ``pretrain.direct_answers`` (tiny)
+aligns on direct answers (:func:`crab.train.data.direct_record`: the instruction asks for the answer without
+reasoning), and the language phase then learns each record in both forms, so the frozen LLM already knows
+which form the request selects and the projectors only have to carry the media. When the
 config standardises features (tiny), the projectors' statistics are those of the mixture's features
 (:func:`crab.train.data.feature_statistics`), fixed before alignment and saved with the model.
 
@@ -42,7 +44,14 @@ from crab.models.base import BaseModelPaths, load_llm, load_tokenizer
 from crab.models.configuration_crab import CrabConfig, crab_llama2_7b_config, crab_tiny_config
 from crab.models.modeling_crab import CrabForConditionalGeneration, set_trainable
 from crab.quality.quarantine import load_quarantined_avuie
-from crab.train.data import AVUIE_DIR, AVUIE_REPORT, feature_statistics, load_records, training_dataset
+from crab.train.data import (
+    AVUIE_DIR,
+    AVUIE_REPORT,
+    direct_record,
+    feature_statistics,
+    load_records,
+    training_dataset,
+)
 from crab.train.language import learn_language
 from crab.train.loop import fit
 from crab.train.stage import SUMMARY_NAME, StagePaths, TrainSetup, publish_stage, summary_json
@@ -153,7 +162,7 @@ def setup_pretrain(params: Params) -> TrainSetup:
     cfg = params.pretrain
     model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, cfg.seed)
     trainable = set_trainable(model, llm="full" if cfg.train_llm else "frozen", projectors=True)
-    dataset = training_dataset(params, cfg.tasks, tokenizer, model.config, use_reasoning=cfg.use_reasoning)
+    dataset = training_dataset(params, cfg.tasks, tokenizer, model.config, direct_answers=cfg.direct_answers)
     if model.config.standardize_features:
         stats = feature_statistics(dataset)
         for modality, projector in (("video", model.visual_projector), ("audio", model.audio_projector)):
@@ -186,6 +195,8 @@ def pretrain(params: Params) -> PretrainResult:
     if cfg.language is not None:
         phases.append(LANGUAGE_PHASE)
         records = load_records(AVUIE_DIR, cfg.tasks, "train", load_quarantined_avuie(AVUIE_REPORT))
+        if cfg.direct_answers:  # both forms: as the finetune asks (reasoning) and as alignment asks (direct)
+            records += [direct_record(r) for r in records if r.reasoning]
         fingerprint = {"stage": f"pretrain.{LANGUAGE_PHASE}", "profile": params.profile, "tasks": list(cfg.tasks),
                        "base_models": params.base_models.out_dir}  # fmt: skip
         language = learn_language(
@@ -197,7 +208,7 @@ def pretrain(params: Params) -> PretrainResult:
         fingerprint=setup.fingerprint, desc="pretrain",
     )  # fmt: skip
     extra = {"seed": cfg.seed, "tasks": list(cfg.tasks), "train_llm": cfg.train_llm,
-             "use_reasoning": cfg.use_reasoning, "base_models": params.base_models.out_dir,
+             "direct_answers": cfg.direct_answers, "base_models": params.base_models.out_dir,
              "language": None if language is None else {"num_steps": language.plan.num_steps,
                                                          "loss_history": language.history}}  # fmt: skip
 

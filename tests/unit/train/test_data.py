@@ -19,6 +19,7 @@ from crab.train.data import (
     AvuieDataset,
     ResumableBatchSampler,
     encode_prompt,
+    direct_record,
     encode_target,
     feature_statistics,
     load_records,
@@ -70,27 +71,36 @@ def test_examples_carry_loss_on_the_answer_only_and_expand_placeholders(
     assert all(label == IGNORE_INDEX for label in inference[0].labels)
 
 
-def test_plain_targets_drop_the_reasoning_and_keep_the_answer(
+def test_direct_records_ask_for_and_give_the_answer_without_reasoning(
     workspace: Any, stage_dir: Path, model_and_tokenizer: tuple[Any, Any]
 ) -> None:
     model, tokenizer = model_and_tokenizer
     ave = next(r for r in workspace.records if r.id == "ave/train/av001")  # Church bell, 1-4 (conftest.py)
-    assert plain_target(ave) == (
-        "The audible and visible event in the video is <event> Church bell </event>, and the time range is <range> 1,4 </range>."
+    direct = direct_record(ave)
+    assert direct.instruction == ave.instruction + " Answer directly, without the reasoning."
+    assert (
+        direct.target
+        == plain_target(ave)
+        == (
+            "The audible and visible event in the video is <event> Church bell </event>, and the time range is "
+            "<range> 1,4 </range>."
+        )
     )
+    assert not direct.reasoning and direct.id == ave.id
     avqa = next(r for r in workspace.records if r.task == "avqa")
-    assert plain_target(avqa) == "<answer> yes </answer>"
+    assert direct_record(avqa).target == "<answer> yes </answer>"
     avcap = next(r for r in workspace.records if r.task == "avcap")
-    assert plain_target(avcap) == avcap.target  # a caption has no reasoning to drop
+    assert direct_record(avcap) == avcap  # a caption has no reasoning to drop
 
-    dataset = training_dataset(workspace.params, ["avcap", "ave", "avqa"], tokenizer, model.config, use_reasoning=False)
-    by_id = {r.id: r for r in workspace.records}
-    assert [item.answer_ids for item in dataset.items] == [
-        tuple(encode_target(tokenizer, plain_target(by_id[item.record_id]))) for item in dataset.items
-    ]
-    broken = dataclasses.replace(ave, target="The bark is heard, but no tag says so.")
+    dataset = training_dataset(workspace.params, ["avcap", "ave", "avqa"], tokenizer, model.config, direct_answers=True)
+    by_id = {r.id: direct_record(r) for r in workspace.records if r.split == "train"}
+    for item in dataset.items:
+        record = by_id[item.record_id]
+        assert item.prompt_ids == tuple(encode_prompt(tokenizer, record.instruction))
+        assert item.answer_ids == tuple(encode_target(tokenizer, record.target))
+    broken = dataclasses.replace(ave, target="The bell is heard, but no tag says so.")
     with pytest.raises(DataError, match=r"ann\.txt:1.*no well-formed ave answer"):
-        plain_target(broken)
+        direct_record(broken)
 
 
 def test_feature_statistics_count_each_media_item_once(

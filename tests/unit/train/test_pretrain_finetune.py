@@ -142,17 +142,17 @@ def test_language_phase_teaches_the_llm_then_the_projectors_align_to_it_frozen(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     params = _pretrain_params(workspace, epochs=1.0)
-    language = dataclasses.replace(params.pretrain.optim, epochs=2.0, batch_size=4)  # 12 texts: 6 steps
+    language = dataclasses.replace(params.pretrain.optim, epochs=2.0, batch_size=4)  # 12 + 8 direct: 10 steps
     params = dataclasses.replace(params, pretrain=dataclasses.replace(
-        params.pretrain, language=language, train_llm=False, use_reasoning=False))  # fmt: skip
+        params.pretrain, language=language, train_llm=False, direct_answers=True))  # fmt: skip
     reference = pretrain(params)
     expected = _weights(stage_dir / "models/pretrain")
     assert reference.trainable["language_model"] == 0  # frozen while the projectors align
     assert all(not torch.equal(expected[f"language_model.{k}"], v) for k, v in base_llm.items())  # it learned
     summary = json.loads((stage_dir / "models/pretrain/train_summary.json").read_text())
-    assert summary["language"]["num_steps"] == 6 and summary["use_reasoning"] is False
-    assert json.loads((stage_dir / "models/pretrain_log/language/metrics.json").read_text())["step"] == 6
-    assert _tsv_steps(stage_dir / "models/pretrain_log/language", "loss")[-1] == 6
+    assert summary["language"]["num_steps"] == 10 and summary["direct_answers"] is True
+    assert json.loads((stage_dir / "models/pretrain_log/language/metrics.json").read_text())["step"] == 10
+    assert _tsv_steps(stage_dir / "models/pretrain_log/language", "loss")[-1] == 10
     assert not (stage_dir / "models/checkpoints").exists()
 
     other = _second_workspace(workspace, tmp_path_factory, monkeypatch)
@@ -164,7 +164,7 @@ def test_language_phase_teaches_the_llm_then_the_projectors_align_to_it_frozen(
     pretrain(params)
     weights = _weights(other / "models/pretrain")
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
-    assert _tsv_steps(other / "models/pretrain_log/language", "loss") == [1, 2, 3, 4, 5, 6]
+    assert _tsv_steps(other / "models/pretrain_log/language", "loss") == list(range(1, 11))
     assert not (other / "models/checkpoints").exists()
 
 
