@@ -133,7 +133,7 @@ STAGES: dict[str, Stage] = {
             name="pretrain",
             target="crab.train.pretrain:pretrain",
             help="Align the projectors on captions and task data (tiny: the LLM also learns language).",
-            params=("profile", "base_models", "features", "media", "pretrain"),
+            params=("profile", "base_models", "features", "media", "pretrain", "finetune.tasks"),
             deps=(
                 "models/base",
                 "data/features",

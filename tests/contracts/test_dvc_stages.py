@@ -54,8 +54,16 @@ def test_foreach_stages_iterate_over_a_params_list() -> None:
 
 @pytest.mark.parametrize("name", list(STAGES))
 def test_params_sections_exist(name: str) -> None:
+    """Each entry is a params section or a dotted key inside one (``finetune.tasks``)."""
     sections = {f.name for f in dataclasses.fields(Params)}
-    assert set(STAGES[name].params) <= sections
+    params = load_params(REPO / "params.yaml")
+    for entry in STAGES[name].params:
+        section, *keys = entry.split(".")
+        assert section in sections, entry
+        node = getattr(params, section)
+        for key in keys:
+            assert hasattr(node, key), entry
+            node = getattr(node, key)
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -73,7 +81,9 @@ def test_deps_are_code_raw_data_or_earlier_outputs() -> None:
             else:
                 # a dep is an earlier output, or a folder holding earlier outputs (e.g. metrics/)
                 earlier = dep in produced or any(p.startswith(dep + "/") for p in produced)
-                assert dep == params.datasets.raw_root or earlier, f"{stage.name}: {dep} is produced by no earlier stage"
+                assert dep == params.datasets.raw_root or earlier, (
+                    f"{stage.name}: {dep} is produced by no earlier stage"
+                )
         produced.update(stage.outs + stage.metrics + stage.plots)
 
 

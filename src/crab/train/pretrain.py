@@ -9,9 +9,9 @@ writes ``pretrain.out_dir``::
                             the tokenizer files, train_summary.json
     models/pretrain_log/    dvclive: metrics.json, plots/metrics/train/*.tsv (loss curve for dvc plots)
 
-Phases. The tiny profile (``pretrain.language`` set) first trains its random-init LLM as a causal LM on the
-mixture's target texts alone (:mod:`crab.train.language`), so it arrives at alignment speaking AV-UIE as
-Llama-2-chat speaks English; the paper profile has no such phase. Then the projectors align: which
+Phases. The tiny profile (``pretrain.language`` set) first trains its random-init LLM on the train records
+of every task it will answer (``pretrain.tasks`` and ``finetune.tasks``) as text (:mod:`crab.train.language`),
+so it arrives at alignment speaking AV-UIE as Llama-2-chat speaks English; the paper profile has no such phase. Then the projectors align: which
 components train is declared by params (house-style 4.1): both projectors always, the LLM only when
 ``pretrain.train_llm`` (False in both profiles, as in Crab's projector-only pre-training; Crab's stages also
 updated the LM head and the embeddings by accident, which we do not copy). ``pretrain.direct_answers`` (tiny)
@@ -194,10 +194,12 @@ def pretrain(params: Params) -> PretrainResult:
     phases, language = [], None
     if cfg.language is not None:
         phases.append(LANGUAGE_PHASE)
-        records = load_records(AVUIE_DIR, cfg.tasks, "train", load_quarantined_avuie(AVUIE_REPORT))
+        # every task the LLM will answer: the alignment mixture and the fine-tuning tasks
+        tasks = [*cfg.tasks, *(t for t in params.finetune.tasks if t not in cfg.tasks)]
+        records = load_records(AVUIE_DIR, tasks, "train", load_quarantined_avuie(AVUIE_REPORT))
         if cfg.direct_answers:  # both forms: as the finetune asks (reasoning) and as alignment asks (direct)
             records += [direct_record(r) for r in records if r.reasoning]
-        fingerprint = {"stage": f"pretrain.{LANGUAGE_PHASE}", "profile": params.profile, "tasks": list(cfg.tasks),
+        fingerprint = {"stage": f"pretrain.{LANGUAGE_PHASE}", "profile": params.profile, "tasks": tasks,
                        "base_models": params.base_models.out_dir}  # fmt: skip
         language = learn_language(
             setup.model.language_model, setup.tokenizer, records, cfg.language, seed=cfg.seed,
