@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
 import typing
 from pathlib import Path
 
@@ -37,7 +38,11 @@ def _field_paths(cls: type, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         key = f"{prefix}.{f.name}" if prefix else f.name
         tp = hints[f.name]
-        paths.extend(_field_paths(tp, key) if dataclasses.is_dataclass(tp) else [key])
+        # an optional section (``OptimConfig | None``) is written out in params.yaml like a required one
+        optional = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        inner = [a for a in typing.get_args(tp) if a is not type(None)] if optional else []
+        section = tp if dataclasses.is_dataclass(tp) else next((a for a in inner if dataclasses.is_dataclass(a)), None)
+        paths.extend(_field_paths(section, key) if section is not None else [key])
     return paths
 
 
