@@ -84,12 +84,12 @@ def _run_worker(out_dir: Path) -> int:
         return fit
 
     def recording_publish(real: Any) -> Any:
-        def publish_stage(paths: Any, write_outputs: Any) -> None:
+        def publish_stage(paths: Any, write_outputs: Any, *rest: Any) -> None:
             def write(folder: Path) -> None:
                 record["wrote"].append(current[-1])
                 write_outputs(folder)
 
-            real(paths, write)
+            real(paths, write, *rest)
 
         return publish_stage
 
