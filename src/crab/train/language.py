@@ -11,7 +11,9 @@ Why a separate phase rather than training the LLM jointly with the projectors: j
 learns the answer templates long before it learns to read the feature tokens, and the projector output
 drifted to a large constant (AV-Synth, 1800 joint steps: visual token norm 0.21 -> 15.3, across-clip spread
 3 %; AVE accuracy 0.08 against 0.24 for all-background). With the LLM taught first and then frozen, the
-projectors align on a fixed reader (AVE accuracy 0.48 after 1500 alignment steps of the same harness).
+projectors align on a fixed reader: AVE accuracy 0.48 after 1500 alignment steps on direct answers in an
+AVE-only harness (whose text phase had no prompts; with prompts, the frozen LLM attends less to the media
+region, and the pipeline's pre-trained model still answers AVE near chance).
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ def learn_language(
     work_dir: Path,
     fingerprint: dict[str, Any],
 ) -> FitResult:
-    """Train every parameter of ``llm`` as a causal LM on the records' targets; resumable like any ``fit``.
+    """Train every parameter of ``llm`` on the records as text (prompt, then target; loss on the target).
+
+    Resumable like any ``fit``.
 
     The trainable flags of ``llm`` are restored afterwards, so a caller's frozen LLM stays frozen for the
     next phase.
@@ -100,7 +104,7 @@ def learn_language(
     Args:
         llm: the ``LlamaForCausalLM`` inside the Crab model (updated in place).
         tokenizer: its tokenizer.
-        records: the corpus (their ``target`` texts).
+        records: the corpus (their ``instruction`` and ``target``).
         optim: the phase's optimisation (``pretrain.language``).
         seed: data order and dropout seed.
         work_dir: the phase's checkpoints and dvclive folder.
