@@ -35,7 +35,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import parse_flag_from_env, set_seed
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import PreTrainedModel, get_cosine_schedule_with_warmup
 
 from crab.config import OptimConfig
 from crab.errors import CrabError
@@ -283,12 +283,16 @@ def fit(
     set_seed(seed, device_specific=True)
     optimizer = build_optimizer(named, optim)
     scheduler = get_cosine_schedule_with_warmup(optimizer, plan.num_warmup_steps, plan.num_steps)
+    checkpointed = _set_activation_checkpointing(model, optim.gradient_checkpointing, desc)
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     if accelerator.gradient_accumulation_steps != optim.grad_accum:  # the step plan counts optim.grad_accum
         raise CrabError(f"{desc}: accelerate accumulates {accelerator.gradient_accumulation_steps} micro-batches, "
                         f"params {optim.grad_accum}: set it in params.yaml, not in the launcher or DeepSpeed config")  # fmt: skip
     # Compared with the JSON copy in checkpoints, so normalise it through JSON (tuples -> lists, ...).
-    fingerprint = json.loads(json.dumps({**fingerprint, "optim": dataclasses.asdict(optim), "seed": seed,
+    # Activation checkpointing changes memory and time, not the math (the recomputation replays the RNG state), so
+    # a run may switch it on to resume after running out of memory.
+    optim_settings = {k: v for k, v in dataclasses.asdict(optim).items() if k != "gradient_checkpointing"}
+    fingerprint = json.loads(json.dumps({**fingerprint, "optim": optim_settings, "seed": seed,
                                          "plan": vars(plan), "num_examples": len(dataset)}))  # fmt: skip
 
     run = _restore(work_dir, fingerprint, model=model, optimizer=optimizer, scheduler=scheduler,
@@ -350,9 +354,32 @@ def fit(
     if live is not None:
         live.end()
     accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)  # drops the autocast patch of forward
+    if checkpointed is not None:
+        checkpointed.activation_checkpointing_disable()
     seconds = time.perf_counter() - start
     log.info("%s: %d steps in %.1f s (%.0f tokens/s)", desc, plan.num_steps, seconds, num_tokens / max(seconds, 1e-9))
     return FitResult(plan, run.resumed_from, run.history, seconds, num_tokens, mixed_precision)
+
+
+def _set_activation_checkpointing(model: nn.Module, enabled: bool, desc: str) -> PreTrainedModel | None:
+    """Turn on activation checkpointing for ``model`` (a transformers model, or a peft model around one).
+
+    Non-reentrant checkpointing: it needs no input that requires grad (the LLM's embeddings are frozen in every
+    stage but the language phase) and works with frozen layers and adapters.
+
+    Returns:
+        The model it was turned on for (to turn it off after training), or None when not ``enabled``.
+
+    Raises:
+        CrabError: ``enabled`` for a model that does not support it.
+    """
+    if not enabled:
+        return None
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not (isinstance(target, PreTrainedModel) and target.supports_gradient_checkpointing):
+        raise CrabError(f"{desc}: optim.gradient_checkpointing is set, but {type(target).__name__} does not support it")
+    target.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return target
 
 
 def _restore(

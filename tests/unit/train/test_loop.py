@@ -12,7 +12,8 @@ import torch
 from crab.config import OptimConfig
 from crab.errors import CrabError
 from crab.train.checkpoint import latest_checkpoint
-from crab.train.loop import _truncate_live, build_optimizer, fit, plan_steps, resolve_mixed_precision
+from crab.train.loop import (_set_activation_checkpointing, _truncate_live, build_optimizer, fit, plan_steps,
+                             resolve_mixed_precision)  # fmt: skip
 from crab.train.stage import StagePaths
 from crab.train.pretrain import setup_pretrain
 
@@ -102,3 +103,34 @@ def test_fit_refuses_a_model_without_trainable_parameters(setup: Any, tmp_path: 
     setup.model.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         _fit(setup, tmp_path / "work")
+
+
+def test_activation_checkpointing_is_on_while_training_and_gives_the_same_weights(
+    workspace: Any, stage_dir: Path, tmp_path: Path
+) -> None:
+    optim = dataclasses.replace(OPTIM, epochs=1.0)
+    plain, checkpointed = setup_pretrain(workspace.params), setup_pretrain(workspace.params)
+    _fit(plain, tmp_path / "plain", optim)
+
+    layers = checkpointed.model.language_model.model.layers
+    seen: list[bool] = []
+    _fit(checkpointed, tmp_path / "gc", dataclasses.replace(optim, gradient_checkpointing=True),
+         on_step_end=lambda step: seen.append(all(layer.gradient_checkpointing for layer in layers)))  # fmt: skip
+    assert seen == [True] * 3
+    assert not any(layer.gradient_checkpointing for layer in layers)  # off again after training
+    trained = dict(plain.model.named_parameters())
+    num_trainable = 0
+    for name, param in checkpointed.model.named_parameters():
+        torch.testing.assert_close(param, trained[name], rtol=1e-6, atol=1e-7, msg=name)
+        num_trainable += param.requires_grad
+    assert num_trainable > 0
+
+    # Same math, so the switch does not invalidate a checkpoint: the finished plain run resumes with it on.
+    again = _fit(plain, tmp_path / "plain", dataclasses.replace(optim, gradient_checkpointing=True))
+    assert again.resumed_from_step == 3 and again.num_tokens == 0
+
+
+def test_activation_checkpointing_needs_a_model_that_supports_it(tmp_path: Path) -> None:
+    with pytest.raises(CrabError, match="does not support it"):
+        _set_activation_checkpointing(torch.nn.Linear(2, 2), True, "pretrain")
+    assert _set_activation_checkpointing(torch.nn.Linear(2, 2), False, "pretrain") is None
