@@ -313,6 +313,18 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True)
+class PretrainedPathsConfig:
+    """The paper profile's local copies of the released weights (nothing is downloaded; the tiny profile ignores them).
+
+    Paths, not environment variables: DVC sees params, so pointing at other weights reruns ``base_models``.
+    """
+
+    vision: str  # HF folder of openai/clip-vit-large-patch14 (config.json, preprocessor_config.json, safetensors)
+    audio: str  # BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt, the official {cfg, model} checkpoint
+    llm: str  # HF folder of meta-llama/Llama-2-7b-chat-hf (config.json, safetensors, tokenizer files)
+
+
+@dataclass(frozen=True)
 class BaseModelsConfig:
     """``base_models`` stage: the frozen encoders, the LLM and the tokenizer every later stage starts from."""
 
@@ -321,6 +333,7 @@ class BaseModelsConfig:
     vision: TinyVisionConfig
     llm: TinyLlmConfig
     tokenizer: TokenizerConfig
+    pretrained: PretrainedPathsConfig
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.avuie.schema import AvuieRecord, read_jsonl
-from crab.config import MediaConfig, Params, TinyVisionConfig
+from crab.config import MediaConfig, Params
 from crab.datasets.media import read_audio, read_frames, segment_audio, window_audio
 from crab.errors import CrabError, DataError
 from crab.features.fbank import BEATS_SAMPLE_RATE, beats_fbank, num_fbank_frames
@@ -135,6 +135,7 @@ class Encoders(NamedTuple):
     vision: Any
     processor: Any
     audio: Any
+    feature_layer: int  # CLIP ``hidden_states`` index kept (the base models' manifest: tiny from params, paper 23)
 
 
 @dataclass
@@ -270,7 +271,7 @@ def compute_shard(
     videos = [i for i in items if i.kind == "video"]
     if videos:
         start = time.perf_counter()
-        size, layer = enc.processor.crop_size["height"], params.base_models.vision.feature_layer
+        size, layer = enc.processor.crop_size["height"], enc.feature_layer
         frames = [read_frames(Path(i.path), params.media.num_frames, size) for i in videos]  # (T_i, S, S, 3) each
         tokens = encode_frames(enc.vision, enc.processor, np.concatenate(frames), layer, batch_size)  # (sum T_i, P, D)
         for item, chunk in zip(videos, tokens.split([len(f) for f in frames]), strict=True):
@@ -294,21 +295,31 @@ def compute_shard(
     return out
 
 
-def load_encoders(base_dir: Path, vision_cfg: TinyVisionConfig) -> Encoders:
-    """The frozen CLIP (with its processor) and BEATs of ``base_dir`` in eval mode, checked against params.
+def load_encoders(base_dir: Path) -> Encoders:
+    """The frozen CLIP (with its processor) and BEATs of ``base_dir`` in eval mode, and the CLIP layer to keep.
 
     Raises:
-        CrabError: ``feature_layer`` is outside the CLIP's layers, or the processor's crop size differs
-            from the model's image size.
+        CrabError: the manifest names no feature layer or one outside the CLIP's layers, or the processor's
+            crop size differs from the model's image size.
     """
     paths = BaseModelPaths.of(base_dir)
+    layer = _feature_layer(paths)
     vision, processor = load_vision(paths.vision)
-    layer, num_layers = vision_cfg.feature_layer, vision.config.num_hidden_layers
-    if not 1 <= layer <= num_layers:
-        raise CrabError(f"base_models.vision.feature_layer: {layer} not in 1..{num_layers} for {paths.vision}")
+    if not 1 <= layer <= (num_layers := vision.config.num_hidden_layers):
+        raise CrabError(f"{paths.manifest}: vision.feature_layer {layer} not in 1..{num_layers} for {paths.vision}")
     if processor.crop_size["height"] != vision.config.image_size:
         raise CrabError(f"{paths.vision}: processor crop size != model image size {vision.config.image_size}")
-    return Encoders(vision.eval(), processor, load_audio(paths.audio).eval())
+    return Encoders(vision.eval(), processor, load_audio(paths.audio).eval(), layer)
+
+
+def _feature_layer(paths: BaseModelPaths) -> int:
+    """The CLIP layer the base models' manifest names (one source for both profiles)."""
+    try:
+        return int(json.loads(paths.manifest.read_text(encoding="utf-8"))["vision"]["feature_layer"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CrabError(
+            f"{paths.manifest}: no vision.feature_layer ({type(err).__name__}); run `crab base_models`"
+        ) from None
 
 
 def _file_sha256(path: Path) -> str:
@@ -345,7 +356,7 @@ def _feature_spec(params: Params) -> dict[str, Any]:
             "sha256": _digest(f"{p.name}:{_file_sha256(p)}" for p in vision_files),
             "num_frames": params.media.num_frames,
             "image_size": crop.get("height"),
-            "feature_layer": params.base_models.vision.feature_layer,
+            "feature_layer": _feature_layer(paths),
             "tokens": "patch (CLS dropped), raw block output",
         },
         "audio": {"sha256": _file_sha256(paths.audio), "sample_rate": BEATS_SAMPLE_RATE, "tokens": "last layer"},
@@ -357,7 +368,7 @@ def features(params: Params) -> FeaturesResult:
     """Run the frozen encoders over all AV-UIE media into the feature store (module docstring).
 
     Args:
-        params: reads ``avuie.tasks``, ``media``, ``base_models.out_dir`` / ``vision.feature_layer``
+        params: reads ``avuie.tasks``, ``media``, ``base_models.out_dir`` (the manifest there names the CLIP layer)
             and ``features``.
 
     Returns:
@@ -382,7 +393,7 @@ def features(params: Params) -> FeaturesResult:
         for index, shard in enumerate(plan):
             inputs.append(_media_digest(shard, file_hashes))
             if not writer.is_done(index, [i.key for i in shard], inputs[-1]):
-                encoders = encoders or load_encoders(Path(params.base_models.out_dir), params.base_models.vision)
+                encoders = encoders or load_encoders(Path(params.base_models.out_dir))
                 writer.write(index, compute_shard(shard, encoders, params, counters), inputs[-1])
                 counters.num_shards += 1
             bar.update(len(shard))

@@ -97,7 +97,7 @@ def load_infer_model(params: Params) -> InferModel:
     check_trained_model(params)
     model, tokenizer = load_finetuned(params.pretrain.out_dir, params.finetune.out_dir)
     model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu")).eval()
-    encoders = load_encoders(Path(params.base_models.out_dir), params.base_models.vision)
+    encoders = load_encoders(Path(params.base_models.out_dir))
     return InferModel(model, tokenizer, encoders)
 
 
@@ -107,7 +107,7 @@ def media_features(request: InferRequest, encoders: Any, params: Params) -> tupl
     Args:
         request: the input.
         encoders: :attr:`InferModel.encoders`.
-        params: reads ``media``, ``features`` (dtype, batch size) and ``base_models.vision.feature_layer``.
+        params: reads ``media`` and ``features`` (dtype, batch size); the encoders carry the CLIP layer.
 
     Returns:
         Video ``(T, P, Dv)`` CLIP patch tokens and audio ``(C, N, Da)`` BEATs tokens in ``features.dtype``:

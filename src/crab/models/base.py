@@ -52,15 +52,16 @@ from crab.models.tokenizer import (CRAB_ADDED_TOKENS, MAX_SEQUENCE_LENGTH, PLACE
                                    avuie_training_texts, check_tokenizer, train_bpe_tokenizer)  # fmt: skip
 
 __all__ = [
-    "BaseModelPaths", "BaseModels", "BaseModelsError", "BaseModelsResult", "base_models", "load_audio",
-    "load_base_models", "load_llm", "load_tokenizer", "load_vision", "tiny_clip", "tiny_llama",
+    "LLM_FILES", "TOKENIZER_FILES", "VISION_FILES", "BaseModelPaths", "BaseModels", "BaseModelsError",
+    "BaseModelsResult", "base_models", "fit_llm_to_tokenizer", "load_audio", "load_base_models", "load_llm",
+    "load_tokenizer", "load_vision", "missing_files", "tiny_clip", "tiny_llama",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-_VISION_FILES = (("config.json",), ("preprocessor_config.json",), ("model.safetensors", "model.safetensors.index.json"))
-_LLM_FILES = (("config.json",), ("model.safetensors", "model.safetensors.index.json"))
-_TOKENIZER_FILES = (("tokenizer_config.json",), ("tokenizer.json", "tokenizer.model"))
+VISION_FILES = (("config.json",), ("preprocessor_config.json",), ("model.safetensors", "model.safetensors.index.json"))
+LLM_FILES = (("config.json",), ("model.safetensors", "model.safetensors.index.json"))
+TOKENIZER_FILES = (("tokenizer_config.json",), ("tokenizer.json", "tokenizer.model"))
 #: Weights of a full ``CLIPModel`` checkpoint that the vision tower does not use.
 _CLIP_OTHER_TOWER = ("text_model.", "text_projection.", "visual_projection.", "logit_scale")
 
@@ -82,8 +83,28 @@ class BaseModelPaths:
 
     @classmethod
     def of(cls, out_dir: str | Path) -> BaseModelPaths:
+        """The folder's layout; a component whose manifest entry names a ``path`` is read from there.
+
+        The tiny manifest names the layout above (relative paths); the paper one the absolute paths of the
+        released weights, which ``base_models`` checks but does not copy (:mod:`crab.models.pretrained`).
+        """
         r = Path(out_dir)
-        return cls(r, r / "clip", r / "beats" / "beats.pt", r / "llm", r / "tokenizer", r / "manifest.json")
+        paths = {
+            "vision": r / "clip",
+            "audio": r / "beats" / "beats.pt",
+            "llm": r / "llm",
+            "tokenizer": r / "tokenizer",
+        }
+        manifest = r / "manifest.json"
+        if manifest.is_file():
+            try:
+                entries = json.loads(manifest.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise BaseModelsError(f"{manifest}: not valid JSON ({err.msg})") from None
+            paths |= {
+                k: r / entries[k]["path"] for k in paths if isinstance(entries.get(k), dict) and "path" in entries[k]
+            }
+        return cls(r, paths["vision"], paths["audio"], paths["llm"], paths["tokenizer"], manifest)
 
 
 @dataclass(frozen=True)
@@ -107,7 +128,8 @@ class BaseModels:
 
 
 def base_models(params: Params) -> BaseModelsResult:
-    """Create the tiny profile's base models in ``base_models.out_dir`` (module docstring).
+    """Create the tiny profile's base models in ``base_models.out_dir`` (module docstring); for ``profile: paper``,
+    check the released weights and extend their tokenizer instead (:mod:`crab.models.pretrained`).
 
     Args:
         params: reads ``profile``, ``base_models`` and ``avuie.tasks`` (train splits in ``data/avuie``: the corpus).
@@ -116,12 +138,14 @@ def base_models(params: Params) -> BaseModelsResult:
         The output folder and the manifest.
 
     Raises:
-        CrabError: the profile is ``paper`` (its checks of local weights come with the paper profile).
+        PretrainedWeightsError: (paper) the local weights are missing or do not fit Crab.
         DataError: an AV-UIE ``train.jsonl`` is missing or malformed (run ``crab avuie_build``).
         TokenizerError: the trained tokenizer fails its checks.
     """
-    if params.profile != "tiny":
-        raise CrabError(f"base_models: profile {params.profile!r} is not supported yet; only 'tiny' creates models")
+    if params.profile == "paper":
+        from crab.models.pretrained import paper_base_models  # imports this module
+
+        return BaseModelsResult(out_dir=Path(params.base_models.out_dir), manifest=paper_base_models(params))
     cfg = params.base_models
     seeds = {"vision": cfg.seed, "audio": cfg.seed + 1, "llm": cfg.seed + 2}
     out_dir = Path(cfg.out_dir)
@@ -279,9 +303,9 @@ def load_base_models(out_dir: str | Path, dtype: torch.dtype = torch.float32) ->
             vocabulary or the added-token ids disagree with the tokenizer / manifest.
     """
     paths = BaseModelPaths.of(out_dir)  # check everything first, to name every missing piece at once
-    required = ((paths.vision, _VISION_FILES), (paths.audio.parent, ((paths.audio.name,),)), (paths.llm, _LLM_FILES),
-                (paths.tokenizer, _TOKENIZER_FILES), (paths.root, ((paths.manifest.name,),)))  # fmt: skip
-    missing = [entry for folder, files in required for entry in _missing_files(folder, files)]
+    required = ((paths.vision, VISION_FILES), (paths.audio.parent, ((paths.audio.name,),)), (paths.llm, LLM_FILES),
+                (paths.tokenizer, TOKENIZER_FILES), (paths.root, ((paths.manifest.name,),)))  # fmt: skip
+    missing = [entry for folder, files in required for entry in missing_files(folder, files)]
     if missing:
         raise BaseModelsError(f"{paths.root}: missing {', '.join(missing)}; run `crab base_models`")
     try:
@@ -290,13 +314,34 @@ def load_base_models(out_dir: str | Path, dtype: torch.dtype = torch.float32) ->
         raise BaseModelsError(f"{paths.manifest}: not valid JSON ({err.msg})") from None
     vision, processor = load_vision(paths.vision, dtype)
     tokenizer, llm = load_tokenizer(paths.tokenizer), load_llm(paths.llm, dtype)
-    if llm.config.vocab_size != len(tokenizer):
-        raise BaseModelsError(f"{paths.llm}: vocab_size {llm.config.vocab_size} != tokenizer length {len(tokenizer)}")
+    fit_llm_to_tokenizer(llm, tokenizer, seed=manifest.get("seed", 0))
     expected = manifest.get("tokenizer", {}).get("added_token_ids", {})
     actual = {t: tokenizer.convert_tokens_to_ids(t) for t in CRAB_ADDED_TOKENS}
     if expected != actual:
         raise BaseModelsError(f"{paths.tokenizer}: added-token ids {actual} differ from the manifest's {expected}")
     return BaseModels(vision, processor, load_audio(paths.audio), llm, tokenizer, manifest)
+
+
+def fit_llm_to_tokenizer(llm: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, seed: int) -> None:
+    """Give a released LLM the rows of Crab's 17 tokens, as Crab's ``resize_token_embeddings(32017)`` does.
+
+    The new rows of the input embedding and the LM head get HF's default N(0, initializer_range) init (Crab's
+    "mean of the old embeddings" init is commented out, crab-reference 1.6), from an RNG seeded with ``seed``.
+    A tiny LLM, created with the tokenizer's size, is left as it is.
+
+    Raises:
+        BaseModelsError: the vocabulary is neither the tokenizer's size nor that size less Crab's 17 tokens.
+    """
+    size, vocab = len(tokenizer), llm.config.vocab_size
+    if vocab == size:
+        return
+    if vocab != size - len(CRAB_ADDED_TOKENS) or tokenizer.convert_tokens_to_ids(CRAB_ADDED_TOKENS[0]) != vocab:
+        raise BaseModelsError(
+            f"LLM vocab_size {vocab} fits neither the tokenizer ({size}) nor it without Crab's tokens"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        llm.resize_token_embeddings(size, mean_resizing=False)
 
 
 def load_vision(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[CLIPVisionModel, CLIPImageProcessorPil]:
@@ -314,7 +359,7 @@ def load_vision(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[C
         BaseModelsError: a file is missing, or weights do not fit (a full CLIPModel's text tower may be unused).
     """
     path = Path(path)
-    _require(path, _VISION_FILES)
+    _require(path, VISION_FILES)
     model = _from_pretrained(CLIPVisionModel, path, dtype, _CLIP_OTHER_TOWER)
     processor = CLIPImageProcessorPil.from_pretrained(path, local_files_only=True)
     return model, processor
@@ -333,7 +378,7 @@ def load_llm(path: str | Path, dtype: torch.dtype = torch.float32) -> LlamaForCa
         BaseModelsError: a file is missing, or weights are missing / mismatched / unexpected.
     """
     path = Path(path)
-    _require(path, _LLM_FILES)
+    _require(path, LLM_FILES)
     return _from_pretrained(LlamaForCausalLM, path, dtype, ())
 
 
@@ -344,7 +389,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
         BaseModelsError: a file is missing.
     """
     path = Path(path)
-    _require(path, _TOKENIZER_FILES)
+    _require(path, TOKENIZER_FILES)
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
@@ -364,7 +409,7 @@ def _from_pretrained(cls: type[PreTrainedModel], path: Path, dtype: torch.dtype,
     return model.eval()
 
 
-def _missing_files(folder: Path, required: tuple[tuple[str, ...], ...]) -> list[str]:
+def missing_files(folder: Path, required: tuple[tuple[str, ...], ...]) -> list[str]:
     """Missing entries of a folder; each requirement lists alternatives, e.g. single or sharded weights."""
     if not folder.is_dir():
         return [f"{folder}/ (folder)"]
@@ -377,6 +422,6 @@ def _missing_files(folder: Path, required: tuple[tuple[str, ...], ...]) -> list[
 
 
 def _require(folder: Path, required: tuple[tuple[str, ...], ...]) -> None:
-    missing = _missing_files(folder, required)
+    missing = missing_files(folder, required)
     if missing:
         raise BaseModelsError(f"{folder}: missing {', '.join(missing)}")

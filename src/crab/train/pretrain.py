@@ -40,7 +40,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from crab.config import Params
 from crab.errors import CrabError
-from crab.models.base import BaseModelPaths, load_llm, load_tokenizer
+from crab.models.base import BaseModelPaths, fit_llm_to_tokenizer, load_llm, load_tokenizer
 from crab.models.configuration_crab import CrabConfig, crab_llama2_7b_config, crab_tiny_config
 from crab.models.modeling_crab import CrabForConditionalGeneration, set_trainable
 from crab.quality.quarantine import load_quarantined_avuie
@@ -145,8 +145,7 @@ def build_crab_model(
     paths = BaseModelPaths.of(base_dir)
     tokenizer = load_tokenizer(paths.tokenizer)
     llm: LlamaForCausalLM = load_llm(paths.llm)
-    if llm.config.vocab_size != len(tokenizer):
-        raise CrabError(f"{paths.llm}: vocab_size {llm.config.vocab_size} != tokenizer length {len(tokenizer)}")
+    fit_llm_to_tokenizer(llm, tokenizer, seed)  # paper: Llama-2's 32000 rows + Crab's 17
     manifest = json.loads(paths.manifest.read_text(encoding="utf-8"))
     config = build_crab_config(profile, llm.config, tokenizer, manifest)
     with torch.random.fork_rng(devices=[]):

@@ -77,7 +77,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     beats = beats_tiny(seed=1)
     (root / "models/base/beats").mkdir(parents=True)
     save_beats_checkpoint(beats, beats.cfg, root / "models/base/beats/beats.pt")
-    (root / "models/base/manifest.json").write_text(json.dumps({"vision": {"path": "clip"}, "audio": {}}))
+    manifest = {"vision": {"path": "clip", "feature_layer": params.base_models.vision.feature_layer}, "audio": {}}
+    (root / "models/base/manifest.json").write_text(json.dumps(manifest))
     clips = {
         "a1": "data/raw/ave/AVE/a1.mp4", "a2": "data/raw/ave/AVE/a2.mp4", "a3": "data/raw/ave/AVE/a3.mp4",
         "m1": "data/raw/music_avqa/video/m1.mp4", "m2": "data/raw/music_avqa/video/m2.mp4",

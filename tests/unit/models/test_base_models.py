@@ -21,7 +21,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params, load_params
-from crab.errors import CrabError, DataError
+from crab.errors import DataError
 from crab.features.fbank import beats_fbank
 from crab.models.base import (
     BaseModels,
@@ -251,13 +251,6 @@ def test_missing_avuie_train_split_is_named(tmp_path: Path) -> None:
         _build(tmp_path)
     assert not (tmp_path / "models" / "base").exists()
     assert list((tmp_path / "models").iterdir()) == []
-
-
-def test_paper_profile_is_not_built_here(tmp_path: Path) -> None:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp_path)
-        with pytest.raises(CrabError, match="profile 'paper'"):
-            base_models(dataclasses.replace(_params(), profile="paper"))
 
 
 def test_missing_folders_are_all_named(built: tuple[Path, BaseModelsResult], tmp_path: Path) -> None:
