@@ -10,6 +10,7 @@ commands (``dvc.yaml`` is generated from the same table). Extra subcommands:
   (:mod:`crab.infer`).
 * ``crab ablate`` runs the paper's Table 4 rows as DVC experiments and renders their report
   (:mod:`crab.ablate`).
+* ``crab profile tiny|paper`` switches ``params.yaml`` to a profile (:mod:`crab.profiles`).
 * ``crab convert-crab-weights`` turns the authors' released checkpoints into our ``pretrain`` folder and
   IA-LoRA adapter (:mod:`crab.convert`); it reads no params.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -128,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--collect-only", action="store_true", help="do not run; collect and render what exists")
     ablate.add_argument("--dry-run", action="store_true", help="print the dvc commands and exit")
 
+    profile = sub.add_parser(
+        "profile",
+        help="Switch params.yaml to a profile (tiny: the embedded default; paper: Crab's settings, 8 GPUs).",
+        description="Write the values of configs/profiles/NAME.yaml into the params file (comments kept, the result "
+        "checked before it is written) and list what changed.",
+        epilog="e.g. `crab profile paper && dvc repro`, or `dvc exp run $(crab profile paper --exp-args)`.",
+    )
+    profile.add_argument("name", help="tiny or paper (a file of configs/profiles/)")
+    profile.add_argument("--exp-args", action="store_true", help="print `dvc exp run -S` arguments; change nothing")
+
     gen = sub.add_parser("dvc-yaml", help="Regenerate dvc.yaml from the stage table.")
     gen.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
     return parser
@@ -159,6 +171,8 @@ def _run(args: argparse.Namespace) -> int:
         return _dvc_yaml(check=args.check)
     if args.command == "convert-crab-weights":
         return _convert_crab_weights(args)
+    if args.command == "profile":
+        return _profile(args)
     params = load_params(args.params)
     start = time.perf_counter()
     if args.command == "infer":
@@ -209,6 +223,18 @@ def _ablate(params: Params, args: argparse.Namespace) -> int:
     done = sum(run["state"] == "success" for run in results["runs"])
     log.info("ablate: %d of %d experiments have results", done, len(results["runs"]))
     return 0 if done == len(results["runs"]) else 1
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from crab.profiles import apply_profile, exp_args
+
+    if args.exp_args:
+        print(" ".join(shlex.quote(arg) for arg in exp_args(args.name)))
+        return 0
+    changed = apply_profile(args.name, args.params)
+    log.info("%s: profile %s (%d values changed%s)", args.params, args.name, len(changed),
+             f": {', '.join(changed)}" if changed else "")  # fmt: skip
+    return 0
 
 
 def _dvc_yaml(check: bool) -> int:
