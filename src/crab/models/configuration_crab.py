@@ -196,6 +196,8 @@ def crab_llama2_7b_config(
     use_mask_decoder: bool = False,
     mask_token_ids: Sequence[int] = (32011, 32012, 32013, 32014, 32015, 32016),
     num_mask_classes: int = 1,
+    vision_hidden_size: int = 1024,
+    audio_hidden_size: int = 768,
 ) -> CrabConfig:
     """The paper model: Llama-2-7B-chat + two Q-Former projectors (crab-reference section 8).
 
@@ -211,6 +213,8 @@ def crab_llama2_7b_config(
         use_mask_decoder: add the paper's segmentation decoder (:func:`mask_decoder_paper_config`).
         mask_token_ids: ids of ``<mask_0..5>``; used only with the decoder.
         num_mask_classes: decoder output maps: 1 (S4, MS3, Ref-AVS) or 71 (AVSS); used only with the decoder.
+        vision_hidden_size: width of the CLIP features (ViT-L/14: 1024; the stage passes the released weights').
+        audio_hidden_size: width of the BEATs features (iter3+: 768).
 
     Returns:
         The config; ``vision_feature_layer=23`` (CLIP ViT-L/14 hidden state 23 of 24, LLaVA's penultimate).
@@ -234,10 +238,10 @@ def crab_llama2_7b_config(
     return CrabConfig(
         text_config=text_config,
         visual_qformer_config=_qformer_config(
-            hidden_size=768, num_layers=2, num_heads=12, intermediate_size=3072, encoder_hidden_size=1024
+            hidden_size=768, num_layers=2, num_heads=12, intermediate_size=3072, encoder_hidden_size=vision_hidden_size
         ),
         audio_qformer_config=_qformer_config(
-            hidden_size=768, num_layers=2, num_heads=12, intermediate_size=3072, encoder_hidden_size=768
+            hidden_size=768, num_layers=2, num_heads=12, intermediate_size=3072, encoder_hidden_size=audio_hidden_size
         ),
         num_visual_queries=32,
         num_audio_queries=32,
@@ -245,10 +249,14 @@ def crab_llama2_7b_config(
         audio_token_id=audio_token_id,
         image_token_id=image_token_id,
         vision_feature_layer=23,
-        vision_hidden_size=1024,
-        audio_hidden_size=768,
+        vision_hidden_size=vision_hidden_size,
+        audio_hidden_size=audio_hidden_size,
         mask_decoder_config=(
-            mask_decoder_paper_config(llm_hidden_size=4096, num_classes=num_mask_classes) if use_mask_decoder else None
+            mask_decoder_paper_config(
+                llm_hidden_size=4096, num_classes=num_mask_classes, vision_hidden_size=vision_hidden_size
+            )
+            if use_mask_decoder
+            else None
         ),
         mask_token_ids=list(mask_token_ids) if use_mask_decoder else None,
     )

@@ -144,14 +144,19 @@ class CrabMaskDecoderConfig(PreTrainedConfig):
         return self.num_mask_tokens // self.num_levels
 
 
-def mask_decoder_paper_config(*, llm_hidden_size: int = 4096, num_classes: int = 1) -> CrabMaskDecoderConfig:
+def mask_decoder_paper_config(
+    *, llm_hidden_size: int = 4096, num_classes: int = 1, vision_hidden_size: int = 1024
+) -> CrabMaskDecoderConfig:
     """The paper's decoder: width 256, depth 2, 8 heads, MLP 2048, 300 queries, CLIP ViT-L/14 layers 14 and 22.
 
     Args:
         llm_hidden_size: the LLM width (Llama-2-7B: 4096).
         num_classes: 1 for S4 / MS3 / Ref-AVS, 71 for AVSS.
+        vision_hidden_size: the CLIP width (ViT-L/14: 1024).
     """
-    return CrabMaskDecoderConfig(llm_hidden_size=llm_hidden_size, num_classes=num_classes)
+    return CrabMaskDecoderConfig(
+        llm_hidden_size=llm_hidden_size, num_classes=num_classes, vision_hidden_size=vision_hidden_size
+    )
 
 
 def mask_decoder_tiny_config(

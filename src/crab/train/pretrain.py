@@ -108,7 +108,7 @@ def build_crab_config(
     else:
         template = crab_llama2_7b_config(
             vocab_size=llm_config.vocab_size, image_token_id=ids["image"], video_token_id=ids["video"],
-            audio_token_id=ids["audio"],
+            audio_token_id=ids["audio"], vision_hidden_size=vision["hidden_size"], audio_hidden_size=audio["hidden_size"],
         )  # fmt: skip
     return CrabConfig(
         text_config=llm_config,

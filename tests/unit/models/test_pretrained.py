@@ -25,6 +25,7 @@ from crab.models.base import BaseModelPaths, base_models, load_base_models
 from crab.models.beats import beats_tiny, save_beats_checkpoint
 from crab.models.pretrained import PretrainedWeightsError
 from crab.models.tokenizer import CRAB_ADDED_TOKENS, LLAMA2_CHAT_TEMPLATE, build_prompt
+from crab.train.pretrain import build_crab_model
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -155,3 +156,21 @@ def test_the_features_stage_reads_clip_layer_23_of_the_released_weights(
     hidden = encoders.vision(pixel_values=encoders.processor(images=list(frames), return_tensors="pt")["pixel_values"],
                              output_hidden_states=True).hidden_states  # fmt: skip
     torch.testing.assert_close(tokens, hidden[23][:, 1:, :])
+
+
+def test_pretrain_builds_the_paper_model_on_the_released_weights_widths(
+    standins: tuple[PretrainedPathsConfig, LlamaForCausalLM], tmp_path: Path
+) -> None:
+    """Q-Formers 768 wide with 32 queries (the paper's), fed by the weights' own CLIP / BEATs widths."""
+    base_models(_paper(tmp_path / "base", standins[0]))
+    model, tokenizer = build_crab_model(tmp_path / "base", "paper", seed=0)
+    config = model.config
+    assert (config.num_visual_queries, config.visual_qformer_config.hidden_size) == (32, 768)
+    assert (config.vision_hidden_size, config.audio_hidden_size) == (8, 64)  # the stand-ins' CLIP and BEATs
+    assert model.language_model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    video, audio = (tokenizer.convert_tokens_to_ids(t) for t in ("<video>", "<audio>"))
+    ids = [tokenizer.bos_token_id] + [video] * 2 * 32 + [audio] * 3 * 32 + tokenizer("a dog barks").input_ids[1:]
+    input_ids = torch.tensor([ids])  # 2 frames and 3 clips of 32 query tokens each
+    out = model(input_ids=input_ids, labels=input_ids, video_features=torch.randn(1, 2, 4, 8),
+                audio_features=torch.randn(1, 3, 48, 64))  # fmt: skip
+    assert torch.isfinite(out.loss) and out.logits.shape == (1, len(ids), len(tokenizer))
