@@ -17,8 +17,9 @@ Definition of an object's mask in a frame (what "the pixels it paints" means wit
 - in seconds where the object is not visible its mask is empty.
 
 Unlike a mask derived by thresholding the image, this is exact (noise and similar colours do not matter),
-but it duplicates the renderer's draw order. The unit tests compare it with a pixel-level re-render
-(object shown vs hidden), so a change to ``render_frames`` that desynchronises the two fails there.
+it shares the renderer's placement (:func:`~crab.synth.render.place_object`) and replays the draws before it.
+The unit tests compare it with a pixel-level re-render (object shown vs hidden), so a change to
+``render_frames`` that desynchronises the two fails there.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from crab.config import DifficultyConfig, SynthVideoConfig
-from crab.synth.render import _OBJECT_SIZE, _backdrop, _shape_mask, slot_bounds
+from crab.synth.render import _backdrop, _shape_mask, place_object
 from crab.synth.scene import Scene
-from crab.synth.world import visual_signature
 
 __all__ = ["object_masks"]
 
@@ -51,24 +51,10 @@ def _placements(
     # The two noise fields are drawn (and discarded) only to advance the stream exactly as the renderer does.
     video_rng.standard_normal((num_frames, size, size, 3), dtype=np.float32)
     video_rng.standard_normal((size, size, 3), dtype=np.float32)
-    t = np.arange(num_frames) / fps  # (T,) seconds
-    jitter = difficulty.signature_jitter
     out = []
     for obj in scene.on_screen:
-        sig = visual_signature(obj.name)
-        u = video_rng.uniform(-1.0, 1.0, size=5)
-        n = max(4, round(_OBJECT_SIZE * size * (1.0 + jitter * u[0])))
-        alpha = _shape_mask(sig.shape, n).astype(np.float32)  # (n, n)
-        x0, x1 = slot_bounds(obj.slot, size)
-        cx, cy = (x0 + x1) / 2.0, size * (0.58 + 0.06 * u[4])
-        if difficulty.motion:
-            amp_x, amp_y = max(0.0, (x1 - x0 - n) / 2.0 - 1.0), 0.04 * size
-            period, phase = video_rng.uniform(4.0, 8.0, size=2), video_rng.uniform(0, 2 * np.pi, size=2)
-            cx = cx + amp_x * np.sin(2 * np.pi * t / period[0] + phase[0])  # (T,)
-            cy = cy + amp_y * np.sin(2 * np.pi * t / period[1] + phase[1])  # (T,)
-        left = np.clip(np.round(np.broadcast_to(cx, t.shape) - n / 2.0).astype(int), x0, max(x0, x1 - n))
-        top = np.clip(np.round(np.broadcast_to(cy, t.shape) - n / 2.0).astype(int), 0, size - n)
-        out.append((alpha, top, left))
+        sig, _, n, top, left = place_object(video_rng, obj, size, num_frames, fps, difficulty)
+        out.append((_shape_mask(sig.shape, n).astype(np.float32), top, left))  # (n, n) alpha
     return out
 
 

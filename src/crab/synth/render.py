@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import av
@@ -41,10 +42,13 @@ from tqdm import tqdm
 
 from crab.config import DifficultyConfig, SynthAudioConfig, SynthConfig, SynthVideoConfig
 from crab.errors import CrabError
-from crab.synth.scene import Interval, Scene
-from crab.synth.world import audio_signature, visual_signature
+from crab.synth.scene import Interval, Scene, SceneObject
+from crab.synth.world import VisualSignature, audio_signature, visual_signature
 
-__all__ = ["SOURCE_GAIN", "render_audio", "render_clip", "render_clips", "render_frames", "slot_bounds"]
+__all__ = [
+    "SOURCE_GAIN", "Placement", "place_object", "render_audio", "render_clip", "render_clips", "render_frames",
+    "slot_bounds",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +246,45 @@ def _backdrop(rng: np.random.Generator, h: int, w: int, indoor: bool) -> np.ndar
     return (image * shade[..., None]).astype(np.float32)  # (h, w, 3)
 
 
+class Placement(NamedTuple):
+    """Where and how big one on-screen object is drawn in every frame (:func:`place_object`)."""
+
+    signature: VisualSignature
+    u: np.ndarray  # (5,) its uniform draws in [-1, 1]: size, hue, saturation, value, height jitter
+    n: int  # sprite side in pixels
+    top: np.ndarray  # (T,) int row of the sprite's top edge per frame
+    left: np.ndarray  # (T,) int column of its left edge per frame
+
+
+def place_object(
+    video_rng: np.random.Generator, obj: SceneObject, size: int, num_frames: int, fps: int, difficulty: DifficultyConfig
+) -> Placement:
+    """Draw one object's size jitter and motion, in the renderer's draw order, and place its sprite per frame.
+
+    The one definition of an object's footprint: :func:`render_frames` paints it and
+    :func:`crab.synth.masks.object_masks` replays it for the exact ground-truth masks.
+
+    The sprite drifts inside its slot (left / middle / right third). One wider than its slot (a large size
+    jitter) starts at the slot's left edge and extends to the right, except in the right third, where it
+    is shifted left so that it stays in the frame.
+    """
+    sig = visual_signature(obj.name)
+    u = video_rng.uniform(-1.0, 1.0, size=5)
+    n = max(4, round(_OBJECT_SIZE * size * (1.0 + difficulty.signature_jitter * u[0])))
+    t = np.arange(num_frames) / fps  # (T,) seconds
+    x0, x1 = slot_bounds(obj.slot, size)
+    cx, cy = (x0 + x1) / 2.0, size * (0.58 + 0.06 * u[4])
+    if difficulty.motion:
+        amp_x, amp_y = max(0.0, (x1 - x0 - n) / 2.0 - 1.0), 0.04 * size
+        period, phase = video_rng.uniform(4.0, 8.0, size=2), video_rng.uniform(0, 2 * np.pi, size=2)
+        cx = cx + amp_x * np.sin(2 * np.pi * t / period[0] + phase[0])  # (T,)
+        cy = cy + amp_y * np.sin(2 * np.pi * t / period[1] + phase[1])  # (T,)
+    lowest = min(x0, size - n)  # = x0 unless a sprite wider than the right slot would leave the frame
+    left = np.clip(np.round(np.broadcast_to(cx, t.shape) - n / 2.0).astype(int), lowest, max(lowest, x1 - n))
+    top = np.clip(np.round(np.broadcast_to(cy, t.shape) - n / 2.0).astype(int), 0, size - n)
+    return Placement(sig, u, n, top, left)
+
+
 def render_frames(scene: Scene, video: SynthVideoConfig, difficulty: DifficultyConfig) -> np.ndarray:
     """The scene's frames.
 
@@ -261,12 +304,9 @@ def render_frames(scene: Scene, video: SynthVideoConfig, difficulty: DifficultyC
     # Noise is drawn first (fixed draw order) and added after the objects, so it covers them too.
     noise = (difficulty.visual_noise / 4) * video_rng.standard_normal(frames.shape, dtype=np.float32)
     noise += difficulty.visual_noise * video_rng.standard_normal(frames.shape[1:], dtype=np.float32)  # grain
-    t = np.arange(num_frames) / fps  # (T,) seconds
     jitter = difficulty.signature_jitter
     for obj in scene.on_screen:
-        sig = visual_signature(obj.name)
-        u = video_rng.uniform(-1.0, 1.0, size=5)
-        n = max(4, round(_OBJECT_SIZE * size * (1.0 + jitter * u[0])))
+        sig, u, n, top, left = place_object(video_rng, obj, size, num_frames, fps, difficulty)
         hue = (sig.hue + 0.25 * jitter * u[1]) % 1.0
         sat = float(np.clip(sig.saturation * (1.0 + jitter * u[2]), 0.0, 1.0))
         val = float(np.clip(sig.value * (1.0 + jitter * u[3]), 0.0, 1.0))
@@ -275,15 +315,6 @@ def render_frames(scene: Scene, video: SynthVideoConfig, difficulty: DifficultyC
         pattern = _texture_mask(sig.texture, sig.texture_scale, n)
         sprite = np.where(pattern[..., None], secondary, primary)  # (n, n, 3)
         alpha = _shape_mask(sig.shape, n)[..., None].astype(np.float32)  # (n, n, 1)
-        x0, x1 = slot_bounds(obj.slot, size)
-        cx, cy = (x0 + x1) / 2.0, size * (0.58 + 0.06 * u[4])
-        if difficulty.motion:
-            amp_x, amp_y = max(0.0, (x1 - x0 - n) / 2.0 - 1.0), 0.04 * size
-            period, phase = video_rng.uniform(4.0, 8.0, size=2), video_rng.uniform(0, 2 * np.pi, size=2)
-            cx = cx + amp_x * np.sin(2 * np.pi * t / period[0] + phase[0])  # (T,)
-            cy = cy + amp_y * np.sin(2 * np.pi * t / period[1] + phase[1])  # (T,)
-        left = np.clip(np.round(np.broadcast_to(cx, t.shape) - n / 2.0).astype(int), x0, max(x0, x1 - n))
-        top = np.clip(np.round(np.broadcast_to(cy, t.shape) - n / 2.0).astype(int), 0, size - n)
         for i in range(num_frames):
             if not obj.is_visible_at(i // fps):
                 continue

@@ -360,3 +360,20 @@ def test_a_different_seed_gives_different_frames(tmp_path):
     write_s4(tmp_path / "b", small, VIDEO, AUDIO, DIFFICULTY, SEED + 1)
     frames = [set(_digests(tmp_path / x / "Single-source" / "s4_data" / "visual_frames").values()) for x in "ab"]
     assert len(frames[0]) == len(frames[1]) == 15 and not frames[0] & frames[1]
+
+
+def test_a_sprite_wider_than_the_right_slot_stays_in_the_frame():
+    """Full size jitter: a right-slot sprite wider than its 16-px third is shifted left, and masks still match."""
+    difficulty = dataclasses.replace(DIFFICULTY, signature_jitter=1.0)
+    shifted = []
+    for seed in range(30):
+        scene = dataclasses.replace(HAND_SCENE, objects=(SceneObject("Piano", "right", ((0, 5),), (), 1.0, 0.0),),
+                                    render_seed=seed)  # fmt: skip
+        mask = object_masks(scene, VIDEO, difficulty, range(20))[0]  # (T, H, W)
+        if np.flatnonzero(mask.any(axis=(0, 1))).min() < 32:  # reaches into the middle third
+            shifted.append((scene, mask))
+    assert shifted, "no seed gave a sprite wider than its slot"
+    for scene, mask in shifted[:2]:
+        frames = render_frames(scene, VIDEO, difficulty)  # raised a broadcast error before
+        assert mask.any(axis=(1, 2)).all() and mask[:, :, -1].any()  # whole sprite, up to the frame's edge
+        np.testing.assert_array_equal(mask, _changed(frames, render_frames(_hide(scene, {0}), VIDEO, difficulty)))
