@@ -16,7 +16,8 @@ script builds every full-size component with the project's own code and random w
   like an AVE sample (10 frames x 32 queries of video, 10 clips x 32 queries of audio, text, an answer);
   once plain and once with gradient checkpointing; ms per step, tokens/s, peak memory;
 * ``generate``: greedy decoding with the KV cache through the adapter, batch 1 and ``--gen-batch``, in ms
-  per new token after the first (the prompt's prefill is excluded, as in ``ia_lora.py``);
+  per new token after the first (the prompt's prefill is excluded, as in ``ia_lora.py``), with a dynamic
+  cache (eager) and with the static cache that ``evaluate.cache: static`` selects (compiled on a GPU);
 * ``segment``: the same model's segmentation branch (the paper's mask decoder on CLIP layers 14 / 22): one
   inference forward over prompt + answer with the six mask tokens (``predict_masks``, S4's 5 frames), and
   the decoder alone, in ms.
@@ -225,7 +226,7 @@ def bench_generate(model: Any, batch: Batch, args: argparse.Namespace, device: t
     """Greedy decoding of ``--new-tokens`` with the KV cache, batch 1 and ``--gen-batch``; ms per new token."""
     model.eval()
     rows = {}
-    for size in (1, args.gen_batch):
+    for cache, size in ((cache, size) for cache in args.caches for size in (1, args.gen_batch)):
         reps = -(-size // batch.input_ids.shape[0])  # repeat the batch's rows up to ``size``
 
         def rows_of(t: torch.Tensor) -> torch.Tensor:
@@ -236,7 +237,7 @@ def bench_generate(model: Any, batch: Batch, args: argparse.Namespace, device: t
             "input_ids": prompt, "attention_mask": torch.ones_like(prompt),
             "video_features": rows_of(batch.video_features), "audio_features": rows_of(batch.audio_features),
             "do_sample": False, "max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens,
-            "eos_token_id": 2, "pad_token_id": 2, "disable_compile": True,
+            "eos_token_id": 2, "pad_token_id": 2, **greedy_cache_settings(cache),
         }  # fmt: skip
 
         def run() -> float:
@@ -250,8 +251,16 @@ def bench_generate(model: Any, batch: Batch, args: argparse.Namespace, device: t
         times = repeat(run, args.repeats, args.warmup)
         row = median_row(times, batch=size, prompt_len=batch.prompt_len, new_tokens=args.new_tokens)
         row["tokens_per_s"] = size * 1e3 / row["median_ms"]
-        rows[f"generate_b{size}"] = row
+        rows[f"generate_b{size}" + ("_static" if cache == "static" else "")] = row
     return rows
+
+
+def greedy_cache_settings(cache: str) -> dict[str, Any]:
+    """The evaluate stage's cache setting (``crab.eval.generation.greedy_settings``); eager when dynamic."""
+    from crab.eval.generation import greedy_settings
+
+    settings = {"cache_implementation": greedy_settings(1, 2, 2, cache)["cache_implementation"]}
+    return settings if cache == "static" else {**settings, "disable_compile": True}
 
 
 def bench_segment(model: Any, batch: Batch, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -328,6 +337,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--gen-batch", type=int, default=8, help="second decoding batch size (evaluate uses 16)")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--caches", type=lambda s: tuple(s.split(",")), default=("dynamic", "static"),
+                        help="KV caches to decode with (static: transformers compiles the step on a GPU)")  # fmt: skip
     parser.add_argument("--clip-batch", type=int, default=64, help="frames (CLIP) or 1-s clips (BEATs) per forward")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)

@@ -33,11 +33,14 @@ from tqdm import tqdm
 
 from crab.models.collator import CrabExample, collate
 
-__all__ = ["GenerationStats", "generate_greedy", "greedy_settings", "trim_at_eos"]
+__all__ = ["STATIC_LENGTH_MULTIPLE", "GenerationStats", "generate_greedy", "greedy_settings", "trim_at_eos"]
 
 log = logging.getLogger(__name__)
 
 _FEATURE_KEYS = ("video_features", "audio_features", "image_features")
+#: With a static cache, prompts are left-padded to a multiple of this many tokens: transformers compiles the
+#: decoding step once per cache shape (about 100 s each for the 7B model on an H200), and prompt lengths vary.
+STATIC_LENGTH_MULTIPLE = 64
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,17 @@ class GenerationStats:
         return self.num_new_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def greedy_settings(max_new_tokens: int, eos_token_id: int, pad_token_id: int) -> dict[str, Any]:
+def greedy_settings(
+    max_new_tokens: int, eos_token_id: int, pad_token_id: int, cache: str = "dynamic"
+) -> dict[str, Any]:
     """The decoding arguments of every evaluation ``generate`` call (module docstring).
 
     Args:
         max_new_tokens: budget of generated tokens per prompt.
         eos_token_id: the tokenizer's EOS id (decoding of a row stops there).
         pad_token_id: the tokenizer's pad id (fills rows that finished early).
+        cache: ``"dynamic"`` (a cache that grows) or ``"static"`` (preallocated; transformers compiles the
+            decoding step on a GPU). Greedy answers are the same with either.
 
     Returns:
         Keyword arguments for ``generate``.
@@ -80,7 +87,10 @@ def greedy_settings(max_new_tokens: int, eos_token_id: int, pad_token_id: int) -
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    if cache not in ("dynamic", "static"):
+        raise ValueError(f"cache must be 'dynamic' or 'static', got {cache!r}")
     return {
+        "cache_implementation": cache,
         "max_new_tokens": max_new_tokens,
         "min_new_tokens": 0,
         "do_sample": False,
@@ -100,6 +110,19 @@ def trim_at_eos(token_ids: Sequence[int], eos_token_id: int) -> list[int]:
     return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
 
 
+def _pad_left(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, multiple: int, pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad (B, L) ids and mask to a multiple of ``multiple`` tokens (masked out, so the answers do not change)."""
+    extra = -input_ids.shape[1] % multiple
+    if extra == 0:
+        return input_ids, attention_mask
+    return (
+        torch.nn.functional.pad(input_ids, (extra, 0), value=pad_token_id),  # (B, L + extra)
+        torch.nn.functional.pad(attention_mask, (extra, 0), value=0),
+    )
+
+
 def _to_device(value: torch.Tensor | list[torch.Tensor], device: torch.device, dtype: torch.dtype) -> Any:
     """Features on the model's device and in its dtype (the store may hold float16 / bfloat16)."""
     if isinstance(value, torch.Tensor):
@@ -117,6 +140,7 @@ def generate_greedy(
     pad_token_id: int,
     lengths: Sequence[int] | None = None,
     show_progress: bool = True,
+    cache: str = "dynamic",
 ) -> tuple[list[list[int]], GenerationStats]:
     """Greedy answers to prompts, in batches of similar length, returned in the order of ``examples``.
 
@@ -135,6 +159,7 @@ def generate_greedy(
             full length when all carry the same number of frames and clips); by default the length of
             each example's ``input_ids``, which fetches every example once more up front.
         show_progress: show a tqdm bar over batches (hidden when stderr is not a terminal).
+        cache: the KV cache, see :func:`greedy_settings`.
 
     Returns:
         The generated ids of each example (prompt removed, cut after the first EOS, EOS kept) and the
@@ -149,7 +174,7 @@ def generate_greedy(
         lengths = [len(examples[i].input_ids) for i in range(len(examples))]
     elif len(lengths) != len(examples):
         raise ValueError(f"{len(lengths)} lengths for {len(examples)} examples")
-    settings = greedy_settings(max_new_tokens, eos_token_id, pad_token_id)
+    settings = greedy_settings(max_new_tokens, eos_token_id, pad_token_id, cache)
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
     # Longest first; ties keep the caller's order, so the batches do not depend on anything else.
@@ -163,6 +188,8 @@ def generate_greedy(
             batch = collate([examples[i] for i in indices], pad_token_id=pad_token_id)
             input_ids = batch["input_ids"].to(device)  # (B, L), left-padded
             attention_mask = batch["attention_mask"].to(device)  # (B, L)
+            if cache == "static":  # few prompt lengths, few compiled graphs (one per cache shape)
+                input_ids, attention_mask = _pad_left(input_ids, attention_mask, STATIC_LENGTH_MULTIPLE, pad_token_id)
             # position_ids are left out: transformers derives them from the mask, for the prompt and each step.
             features = {key: _to_device(batch[key], device, dtype) for key in _FEATURE_KEYS if key in batch}
             sequences = model.generate(input_ids=input_ids, attention_mask=attention_mask, **features, **settings)

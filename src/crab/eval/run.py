@@ -356,7 +356,7 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
     with record_router_stats(model, eos_token_id=eos_id) as router:  # hooks on the generation's own forwards
         answer_ids, stats = generate_greedy(
             model, prompts, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, eos_token_id=eos_id,
-            pad_token_id=pad_id, lengths=[len(item.prompt_ids) for item in prompts.items],
+            pad_token_id=pad_id, lengths=[len(item.prompt_ids) for item in prompts.items], cache=cfg.cache,
         )  # fmt: skip
     texts = tokenizer.batch_decode(answer_ids, skip_special_tokens=True)
     num_over = targets_over_limit(tokenizer, records, cfg.max_new_tokens)

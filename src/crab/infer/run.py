@@ -219,6 +219,7 @@ def infer(
         answer_ids, _ = generate_greedy(
             model.model, [examples[i] for i in order], batch_size=params.evaluate.batch_size,
             max_new_tokens=params.evaluate.max_new_tokens, eos_token_id=eos_id, pad_token_id=pad_id,
+            cache=params.evaluate.cache,
         )  # fmt: skip
         texts = model.tokenizer.batch_decode(answer_ids, skip_special_tokens=True)
         for index, text in zip(order, texts, strict=True):

@@ -175,3 +175,15 @@ def test_trim_at_eos_keeps_the_first_eos_and_drops_the_padding() -> None:
 def test_generate_rejects_a_bad_batch_size(model, config) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         _generate(model, _examples(config), batch_size=0)
+
+
+def test_a_static_cache_gives_the_same_answers(model, config, one_by_one) -> None:
+    """The preallocated cache (compiled on a GPU) changes the speed, not the greedy answers, left padding included."""
+    answers, _ = generate_greedy(
+        model, _examples(config), batch_size=2, max_new_tokens=MAX_NEW, eos_token_id=EOS, pad_token_id=PAD,
+        show_progress=False, cache="static",
+    )  # fmt: skip
+    assert answers == one_by_one
+    assert greedy_settings(4, eos_token_id=EOS, pad_token_id=PAD, cache="static")["cache_implementation"] == "static"
+    with pytest.raises(ValueError, match="cache must be"):
+        greedy_settings(4, eos_token_id=EOS, pad_token_id=PAD, cache="paged")
