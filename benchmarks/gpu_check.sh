@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Every GPU check in one go (about 5 minutes on one H100 / H200), one summary at the end.
+# Every GPU check in one go (about 7 minutes on one H100 / H200), one summary at the end.
 #
 #   1. paper:  benchmarks/paper_gpu.py: the paper-shape Crab (Llama-2-7B + Q-Formers + mask decoder, IA-LoRA
 #              from params.yaml) with random bf16 weights: finetune steps at 2 x 1024 tokens (plain and with
 #              gradient checkpointing; ms/step, tokens/s, peak memory), greedy decoding (ms/token, batch 1
-#              and 8), a segmentation forward, CLIP ViT-L/14 frames/s and BEATs clips/s;
+#              and 8, dynamic and static cache: the static one compiles, ~100 s per batch size), a
+#              segmentation forward, CLIP ViT-L/14 frames/s and BEATs clips/s;
 #   2. eager:  benchmarks/ia_lora.py at Llama-2-7B shape: one adapted q_proj fwd+bwd, a whole training step,
 #              greedy decoding (DynamicCache) for base / plain LoRA / Crab-style IA-LoRA / ours, plus the
 #              Crab == ours equivalence check;
@@ -16,7 +17,7 @@
 #   bash benchmarks/gpu_check.sh
 # Results go to $OUT (the device tool's output folder) or else /tmp/crab_gpu_check/: paper.json, eager.json,
 # static.json and their .log files. Knobs (environment): PYTHON (default python3), REPEATS (5; ia_lora 3),
-# SHAPE (7b), DEVICE (cuda), DTYPE (bfloat16), PAPER_TIMEOUT (300 s), EAGER_TIMEOUT (200 s), STATIC (0),
+# SHAPE (7b), DEVICE (cuda), DTYPE (bfloat16), PAPER_TIMEOUT (360 s), EAGER_TIMEOUT (120 s), STATIC (0),
 # STATIC_TIMEOUT (330 s), PAPER_ARGS / EXTRA_ARGS (more paper_gpu.py / ia_lora.py flags). A CPU dry run of
 # the same code paths (1 LLM layer, 2 CLIP layers):
 #   SHAPE=tiny DEVICE=cpu DTYPE=float32 PYTHON=.venv/bin/python REPEATS=1 \
@@ -63,13 +64,13 @@ run() {  # run NAME TIMEOUT ARGS...: one benchmark run, its log and JSON under $
 
 echo "=== paper: paper_gpu.py"
 # shellcheck disable=SC2086  # PAPER_ARGS is split into flags on purpose
-timeout --signal=INT --kill-after=20 "${PAPER_TIMEOUT:-300}" "$python" benchmarks/paper_gpu.py --device "${DEVICE:-cuda}" \
+timeout --signal=INT --kill-after=20 "${PAPER_TIMEOUT:-360}" "$python" benchmarks/paper_gpu.py --device "${DEVICE:-cuda}" \
     --dtype "${DTYPE:-bfloat16}" --repeats "${REPEATS:-5}" ${PAPER_ARGS:-} --json "$out_dir/paper.json" 2>&1 |
     tee "$out_dir/paper.log"
 paper_rc=${PIPESTATUS[0]}
 [ "$paper_rc" -ne 0 ] && { echo "=== paper FAILED (exit $paper_rc)"; status=1; }
 
-run eager "${EAGER_TIMEOUT:-200}" --parts linear,train,decode --warmup 2
+run eager "${EAGER_TIMEOUT:-120}" --parts linear,train,decode --warmup 2
 if [ "${STATIC:-0}" = 1 ]; then
     run static "${STATIC_TIMEOUT:-330}" --parts static --variants base,lora,ours --warmup 1
 fi
