@@ -238,12 +238,11 @@ def _manifest(
 ) -> dict[str, Any]:  # fmt: skip
     """The manifest: everything later stages need to know without loading the weights."""
     vcfg, acfg, lcfg = params.base_models.vision, audio.cfg, llm.config
-    added = {t: tokenizer.convert_tokens_to_ids(t) for t in CRAB_ADDED_TOKENS}
     return {
         "profile": params.profile,
         "seed": params.base_models.seed,
         "seeds": seeds,
-        "versions": {lib.__name__: lib.__version__ for lib in (torch, transformers, tokenizers)},
+        "versions": library_versions(),
         "vision": {
             "path": "clip",
             **dataclasses.asdict(vcfg),
@@ -267,21 +266,32 @@ def _manifest(
             "max_position_embeddings": lcfg.max_position_embeddings,
             "num_parameters": _num_parameters(llm),
         },
-        "tokenizer": {
-            "path": "tokenizer",
-            "vocab_size": len(tokenizer),
-            "base_vocab_size": len(tokenizer) - len(added),
-            "num_train_records": num_train_records,  # AV-UIE train records per task in the corpus
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-            "unk_token_id": tokenizer.unk_token_id,
-            "padding_side": tokenizer.padding_side,
-            "system_prompt": SYSTEM_PROMPT,
-            "added_token_ids": added,
-            "placeholder_token_ids": {t: added[t] for t in PLACEHOLDER_TOKENS},
-        },
+        # num_train_records: AV-UIE train records per task in the tokenizer's corpus.
+        "tokenizer": {**tokenizer_manifest(tokenizer), "num_train_records": num_train_records},
     }
+
+
+def tokenizer_manifest(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """The manifest's ``tokenizer`` entry in both profiles: sizes, special and added token ids, chat settings."""
+    added = {t: tokenizer.convert_tokens_to_ids(t) for t in CRAB_ADDED_TOKENS}
+    return {
+        "path": "tokenizer",
+        "vocab_size": len(tokenizer),
+        "base_vocab_size": len(tokenizer) - len(added),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "unk_token_id": tokenizer.unk_token_id,
+        "padding_side": tokenizer.padding_side,
+        "system_prompt": SYSTEM_PROMPT,
+        "added_token_ids": added,
+        "placeholder_token_ids": {t: added[t] for t in PLACEHOLDER_TOKENS},
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that wrote a manifest (torch, transformers, tokenizers)."""
+    return {lib.__name__: lib.__version__ for lib in (torch, transformers, tokenizers)}
 
 
 def _num_parameters(model: torch.nn.Module) -> int:

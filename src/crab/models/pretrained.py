@@ -31,20 +31,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import tokenizers
-import torch
-import transformers
 from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, PreTrainedTokenizerBase
 
 from crab.atomic import replace_dir
 from crab.config import Params, PretrainedPathsConfig
 from crab.errors import CrabError
 from crab.features.fbank import BEATS_SAMPLE_RATE, num_fbank_frames
-from crab.models.base import LLM_FILES, TOKENIZER_FILES, VISION_FILES, missing_files
+from crab.models.base import (LLM_FILES, TOKENIZER_FILES, VISION_FILES, library_versions, missing_files,
+                              tokenizer_manifest)  # fmt: skip
 from crab.models.beats import BeatsCheckpointError, load_beats
 from crab.models.mask_decoder import mask_decoder_paper_config
-from crab.models.tokenizer import (CRAB_ADDED_TOKENS, LLAMA2_CHAT_TEMPLATE, MAX_SEQUENCE_LENGTH, PLACEHOLDER_TOKENS,
-                                   SYSTEM_PROMPT, add_crab_tokens)  # fmt: skip
+from crab.models.tokenizer import CRAB_ADDED_TOKENS, LLAMA2_CHAT_TEMPLATE, MAX_SEQUENCE_LENGTH, add_crab_tokens
 
 __all__ = ["PAPER_FEATURE_LAYER", "PretrainedWeightsError", "check_pretrained", "extend_pretrained_tokenizer",
            "paper_base_models"]  # fmt: skip
@@ -171,7 +168,7 @@ def paper_base_models(params: Params) -> dict[str, Any]:
     components = check_pretrained(cfg.pretrained)
     tokenizer = AutoTokenizer.from_pretrained(cfg.pretrained.llm, local_files_only=True)
     base_vocab = len(tokenizer)
-    added = extend_pretrained_tokenizer(tokenizer)
+    extend_pretrained_tokenizer(tokenizer)
     if components["llm"]["vocab_size"] not in (base_vocab, len(tokenizer)):
         raise PretrainedWeightsError(
             f"{cfg.pretrained.llm}: vocab_size {components['llm']['vocab_size']} is neither the tokenizer's "
@@ -180,21 +177,9 @@ def paper_base_models(params: Params) -> dict[str, Any]:
     manifest = {
         "profile": params.profile,
         "seed": cfg.seed,
-        "versions": {lib.__name__: lib.__version__ for lib in (torch, transformers, tokenizers)},
+        "versions": library_versions(),
         **components,
-        "tokenizer": {
-            "path": "tokenizer",
-            "vocab_size": len(tokenizer),
-            "base_vocab_size": base_vocab,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-            "unk_token_id": tokenizer.unk_token_id,
-            "padding_side": tokenizer.padding_side,
-            "system_prompt": SYSTEM_PROMPT,
-            "added_token_ids": added,
-            "placeholder_token_ids": {t: added[t] for t in PLACEHOLDER_TOKENS},
-        },  # fmt: skip
+        "tokenizer": tokenizer_manifest(tokenizer),
         "pretrained": dataclasses.asdict(cfg.pretrained),
     }
     with replace_dir(Path(cfg.out_dir)) as tmp:
