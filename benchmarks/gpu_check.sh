@@ -4,7 +4,7 @@
 #   1. paper:  benchmarks/paper_gpu.py: the paper-shape Crab (Llama-2-7B + Q-Formers + mask decoder, IA-LoRA
 #              from params.yaml) with random bf16 weights: finetune steps at 2 x 1024 tokens (plain and with
 #              gradient checkpointing; ms/step, tokens/s, peak memory), greedy decoding (ms/token, batch 1
-#              and 8, dynamic and static cache: the static one compiles, ~100 s per batch size), a
+#              and 8, dynamic and static cache: the static one compiles once per batch size), a
 #              segmentation forward, CLIP ViT-L/14 frames/s and BEATs clips/s;
 #   2. eager:  benchmarks/ia_lora.py at Llama-2-7B shape: one adapted q_proj fwd+bwd, a whole training step,
 #              greedy decoding (DynamicCache) for base / plain LoRA / Crab-style IA-LoRA / ours, plus the

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _FEATURE_KEYS = ("video_features", "audio_features", "image_features")
 #: With a static cache, prompts are left-padded to a multiple of this many tokens: transformers compiles the
-#: decoding step once per cache shape (about 100 s each for the 7B model on an H200), and prompt lengths vary.
+#: decoding step once per cache shape (7B model on an H200: 240 s for two shapes, mostly compiling), and prompt lengths vary.
 STATIC_LENGTH_MULTIPLE = 64
 
 
