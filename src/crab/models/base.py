@@ -237,7 +237,7 @@ def _manifest(
     llm: LlamaForCausalLM, num_train_records: dict[str, int],
 ) -> dict[str, Any]:  # fmt: skip
     """The manifest: everything later stages need to know without loading the weights."""
-    vcfg, acfg, lcfg = params.base_models.vision, audio.cfg, llm.config
+    vcfg, lcfg = params.base_models.vision, llm.config
     return {
         "profile": params.profile,
         "seed": params.base_models.seed,
@@ -250,15 +250,7 @@ def _manifest(
             "num_hidden_states": vcfg.num_layers + 1,  # index 0 = patch embedding
             "num_parameters": _num_parameters(vision),
         },
-        "audio": {
-            "path": "beats/beats.pt",
-            "hidden_size": acfg.encoder_embed_dim,
-            "num_layers": acfg.encoder_layers,
-            "num_heads": acfg.encoder_attention_heads,
-            "patch_size": acfg.input_patch_size,
-            "num_tokens_per_second": audio.num_tokens(num_fbank_frames(BEATS_SAMPLE_RATE)),  # 1 s of audio
-            "num_parameters": _num_parameters(audio),
-        },
+        "audio": audio_manifest(audio, "beats/beats.pt"),
         "llm": {
             "path": "llm",
             **dataclasses.asdict(params.base_models.llm),
@@ -286,6 +278,20 @@ def tokenizer_manifest(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
         "system_prompt": SYSTEM_PROMPT,
         "added_token_ids": added,
         "placeholder_token_ids": {t: added[t] for t in PLACEHOLDER_TOKENS},
+    }
+
+
+def audio_manifest(audio: BEATs, path: str) -> dict[str, Any]:
+    """The manifest's ``audio`` entry in both profiles: where the checkpoint is, its sizes, tokens per second."""
+    cfg = audio.cfg
+    return {
+        "path": path,
+        "hidden_size": cfg.encoder_embed_dim,
+        "num_layers": cfg.encoder_layers,
+        "num_heads": cfg.encoder_attention_heads,
+        "patch_size": cfg.input_patch_size,
+        "num_tokens_per_second": audio.num_tokens(num_fbank_frames(BEATS_SAMPLE_RATE)),  # 1 s of audio
+        "num_parameters": _num_parameters(audio),
     }
 
 
@@ -324,7 +330,7 @@ def load_base_models(out_dir: str | Path, dtype: torch.dtype = torch.float32) ->
         raise BaseModelsError(f"{paths.manifest}: not valid JSON ({err.msg})") from None
     vision, processor = load_vision(paths.vision, dtype)
     tokenizer, llm = load_tokenizer(paths.tokenizer), load_llm(paths.llm, dtype)
-    fit_llm_to_tokenizer(llm, tokenizer, seed=manifest.get("seed", 0))
+    fit_llm_to_tokenizer(llm, tokenizer, seed=manifest["seed"])
     expected = manifest.get("tokenizer", {}).get("added_token_ids", {})
     actual = {t: tokenizer.convert_tokens_to_ids(t) for t in CRAB_ADDED_TOKENS}
     if expected != actual:

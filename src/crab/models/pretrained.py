@@ -36,9 +36,8 @@ from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPVisionConfig,
 from crab.atomic import replace_dir
 from crab.config import Params, PretrainedPathsConfig
 from crab.errors import CrabError
-from crab.features.fbank import BEATS_SAMPLE_RATE, num_fbank_frames
-from crab.models.base import (LLM_FILES, TOKENIZER_FILES, VISION_FILES, library_versions, missing_files,
-                              tokenizer_manifest)  # fmt: skip
+from crab.models.base import (LLM_FILES, TOKENIZER_FILES, VISION_FILES, audio_manifest, library_versions,
+                              missing_files, tokenizer_manifest)  # fmt: skip
 from crab.models.beats import BeatsCheckpointError, load_beats
 from crab.models.mask_decoder import mask_decoder_paper_config
 from crab.models.tokenizer import CRAB_ADDED_TOKENS, LLAMA2_CHAT_TEMPLATE, MAX_SEQUENCE_LENGTH, add_crab_tokens
@@ -92,7 +91,8 @@ def _check_vision(path: Path) -> dict[str, Any]:
         processor = CLIPImageProcessorPil.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, TypeError) as err:
         raise PretrainedWeightsError(f"{path}: not a CLIP folder ({' '.join(str(err).split())[:200]})") from None
-    needed = sorted({PAPER_FEATURE_LAYER, *mask_decoder_paper_config().vision_feature_layers})
+    mask_layers = mask_decoder_paper_config().vision_feature_layers
+    needed = sorted({PAPER_FEATURE_LAYER, *mask_layers})
     if config.num_hidden_layers < max(needed):
         raise PretrainedWeightsError(
             f"{path}: CLIP has {config.num_hidden_layers} layers, Crab reads hidden states {needed} (ViT-L/14 has 24)"
@@ -103,7 +103,7 @@ def _check_vision(path: Path) -> dict[str, Any]:
         "path": str(path.resolve()), "image_size": config.image_size, "patch_size": config.patch_size,
         "hidden_size": config.hidden_size, "num_layers": config.num_hidden_layers,
         "num_heads": config.num_attention_heads, "intermediate_size": config.intermediate_size,
-        "feature_layer": PAPER_FEATURE_LAYER, "mask_feature_layers": mask_decoder_paper_config().vision_feature_layers,
+        "feature_layer": PAPER_FEATURE_LAYER, "mask_feature_layers": mask_layers,
         "num_patches": (config.image_size // config.patch_size) ** 2, "num_hidden_states": config.num_hidden_layers + 1,
     }  # fmt: skip
 
@@ -113,13 +113,7 @@ def _check_audio(path: Path) -> dict[str, Any]:
         beats = load_beats(path)
     except BeatsCheckpointError as err:
         raise PretrainedWeightsError(f"base_models.pretrained.audio: {err}") from None
-    cfg = beats.cfg
-    return {
-        "path": str(path.resolve()), "hidden_size": cfg.encoder_embed_dim, "num_layers": cfg.encoder_layers,
-        "num_heads": cfg.encoder_attention_heads, "patch_size": cfg.input_patch_size,
-        "num_tokens_per_second": beats.num_tokens(num_fbank_frames(BEATS_SAMPLE_RATE)),
-        "num_parameters": sum(p.numel() for p in beats.parameters()),
-    }  # fmt: skip
+    return audio_manifest(beats, str(path.resolve()))
 
 
 def _check_llm(path: Path) -> dict[str, Any]:

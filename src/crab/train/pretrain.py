@@ -145,8 +145,9 @@ def build_crab_model(
     paths = BaseModelPaths.of(base_dir)
     tokenizer = load_tokenizer(paths.tokenizer)
     llm: LlamaForCausalLM = load_llm(paths.llm)
-    fit_llm_to_tokenizer(llm, tokenizer, seed)  # paper: Llama-2's 32000 rows + Crab's 17
     manifest = json.loads(paths.manifest.read_text(encoding="utf-8"))
+    # paper: Llama-2's 32000 rows + Crab's 17, seeded by base_models as load_base_models does, not by this stage
+    fit_llm_to_tokenizer(llm, tokenizer, manifest["seed"])
     config = build_crab_config(profile, llm.config, tokenizer, manifest)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

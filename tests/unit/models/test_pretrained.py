@@ -163,11 +163,16 @@ def test_pretrain_builds_the_paper_model_on_the_released_weights_widths(
 ) -> None:
     """Q-Formers 768 wide with 32 queries (the paper's), fed by the weights' own CLIP / BEATs widths."""
     base_models(_paper(tmp_path / "base", standins[0]))
-    model, tokenizer = build_crab_model(tmp_path / "base", "paper", seed=0)
+    model, tokenizer = build_crab_model(tmp_path / "base", "paper", seed=7)  # projector seed != base_models seed 0
     config = model.config
     assert (config.num_visual_queries, config.visual_qformer_config.hidden_size) == (32, 768)
     assert (config.vision_hidden_size, config.audio_hidden_size) == (8, 64)  # the stand-ins' CLIP and BEATs
     assert model.language_model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    # The 17 new rows are seeded by base_models, so the stage builds the LLM that load_base_models gives.
+    loaded = load_base_models(tmp_path / "base").llm
+    for got, want in ((model.language_model.get_input_embeddings(), loaded.get_input_embeddings()),
+                      (model.language_model.get_output_embeddings(), loaded.get_output_embeddings())):  # fmt: skip
+        torch.testing.assert_close(got.weight, want.weight, rtol=0, atol=0)
     video, audio = (tokenizer.convert_tokens_to_ids(t) for t in ("<video>", "<audio>"))
     ids = [tokenizer.bos_token_id] + [video] * 2 * 32 + [audio] * 3 * 32 + tokenizer("a dog barks").input_ids[1:]
     input_ids = torch.tensor([ids])  # 2 frames and 3 clips of 32 query tokens each
