@@ -30,7 +30,9 @@ __all__ = [
     "parse_section",
 ]
 
-TaskName = Literal["ave", "avvp", "avqa", "avcap"]
+TaskName = Literal["ave", "avvp", "avqa", "avcap"]  # tasks the model trains on and is evaluated on
+# tasks avuie_build writes: S4 / MS3 have AV-UIE data and features, their training branch is still to come
+AvuieTaskName = Literal["ave", "avvp", "avqa", "s4", "ms3", "avcap"]
 DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor"]
 
 
@@ -263,7 +265,7 @@ class AvuieConfig:
 
     seed: int  # picks phrasings; independent of the synth seed
     use_reasoning: bool  # False = the paper's "w/o ERP" ablation: answers without the reasoning process
-    tasks: list[TaskName]  # tasks written by avuie_build
+    tasks: list[AvuieTaskName]  # tasks written by avuie_build
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,8 @@ STAGES: dict[str, Stage] = {
                 "src/crab/models/base.py",
                 "src/crab/models/tokenizer.py",
                 "src/crab/models/beats.py",
+                "src/crab/models/pretrained.py",
+                "src/crab/models/mask_decoder.py",
             ),
             outs=("models/base",),
         ),

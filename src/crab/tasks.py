@@ -16,10 +16,9 @@ Crab (CVPR'25) solves these tasks with one set of weights; the canonical names a
 Other acronyms: AV-UIE, the paper's audio-visual unified instruction-tuning data; ERP, its explicit
 reasoning process (answers that say what is seen and heard, where and when, before the tagged answer).
 
-:data:`TASKS` maps each task built so far (``ave``, ``avvp``, ``avqa``, ``avcap``) to its :class:`TaskSpec`;
-the segmentation and grounding tasks (``arig``, ``s4``, ``ms3``, ``avss``, ``ref_avs``) get theirs together
-with their builders. Each spec holds the ONE instruction used by training, evaluation and
-``crab infer`` (Crab's scripts disagree between train, test and quick start, crab-reference section 7
+:data:`TASKS` maps each task built so far (``ave``, ``avvp``, ``avqa``, ``s4``, ``ms3``, ``avcap``) to its
+:class:`TaskSpec`; ``arig``, ``avss`` and ``ref_avs`` get theirs together with their builders. Each spec
+holds the ONE instruction used by training, evaluation and ``crab infer`` (Crab's scripts disagree between train, test and quick start, crab-reference section 7
 item 5; we fix one wording per task, in the standard AV prompt of section 1.6).
 
 This module is imported by the CLI, so it imports only the standard library at module level; the answer
@@ -35,7 +34,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-__all__ = ["AUDIO_PROMPT", "DIRECT_ANSWER_REQUEST", "TASKS", "VIDEO_PROMPT", "AudioCutting", "Task", "TaskSpec"]
+__all__ = [
+    "AUDIO_PROMPT",
+    "NUM_AVS_OBJECT_FRAMES",
+    "DIRECT_ANSWER_REQUEST",
+    "TASKS",
+    "VIDEO_PROMPT",
+    "AudioCutting",
+    "Task",
+    "TaskSpec",
+]
 
 #: ``{V}`` of crab-reference section 4: the video placeholder block that opens an AV instruction.
 VIDEO_PROMPT = "This is a video:\n<video_start><video><video_end>\n"
@@ -48,8 +56,17 @@ AUDIO_PROMPT = "This is an audio:\n<audio_start><audio><audio_end>\n"
 DIRECT_ANSWER_REQUEST = " Answer directly, without the reasoning."
 
 #: How a clip's audio is cut for the audio encoder: ``segments`` = N equal segments covering the clip
-#: (AVE, AVCAP); ``windows`` = fixed-length windows spread over the clip (AVQA; crab-reference 1.4).
+#: (AVE, AVCAP, AVSBench); ``windows`` = fixed-length windows spread over the clip (AVQA; crab-reference 1.4).
 AudioCutting = Literal["segments", "windows"]
+
+#: Frames of an AVSBench-object clip (S4, MS3), one per second; each has its 1-s audio segment.
+NUM_AVS_OBJECT_FRAMES = 5
+
+#: The AVSBench request of crab-reference 4.5 (``{nth}`` = "first" ... "fifth", from ``crab.avuie.avs.nth_second``).
+_AVS_REQUEST = (
+    "Please recognize the category of object making sound in the video, and then segment out the object "
+    "that makes the sound at the {nth} second of the video."
+)
 
 
 class Task(StrEnum):
@@ -79,6 +96,10 @@ class TaskSpec:
         audio_cutting: how the audio is cut for the encoder (:data:`AudioCutting`).
         answer_module: module defining the task's label dataclass, ``format_answer(label,
             reasoning_text)`` and ``parse_answer(text)``; imported on first use.
+        num_audio_segments: segments of a ``"segments"`` cut when the dataset fixes them (AVSBench: one 1-s
+            clip per frame, 5); None = ``media.num_audio_segments``.
+        masks: the answer ends with the six mask tokens and the segmentation decoder reads the frames' CLIP
+            levels (the ``features`` stage stores them for these tasks only).
     """
 
     task: Task
@@ -87,6 +108,8 @@ class TaskSpec:
     prompt: str
     audio_cutting: AudioCutting
     answer_module: str
+    num_audio_segments: int | None = None
+    masks: bool = False
 
     def instruction(self, **fields: str) -> str:
         """The prompt with its per-item fields filled, e.g. ``instruction(question="Where is ...?")``.
@@ -141,6 +164,27 @@ TASKS: dict[Task, TaskSpec] = {
             prompt=VIDEO_PROMPT + AUDIO_PROMPT + "Please answer this question: {question}",
             audio_cutting="windows",
             answer_module="crab.avuie.avqa",
+        ),
+        TaskSpec(
+            task=Task.S4,
+            dataset="avsbench",
+            description="S4: segment the one object making the sound in a frame (AVSBench single source).",
+            prompt=VIDEO_PROMPT + AUDIO_PROMPT + _AVS_REQUEST,
+            audio_cutting="segments",
+            num_audio_segments=NUM_AVS_OBJECT_FRAMES,
+            masks=True,
+            answer_module="crab.avuie.avs",
+        ),
+        TaskSpec(
+            task=Task.MS3,
+            dataset="avsbench",
+            description="MS3: segment every object making the sound in a frame (AVSBench multiple sources).",
+            # Crab's S4 wording for MS3 too (its MS3 test prompt always says "third second": crab-reference 4.5)
+            prompt=VIDEO_PROMPT + AUDIO_PROMPT + _AVS_REQUEST,
+            audio_cutting="segments",
+            num_audio_segments=NUM_AVS_OBJECT_FRAMES,
+            masks=True,
+            answer_module="crab.avuie.avs",
         ),
         TaskSpec(
             task=Task.AVCAP,

@@ -19,12 +19,22 @@ def test_task_names_are_the_canonical_nine():
 
 
 def test_table_holds_the_tasks_built_so_far():
-    assert set(TASKS) == {Task.AVE, Task.AVVP, Task.AVQA, Task.AVCAP}
-    datasets = {"ave": "ave", "avvp": "llp", "avqa": "music_avqa", "avcap": "valor"}
+    assert set(TASKS) == {Task.AVE, Task.AVVP, Task.AVQA, Task.S4, Task.MS3, Task.AVCAP}
+    datasets = {
+        "ave": "ave",
+        "avvp": "llp",
+        "avqa": "music_avqa",
+        "s4": "avsbench",
+        "ms3": "avsbench",
+        "avcap": "valor",
+    }
     assert {t: s.dataset for t, s in TASKS.items()} == datasets
     assert all(spec.task is task for task, spec in TASKS.items())
-    cutting = {"ave": "segments", "avvp": "segments", "avqa": "windows", "avcap": "segments"}
+    cutting = {"ave": "segments", "avvp": "segments", "avqa": "windows", "s4": "segments", "ms3": "segments",
+               "avcap": "segments"}  # fmt: skip
     assert {t: s.audio_cutting for t, s in TASKS.items()} == cutting
+    # AVSBench fixes one 1-s audio segment per frame; the others follow media.num_audio_segments
+    assert {t: s.num_audio_segments for t, s in TASKS.items() if s.num_audio_segments} == {"s4": 5, "ms3": 5}
 
 
 def test_prompts_are_the_canonical_wordings():
@@ -35,6 +45,11 @@ def test_prompts_are_the_canonical_wordings():
     assert TASKS[Task.AVQA].instruction(question=question) == AV + "Please answer this question: " + question
     with pytest.raises(KeyError):
         TASKS[Task.AVQA].instruction()
+    avs = (
+        AV + "Please recognize the category of object making sound in the video, and then segment out the object "
+        "that makes the sound at the third second of the video."
+    )
+    assert TASKS[Task.S4].instruction(nth="third") == TASKS[Task.MS3].instruction(nth="third") == avs
 
 
 @pytest.mark.parametrize(

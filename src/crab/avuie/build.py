@@ -30,10 +30,12 @@ from crab.avuie.avcap import build_avcap
 from crab.avuie.ave import build_ave
 from crab.avuie.avvp_build import build_avvp
 from crab.avuie.avqa import build_avqa
+from crab.avuie.avs_build import build_avs
 from crab.atomic import replace_dir
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params
 from crab.datasets.ave import read_ave
+from crab.datasets.avsbench import read_ms3, read_s4
 from crab.datasets.llp import read_llp
 from crab.datasets.music_avqa import read_music_avqa
 from crab.datasets.valor import read_valor
@@ -60,12 +62,16 @@ class _TaskSource:
     read: Callable[[Path, Any], Any]  # reader(root, split) -> ReadResult
     splits: tuple[str, ...]
     build: _Builder
+    group: str | None = None  # its validate_raw group when not the task's dataset (S4 / MS3 share "avsbench")
+    subdir: str = ""  # folder of avsynth_scenes.jsonl under the dataset root
 
 
 _SOURCES: dict[Task, _TaskSource] = {
     Task.AVE: _TaskSource(read_ave, ("train", "val", "test"), build_ave),
     Task.AVVP: _TaskSource(read_llp, ("train", "val", "test"), build_avvp),
     Task.AVQA: _TaskSource(read_music_avqa, ("train", "val", "test"), build_avqa),
+    Task.S4: _TaskSource(read_s4, ("train", "val", "test"), build_avs, "s4", "Single-source"),
+    Task.MS3: _TaskSource(read_ms3, ("train", "val", "test"), build_avs, "ms3", "Multi-sources"),
     Task.AVCAP: _TaskSource(read_valor, ("train", "val"), build_avcap),  # Crab: train, and val for testing
 }
 
@@ -107,8 +113,9 @@ def avuie_build(params: Params) -> AvuieBuildResult:
     for name in params.avuie.tasks:
         task = Task(name)
         spec, source = TASKS[task], _SOURCES[task]
-        if spec.dataset not in validated or not validated[spec.dataset].get("present", True):
-            reason = f"dataset {spec.dataset} (task {task}) was not validated; run `crab validate_raw`"
+        group = source.group or spec.dataset
+        if group not in validated or not validated[group].get("present", True):
+            reason = f"dataset {group} (task {task}) was not validated; run `crab validate_raw`"
             raise DataError(RAW_REPORT, reason)
         root = Path(getattr(params.datasets, spec.dataset))
         raw, num_rejected = [], 0
@@ -116,12 +123,12 @@ def avuie_build(params: Params) -> AvuieBuildResult:
             result = source.read(root, split)
             raw.extend(result.records)
             num_rejected += len(result.rejected)
-        excluded = [r for r in raw if r.source in quarantined[spec.dataset]]
-        kept, duplicates = _drop_duplicates([r for r in raw if r.source not in quarantined[spec.dataset]])
+        excluded = [r for r in raw if r.source in quarantined[group]]
+        kept, duplicates = _drop_duplicates([r for r in raw if r.source not in quarantined[group]])
         tally: Counter[str] = Counter()
         records = source.build(
             kept,
-            _load_scenes(root),
+            _load_scenes(root / source.subdir),
             _released_dir(root),
             params.avuie.use_reasoning,
             random.Random(f"{params.avuie.seed}/{task}"),  # str seeds hash with SHA-512: stable across runs

@@ -37,6 +37,7 @@ from crab.datasets.records import ReadResult, Rejection, Split
 from crab.datasets.tables import file_name_problem, header_column, missing_media, read_csv_rows, select_rows
 from crab.datasets.vocab_seg import S4_CATEGORIES
 from crab.errors import DataError
+from crab.tasks import NUM_AVS_OBJECT_FRAMES
 
 __all__ = [
     "AVSBENCH_SPLITS",
@@ -49,8 +50,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 AVSBENCH_SPLITS: tuple[str, ...] = ("train", "val", "test")
-#: Frames per AVSBench-object video (one per second of a 5-s clip).
-NUM_AVS_OBJECT_FRAMES = 5
 
 
 @dataclass(frozen=True)

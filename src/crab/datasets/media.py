@@ -23,6 +23,7 @@ stream", "truncated or corrupt (...)", ...).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ __all__ = [
     "MediaInfo",
     "probe",
     "read_audio",
+    "read_frame_folder",
     "read_frames",
     "read_image",
     "sample_indices",
@@ -302,6 +304,55 @@ def read_image(path: str | Path) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DataError(path, f"not an image / cannot open ({error})") from error
     return np.asarray(rgb, dtype=np.uint8)
+
+
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+
+def read_frame_folder(folder: str | Path, size: int | None = None) -> np.ndarray:
+    """Every PNG / JPEG frame of a frame folder in time order (AVSBench's ``visual_frames/.../{name}/``).
+
+    Frames are ordered by the number that ends their stem (``{name}_1.png`` ... ``{name}_5.png``, MS3's
+    ``{name}.mp4_1.png``, Crab's ``frames/0.jpg``), so ``_10`` sorts after ``_9``; the folder's frames are
+    all read, as the masks label each of them.
+
+    Args:
+        folder: the frame folder.
+        size: if given, resize every frame to ``size x size`` (PIL bilinear, aspect ratio ignored, as
+            :func:`read_frames`).
+
+    Returns:
+        ``(n, H, W, 3)`` uint8 RGB.
+
+    Raises:
+        DataError: the folder is missing, holds no frames, a frame stem has no trailing number, two frames
+            share one, or a frame is unreadable / of another size than the first.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "frame folder not found")
+    numbered = {}
+    for path in folder.iterdir():
+        if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            continue
+        match = _TRAILING_NUMBER.search(path.stem)
+        if match is None:
+            raise DataError(path, "frame file name does not end with its frame number")
+        if int(match.group(1)) in numbered:
+            raise DataError(path, f"two frames numbered {int(match.group(1))} in one folder")
+        numbered[int(match.group(1))] = path
+    if not numbered:
+        raise DataError(folder, "no PNG / JPEG frames in the folder")
+    frames, first_shape = [], None
+    for number in sorted(numbered):
+        image = read_image(numbered[number])  # (H, W, 3)
+        first_shape = first_shape or image.shape
+        if image.shape != first_shape:
+            raise DataError(numbered[number], f"frame is {image.shape[:2]}, the folder's first is {first_shape[:2]}")
+        if size is not None:
+            image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+        frames.append(image)
+    return np.stack(frames)  # (n, H, W, 3)
 
 
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:

@@ -3,13 +3,17 @@
 DESIGN.md section 3 ("frozen encoders run once over all media; sharded, resumable, atomic") and
 crab-reference sections 1.2 and 1.4, which say what the encoders see:
 
-* **video**: ``media.num_frames`` frames sampled with Crab's uniform indices, resized straight to the
-  processor's crop size (aspect ratio ignored, as decord does for Crab), normalised by the
+* **video**: ``media.num_frames`` frames sampled with Crab's uniform indices (from a frame folder,
+  AVSBench's, all its frames in the order of their numbers), resized straight to the processor's crop
+  size (aspect ratio ignored, as decord does for Crab), normalised by the
   ``CLIPImageProcessor``; ``CLIPVisionModel(output_hidden_states=True).hidden_states[feature_layer]``
   with the CLS token dropped: raw block outputs, no post-layernorm -> ``(T, P, D)`` per clip;
-* **audio**: 16 kHz mono, cut per task (``crab.tasks.TASKS[task].audio_cutting``: AVE / AVCAP into
-  ``media.num_audio_segments`` equal segments, AVQA into ``media.avqa_num_windows`` windows of
-  ``media.avqa_window_s`` s), Kaldi fbank of each clip, BEATs' last layer -> ``(C, N, D)`` per clip.
+* **levels** (segmentation tasks only, ``TaskSpec.masks``): the same frames at the mask decoder's CLIP
+  layers (manifest ``vision.mask_feature_layers``: tiny 1, 2; paper 14, 22) -> ``(T, L, P, D)`` per clip;
+* **audio**: 16 kHz mono, cut per task (:func:`crab.features.store.audio_cut`: AVE / AVCAP into
+  ``media.num_audio_segments`` equal segments, AVSBench into 5, one per frame, AVQA into
+  ``media.avqa_num_windows`` windows of ``media.avqa_window_s`` s), Kaldi fbank of each clip, BEATs' last
+  layer -> ``(C, N, D)`` per clip.
 
 Inputs are all AV-UIE splits of ``avuie.tasks`` minus the records ``validate_avuie`` quarantined. Media
 are deduplicated into feature keys (:mod:`crab.features.store`), sorted, and cut into fixed shards of
@@ -43,10 +47,20 @@ from tqdm import tqdm
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.avuie.schema import AvuieRecord, read_jsonl
 from crab.config import MediaConfig, Params
-from crab.datasets.media import read_audio, read_frames, segment_audio, window_audio
+from crab.datasets.media import read_audio, read_frame_folder, read_frames, segment_audio, window_audio
 from crab.errors import CrabError, DataError
 from crab.features.fbank import BEATS_SAMPLE_RATE, beats_fbank, num_fbank_frames
-from crab.features.store import INDEX_NAME, StoreWriter, audio_key, audio_scheme, shard_name, video_key
+from crab.features.store import (
+    INDEX_NAME,
+    levels_key,
+    AudioCut,
+    StoreWriter,
+    audio_cut,
+    audio_key,
+    audio_scheme,
+    shard_name,
+    video_key,
+)
 from crab.models.base import BaseModelPaths, load_audio, load_vision
 from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
 from crab.quality.quarantine import load_quarantined_avuie
@@ -76,16 +90,17 @@ class MediaItem:
     """One feature to compute.
 
     Attributes:
-        key: feature key (``video/<path>`` or ``audio/<scheme>/<path>``).
-        kind: ``"video"`` or ``"audio"``.
+        key: feature key (``video/<path>``, ``levels/<path>`` or ``audio/<scheme>/<path>``).
+        kind: ``"video"``, ``"levels"`` (the mask decoder's CLIP levels of a segmentation task's frames) or
+            ``"audio"``.
         path: the media file, as the AV-UIE record names it.
-        cutting: audio only: ``"segments"`` or ``"windows"``.
+        cutting: audio only: how the clip is cut (:func:`crab.features.store.audio_cut`).
     """
 
     key: str
-    kind: Literal["video", "audio"]
+    kind: Literal["video", "levels", "audio"]
     path: str
-    cutting: str | None = None
+    cutting: AudioCut | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +111,7 @@ class FeaturesResult:
         out_dir: the store folder.
         num_records: AV-UIE records whose media were featurised.
         num_excluded: records left out because ``validate_avuie`` quarantined them.
-        num_video / num_audio: feature items in the store.
+        num_video / num_levels / num_audio: feature items in the store (levels: segmentation tasks' frames).
         num_shards / num_shards_computed: shards in the store / computed by this run (the rest were reused).
         num_frames / num_audio_clips: frames and audio clips encoded by this run.
         size_mb: size of the store on disk (shards + index), in MB (10^6 bytes).
@@ -108,6 +123,7 @@ class FeaturesResult:
     num_records: int
     num_excluded: int
     num_video: int
+    num_levels: int
     num_audio: int
     num_shards: int
     num_shards_computed: int
@@ -136,6 +152,7 @@ class Encoders(NamedTuple):
     processor: Any
     audio: Any
     feature_layer: int  # CLIP ``hidden_states`` index kept (the base models' manifest: tiny from params, paper 23)
+    mask_feature_layers: tuple[int, ...] = ()  # the mask decoder's levels (manifest: tiny 1, 2; paper 14, 22)
 
 
 @dataclass
@@ -189,39 +206,47 @@ def plan_items(records: Iterable[AvuieRecord], params: Params) -> list[MediaItem
         params: reads ``media`` (the audio scheme is part of the key).
 
     Returns:
-        One video item per video file and one audio item per (audio file, scheme).
+        One video item per video file, one audio item per (audio file, scheme), one levels item per video of a
+        segmentation task (``TaskSpec.masks``).
     """
     items: dict[str, MediaItem] = {}
     for record in records:
         vkey, akey = video_key(record), audio_key(record, params)
         items.setdefault(vkey, MediaItem(vkey, "video", record.media["video"]))
-        cutting = TASKS[Task(record.task)].audio_cutting
-        items.setdefault(akey, MediaItem(akey, "audio", record.media["audio"], cutting))
+        items.setdefault(akey, MediaItem(akey, "audio", record.media["audio"], audio_cut(record.task, params.media)))
+        if TASKS[Task(record.task)].masks:
+            lkey = levels_key(record)
+            items.setdefault(lkey, MediaItem(lkey, "levels", record.media["video"]))
     return [items[key] for key in sorted(items)]
 
 
 @torch.inference_mode()
-def encode_frames(vision: Any, processor: Any, frames: np.ndarray, layer: int, batch_size: int) -> Tensor:
-    """CLIP patch tokens of one layer for a stack of frames, in batches.
+def encode_frames(
+    vision: Any, processor: Any, frames: np.ndarray, layer: int | Sequence[int], batch_size: int
+) -> Tensor:
+    """CLIP patch tokens of one layer (or of several, stacked) for a stack of frames, in batches.
 
     Args:
         vision: ``CLIPVisionModel`` in eval mode.
         processor: its ``CLIPImageProcessor`` (CLIP mean / std normalisation; resize and crop are no-ops
             on frames already at the crop size).
         frames: ``(F, S, S, 3)`` uint8 RGB, S = the processor's crop size.
-        layer: index into ``hidden_states`` (0 = patch embedding).
+        layer: index into ``hidden_states`` (0 = patch embedding), or a sequence of them (one forward).
         batch_size: frames per forward.
 
     Returns:
-        ``(F, P, D)`` float32 tokens of ``hidden_states[layer]`` without CLS (P = (S / patch)^2).
+        ``(F, P, D)`` float32 tokens of ``hidden_states[layer]`` without CLS (P = (S / patch)^2); for a
+        sequence of L layers ``(F, L, P, D)``.
     """
+    layers = [layer] if isinstance(layer, int) else list(layer)
     outputs = []
     for start in range(0, len(frames), batch_size):
         batch = list(frames[start : start + batch_size])
         pixels = processor(images=batch, return_tensors="pt")["pixel_values"].to(vision.dtype)  # (b, 3, S, S)
-        hidden = vision(pixel_values=pixels, output_hidden_states=True).hidden_states[layer]  # (b, 1 + P, D)
-        outputs.append(hidden[:, 1:, :].float())  # drop CLS -> (b, P, D)
-    return torch.cat(outputs)  # (F, P, D)
+        hidden = vision(pixel_values=pixels, output_hidden_states=True).hidden_states  # (b, 1 + P, D) each
+        outputs.append(torch.stack([hidden[k][:, 1:, :].float() for k in layers], dim=1))  # drop CLS -> (b, L, P, D)
+    tokens = torch.cat(outputs)  # (F, L, P, D)
+    return tokens[:, 0] if isinstance(layer, int) else tokens
 
 
 @torch.inference_mode()
@@ -243,14 +268,21 @@ def encode_clips(beats: Any, clips: np.ndarray, batch_size: int) -> Tensor:
     return torch.cat(outputs)  # (n, N, C)
 
 
+def _read_video(path: Path, num_frames: int, size: int) -> np.ndarray:
+    """A clip's ``num_frames`` sampled frames, or every frame of a frame folder (AVSBench): ``(T, S, S, 3)``."""
+    return read_frame_folder(path, size) if path.is_dir() else read_frames(path, num_frames, size)
+
+
 def _cut_audio(item: MediaItem, media: MediaConfig, patch: int) -> np.ndarray:
     """Decode an item's audio and cut it into its clips: ``(C, L)`` float32 at 16 kHz."""
     wave = read_audio(Path(item.path), BEATS_SAMPLE_RATE)  # (L,)
+    cut = item.cutting
+    assert cut is not None, item.key
     try:
-        if item.cutting == "segments":
-            clips = segment_audio(wave, media.num_audio_segments)
+        if cut.kind == "segments":
+            clips = segment_audio(wave, cut.count)
         else:
-            clips = window_audio(wave, BEATS_SAMPLE_RATE, media.avqa_num_windows, media.avqa_window_s)
+            clips = window_audio(wave, BEATS_SAMPLE_RATE, cut.count, cut.window_s)
     except ValueError as err:
         raise DataError(item.path, f"audio cannot be cut for {item.key.split('/')[1]} ({err})") from None
     if num_fbank_frames(clips.shape[1]) < patch:
@@ -272,10 +304,22 @@ def compute_shard(
     if videos:
         start = time.perf_counter()
         size, layer = enc.processor.crop_size["height"], enc.feature_layer
-        frames = [read_frames(Path(i.path), params.media.num_frames, size) for i in videos]  # (T_i, S, S, 3) each
+        frames = [_read_video(Path(i.path), params.media.num_frames, size) for i in videos]  # (T_i, S, S, 3) each
         tokens = encode_frames(enc.vision, enc.processor, np.concatenate(frames), layer, batch_size)  # (sum T_i, P, D)
         for item, chunk in zip(videos, tokens.split([len(f) for f in frames]), strict=True):
             out[item.key] = chunk.to(dtype, copy=True)  # (T, P, D), own storage
+        counters.num_frames += len(tokens)
+        counters.video_seconds += time.perf_counter() - start
+    levels = [i for i in items if i.kind == "levels"]
+    if levels:
+        if not enc.mask_feature_layers:
+            raise CrabError("the base models' manifest names no vision.mask_feature_layers; run `crab base_models`")
+        start = time.perf_counter()
+        size = enc.processor.crop_size["height"]
+        frames = [_read_video(Path(i.path), params.media.num_frames, size) for i in levels]  # (T_i, S, S, 3) each
+        tokens = encode_frames(enc.vision, enc.processor, np.concatenate(frames), enc.mask_feature_layers, batch_size)
+        for item, chunk in zip(levels, tokens.split([len(f) for f in frames]), strict=True):
+            out[item.key] = chunk.to(dtype, copy=True)  # (T, L, P, D)
         counters.num_frames += len(tokens)
         counters.video_seconds += time.perf_counter() - start
     audios = [i for i in items if i.kind == "audio"]
@@ -303,13 +347,14 @@ def load_encoders(base_dir: Path) -> Encoders:
             crop size differs from the model's image size.
     """
     paths = BaseModelPaths.of(base_dir)
-    layer = _feature_layer(paths)
+    layer, mask_layers = _feature_layer(paths), _mask_feature_layers(paths)
     vision, processor = load_vision(paths.vision)
-    if not 1 <= layer <= (num_layers := vision.config.num_hidden_layers):
-        raise CrabError(f"{paths.manifest}: vision.feature_layer {layer} not in 1..{num_layers} for {paths.vision}")
+    for name, value in (("feature_layer", layer), *(("mask_feature_layers", k) for k in mask_layers)):
+        if not 1 <= value <= (num_layers := vision.config.num_hidden_layers):
+            raise CrabError(f"{paths.manifest}: vision.{name} {value} not in 1..{num_layers} for {paths.vision}")
     if processor.crop_size["height"] != vision.config.image_size:
         raise CrabError(f"{paths.vision}: processor crop size != model image size {vision.config.image_size}")
-    return Encoders(vision.eval(), processor, load_audio(paths.audio).eval(), layer)
+    return Encoders(vision.eval(), processor, load_audio(paths.audio).eval(), layer, mask_layers)
 
 
 def _feature_layer(paths: BaseModelPaths) -> int:
@@ -319,6 +364,17 @@ def _feature_layer(paths: BaseModelPaths) -> int:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CrabError(
             f"{paths.manifest}: no vision.feature_layer ({type(err).__name__}); run `crab base_models`"
+        ) from None
+
+
+def _mask_feature_layers(paths: BaseModelPaths) -> tuple[int, ...]:
+    """The mask decoder's CLIP levels in the manifest; () in a manifest written before segmentation existed."""
+    try:
+        raw = json.loads(paths.manifest.read_text(encoding="utf-8"))["vision"].get("mask_feature_layers") or ()
+        return tuple(int(k) for k in raw)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CrabError(
+            f"{paths.manifest}: unreadable vision entry ({type(err).__name__}); run `crab base_models`"
         ) from None
 
 
@@ -336,10 +392,15 @@ def _digest(parts: Iterable[str]) -> str:
 
 
 def _media_digest(shard: Sequence[MediaItem], cache: dict[str, str]) -> str:
-    """Digest of a shard's keys and its media files' bytes (``cache``: path -> file hash, shared by items)."""
+    """Digest of a shard's keys and its media's bytes (``cache``: path -> file or folder hash, shared by items)."""
     for item in shard:
         if item.path not in cache:
-            cache[item.path] = _file_sha256(Path(item.path))
+            path = Path(item.path)
+            if path.is_dir():  # a frame folder: its files' names and bytes
+                files = sorted(p for p in path.iterdir() if p.is_file())
+                cache[item.path] = _digest(f"{p.name}:{_file_sha256(p)}" for p in files)
+            else:
+                cache[item.path] = _file_sha256(path)
     return _digest(part for item in shard for part in (item.key, cache[item.path]))
 
 
@@ -357,6 +418,7 @@ def _feature_spec(params: Params) -> dict[str, Any]:
             "num_frames": params.media.num_frames,
             "image_size": crop.get("height"),
             "feature_layer": _feature_layer(paths),
+            "mask_feature_layers": list(_mask_feature_layers(paths)),
             "tokens": "patch (CLS dropped), raw block output",
         },
         "audio": {"sha256": _file_sha256(paths.audio), "sample_rate": BEATS_SAMPLE_RATE, "tokens": "last layer"},
@@ -406,6 +468,7 @@ def features(params: Params) -> FeaturesResult:
         num_records=len(records),
         num_excluded=num_excluded,
         num_video=sum(i.kind == "video" for i in items),
+        num_levels=sum(i.kind == "levels" for i in items),
         num_audio=sum(i.kind == "audio" for i in items),
         num_shards=len(plan),
         num_shards_computed=counters.num_shards,
@@ -417,10 +480,10 @@ def features(params: Params) -> FeaturesResult:
         audio_seconds=counters.audio_seconds,
     )
     log.info(
-        "features: %d records (%d quarantined left out) -> %d video + %d audio items in %d shards (%d computed), "
-        "%.1f MB in %s, %.1f s; video %d frames at %.1f frames/s, audio %d clips at %.1f clips/s",
-        result.num_records, result.num_excluded, result.num_video, result.num_audio, result.num_shards,
-        result.num_shards_computed, result.size_mb, result.out_dir, result.seconds,
+        "features: %d records (%d quarantined left out) -> %d video + %d levels + %d audio items in %d shards "
+        "(%d computed), %.1f MB in %s, %.1f s; video %d frames at %.1f frames/s, audio %d clips at %.1f clips/s",
+        result.num_records, result.num_excluded, result.num_video, result.num_levels, result.num_audio,
+        result.num_shards, result.num_shards_computed, result.size_mb, result.out_dir, result.seconds,
         result.num_frames, result.frames_per_s, result.num_audio_clips, result.clips_per_s,
     )  # fmt: skip
     return result

@@ -12,7 +12,10 @@ and evaluation read this store, never raw media. Layout of ``features.out_dir``:
 Feature keys name *media*, not records, so a clip shared by several records (AVQA's questions on one
 video) is stored once:
 
-* ``"video/<path>"``: ``(T, P, D)`` CLIP patch tokens of the ``T`` sampled frames (CLS dropped);
+* ``"video/<path>"``: ``(T, P, D)`` CLIP patch tokens of the ``T`` sampled frames (CLS dropped); the path is
+  a clip file, or a frame folder whose frames are all taken (AVSBench);
+* ``"levels/<path>"``: ``(T, L, P, D)`` the mask decoder's L CLIP levels of the same frames, for the
+  segmentation tasks' videos only;
 * ``"audio/<scheme>/<path>"``: ``(C, N, D)`` BEATs last-layer tokens of the ``C`` audio clips, where the
   scheme (``"segments10"``, ``"windows10x2.0"``) comes from the task's audio cutting and the ``media``
   params, so a params change gives new keys instead of silently reusing stale features.
@@ -34,7 +37,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -42,17 +45,20 @@ from torch import Tensor
 
 from crab.config import MediaConfig, Params
 from crab.errors import CrabError
-from crab.tasks import TASKS, Task
+from crab.tasks import TASKS, AudioCutting, Task
 
 __all__ = [
     "FORMAT_VERSION",
     "INDEX_NAME",
     "FeatureStore",
     "FeatureStoreError",
+    "AudioCut",
     "StoreWriter",
+    "audio_cut",
     "audio_key",
     "audio_scheme",
     "fingerprint_of",
+    "levels_key",
     "shard_name",
     "video_key",
 ]
@@ -78,23 +84,45 @@ def _field(record: Any, name: str) -> Any:
     return record[name] if isinstance(record, Mapping) else getattr(record, name)
 
 
-def audio_scheme(task: str, media: MediaConfig) -> str:
-    """The audio-cutting scheme of a task under the given media params (the one place that decides it).
+class AudioCut(NamedTuple):
+    """How one task's audio is cut into encoder clips (``kind`` from ``crab.tasks.TASKS[task].audio_cutting``).
+
+    Attributes:
+        kind: ``"segments"`` (``count`` equal consecutive pieces) or ``"windows"`` (``count`` windows of
+            ``window_s`` seconds spread over the clip).
+        count: clips per item.
+        window_s: window length (``"windows"`` only).
+    """
+
+    kind: AudioCutting
+    count: int
+    window_s: float | None = None
+
+    @property
+    def scheme(self) -> str:
+        """The key part: ``"segments<N>"`` or ``"windows<N>x<seconds>"``."""
+        return f"segments{self.count}" if self.kind == "segments" else f"windows{self.count}x{self.window_s}"
+
+
+def audio_cut(task: str, media: MediaConfig) -> AudioCut:
+    """The audio cut of a task under the given media params (the one place that decides it).
 
     Args:
         task: canonical task name (``crab.tasks.Task``).
-        media: the ``media`` params section.
-
-    Returns:
-        ``"segments<N>"`` (N equal segments; AVE, AVCAP) or ``"windows<N>x<seconds>"`` (AVQA).
+        media: the ``media`` params section (a task's own segment count, AVSBench's 5, takes precedence).
 
     Raises:
         ValueError: the task is not in the task table.
     """
-    cutting = TASKS[Task(task)].audio_cutting
-    if cutting == "segments":
-        return f"segments{media.num_audio_segments}"
-    return f"windows{media.avqa_num_windows}x{media.avqa_window_s}"
+    spec = TASKS[Task(task)]
+    if spec.audio_cutting == "segments":
+        return AudioCut("segments", spec.num_audio_segments or media.num_audio_segments)
+    return AudioCut("windows", media.avqa_num_windows, media.avqa_window_s)
+
+
+def audio_scheme(task: str, media: MediaConfig) -> str:
+    """``audio_cut(task, media).scheme``: ``"segments<N>"`` (AVE, AVCAP, AVSBench) or ``"windows<N>x<s>"`` (AVQA)."""
+    return audio_cut(task, media).scheme
 
 
 def video_key(record: Any) -> str:
@@ -104,6 +132,15 @@ def video_key(record: Any) -> str:
         record: an ``AvuieRecord`` or its JSON dict.
     """
     return f"video/{_field(record, 'media')['video']}"
+
+
+def levels_key(record: Any) -> str:
+    """Feature key of the mask decoder's CLIP levels of a record's frames: ``"levels/<media.video>"``.
+
+    Args:
+        record: an ``AvuieRecord`` or its JSON dict (of a segmentation task, ``TaskSpec.masks``).
+    """
+    return f"levels/{_field(record, 'media')['video']}"
 
 
 def audio_key(record: Any, params: Params) -> str:
@@ -334,6 +371,12 @@ class FeatureStore:
         """CLIP patch tokens of a video key (:func:`video_key`): ``(T, P, D)``."""
         if not key.startswith("video/"):
             raise ValueError(f"not a video key: {key!r}")
+        return self.get(key)
+
+    def levels(self, key: str) -> Tensor:
+        """The mask decoder's CLIP levels of a levels key (:func:`levels_key`): ``(T, L, P, D)``."""
+        if not key.startswith("levels/"):
+            raise ValueError(f"not a levels key: {key!r}")
         return self.get(key)
 
     def audio(self, key: str) -> Tensor:

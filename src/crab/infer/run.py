@@ -26,7 +26,7 @@ from crab.datasets.media import probe
 from crab.errors import CrabError
 from crab.eval.generation import generate_greedy
 from crab.features.extract import MediaItem, compute_shard, ExtractCounters, load_encoders
-from crab.features.store import audio_key, video_key
+from crab.features.store import audio_cut, audio_key, video_key
 from crab.infer.requests import InferRequest
 from crab.models.base import BaseModelPaths
 from crab.models.collator import CrabExample, build_example
@@ -121,7 +121,7 @@ def media_features(request: InferRequest, encoders: Any, params: Params) -> tupl
     vkey, akey = video_key(record), audio_key(record, params)
     items = [
         MediaItem(vkey, "video", request.video),
-        MediaItem(akey, "audio", request.audio, TASKS[request.task].audio_cutting),
+        MediaItem(akey, "audio", request.audio, audio_cut(request.task, params.media)),
     ]
     out = compute_shard(items, encoders, params, ExtractCounters())
     return out[vkey], out[akey]

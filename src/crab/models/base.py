@@ -48,6 +48,7 @@ from crab.config import Params, TinyLlmConfig, TinyVisionConfig
 from crab.errors import CrabError
 from crab.features.fbank import BEATS_SAMPLE_RATE, num_fbank_frames
 from crab.models.beats import BEATs, beats_tiny, load_beats, save_beats_checkpoint
+from crab.models.mask_decoder import mask_decoder_tiny_config
 from crab.models.tokenizer import (CRAB_ADDED_TOKENS, MAX_SEQUENCE_LENGTH, PLACEHOLDER_TOKENS, SYSTEM_PROMPT,
                                    avuie_training_texts, check_tokenizer, train_bpe_tokenizer)  # fmt: skip
 
@@ -248,6 +249,7 @@ def _manifest(
             **dataclasses.asdict(vcfg),
             "num_patches": (vcfg.image_size // vcfg.patch_size) ** 2,
             "num_hidden_states": vcfg.num_layers + 1,  # index 0 = patch embedding
+            "mask_feature_layers": list(mask_decoder_tiny_config().vision_feature_layers),  # the decoder's levels
             "num_parameters": _num_parameters(vision),
         },
         "audio": audio_manifest(audio, "beats/beats.pt"),

@@ -8,7 +8,9 @@ the frame it reads) cover ids (unique, ``<task>/<split>/<item_id>``), task / spl
 file the line is in, the instruction's placeholders (exactly one ``<video>`` and one ``<audio>``, each
 wrapped as ``<video_start><video><video_end>`` / ``<audio_start><audio><audio_end>``), the labels (AVE
 category and ``0 <= start < end <= validation.ave_duration_s``; AVVP classes in LLP's 25 and spans on its
-ten 1-s segments; AVQA answer and question type, AVCAP caption), media existence, and that the target says what the label says. The target is parsed with the
+ten 1-s segments; AVQA answer and question type, AVCAP caption; S4 / MS3 frame index, objects among S4's 23
+and the mask file), media existence (a clip file, or AVSBench's frame folder), and that the target says what the
+label says. The target is parsed with the
 task's own parser (``crab.tasks.TASKS[task].parse_answer``, the one evaluation uses), so the gate checks
 exactly the format the model is trained and scored on.
 
@@ -27,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.config import Params, ValidationConfig
 from crab.datasets.vocab import AVE_CATEGORIES, AVQA_ANSWERS
-from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS
+from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS, S4_CATEGORIES
 from crab.errors import CrabError
 from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
 from crab.quality.runner import Gate, enforce_max_failure_rate, log_summary, open_gate
 from crab.quality.suites import AVQA_TYPE_STRINGS, Check
-from crab.tasks import TASKS, Task
+from crab.tasks import NUM_AVS_OBJECT_FRAMES, TASKS, Task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,7 +51,7 @@ SPLITS = ("train", "val", "test")
 _COLUMNS = (
     "location", "file_task", "file_split", "schema_error", "id", "canonical_id", "task", "split", "dataset",
     "item_id", "video_id", "instruction", "target", "media_error", "target_error",
-    "event", "start", "end", "answer", "question_type", "caption", "events_error",
+    "event", "start", "end", "answer", "question_type", "caption", "events_error", "objects_error",
 )  # fmt: skip
 #: Exactly one ``<video>`` in the instruction, and it sits inside its start / end markers.
 _VIDEO_REGEX = r"(?s)^(?!.*<video>.*<video>).*<video_start><video><video_end>"
@@ -63,6 +65,8 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
         "avqa": (("answer", str), ("question", str), ("question_type", list), ("question_id", int)),
         "avvp": (("audio", list), ("visual", list)),
         "avcap": (("caption", str),),
+        "s4": (("frame", int), ("mask", str)),
+        "ms3": (("frame", int), ("mask", str)),
     }[task]
     for key, kind in fields:
         if key not in label:
@@ -79,6 +83,10 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
                     isinstance(span[k], int) and not isinstance(span[k], bool) for k in ("start", "end")
                 ):
                     return f"label.{modality}[{index}]: expected a str event and int start / end, got {span!r}"
+    if task in ("s4", "ms3"):
+        objects = label.get("objects", ())
+        if not (objects is None or (isinstance(objects, list) and all(isinstance(o, str) for o in objects))):
+            return f"label.objects: expected a list of strings or null, got {objects!r}"
     if task == "avqa" and not (
         len(label["question_type"]) == 2 and all(isinstance(t, str) for t in label["question_type"])
     ):
@@ -113,6 +121,13 @@ def _target_problem(task: str, target: str, label: dict[str, Any]) -> str | None
             return "no parsable <answer> ... </answer> tag"
         if not answers_match(parsed, label["answer"]):
             return f"<answer> {parsed.answer!r} differs from the label {label['answer']!r}"
+        return None
+    if task in ("s4", "ms3"):
+        if parsed is None:
+            return "no <mask_start><mask_0>...<mask_5><mask_end> block (exactly one is needed)"
+        expected = None if label["objects"] is None else tuple(label["objects"])
+        if parsed.objects != expected:
+            return f"<object> {parsed.objects} differs from the label {expected}"
         return None
     from crab.avuie.avcap import normalize_caption
 
@@ -151,7 +166,9 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
         target=record.target,
         target_error=_target_problem(task, record.target, record.label),
     )
-    missing = sorted({p for p in record.media.values() if not Path(p).is_file()})
+    missing = sorted({p for p in record.media.values() if not _media_exists(Path(p))})
+    if task in ("s4", "ms3") and not Path(record.label["mask"]).is_file():
+        missing.append(record.label["mask"])
     if missing:
         row["media_error"] = "media file not found: " + ", ".join(missing)
     label = record.label
@@ -161,9 +178,26 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
         row.update(events_error=_avvp_events_problem(label))
     elif task == "avqa":
         row.update(answer=label["answer"], question_type=json.dumps(label["question_type"]))
+    elif task in ("s4", "ms3"):
+        row.update(objects_error=_avs_objects_problem(label))
     else:
         row.update(caption=label["caption"])
     return row
+
+
+def _media_exists(path: Path) -> bool:
+    """A clip file, or a frame folder holding PNG frames (AVSBench's ``visual_frames/.../{name}/``)."""
+    return path.is_file() or (path.is_dir() and any(path.glob("*.png")))
+
+
+def _avs_objects_problem(label: dict[str, Any]) -> str | None:
+    """Why an S4 / MS3 label does not fit AVSBench (frame outside the clip, object outside S4's 23), or None."""
+    if not 0 <= label["frame"] < NUM_AVS_OBJECT_FRAMES:
+        return f"frame {label['frame']} is not one of the clip's {NUM_AVS_OBJECT_FRAMES} (0-based)"
+    unknown = [o for o in label["objects"] or () if o not in S4_CATEGORIES]
+    if unknown:
+        return f"object {unknown[0]!r} is not one of AVSBench's {len(S4_CATEGORIES)} S4 categories"
+    return None
 
 
 def _avvp_events_problem(label: dict[str, Any]) -> str | None:
@@ -228,6 +262,10 @@ def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
         ]  # fmt: skip
     elif task == "avvp":
         checks.append(Check("events_valid", "ExpectColumnValuesToBeNull", {"column": "events_error"}, "{events_error}"))
+    elif task in ("s4", "ms3"):
+        checks.append(
+            Check("objects_valid", "ExpectColumnValuesToBeNull", {"column": "objects_error"}, "{objects_error}")
+        )
     elif task == "avqa":
         checks += [
             Check("answer_in_vocabulary", "ExpectColumnValuesToBeInSet",

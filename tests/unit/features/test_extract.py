@@ -12,19 +12,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import wave
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 import crab.features.extract as extract
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params, load_params
-from crab.datasets.media import read_audio, read_frames, segment_audio, window_audio
-from crab.errors import DataError
+from crab.datasets.media import read_audio, read_frame_folder, read_frames, segment_audio, window_audio
+from crab.errors import CrabError, DataError
 from crab.features.extract import FeaturesResult, features, read_avuie_records
 from crab.features.fbank import beats_fbank
 from crab.features.store import INDEX_NAME, FeatureStore, StoreWriter, audio_key, shard_name, video_key
@@ -77,7 +79,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     beats = beats_tiny(seed=1)
     (root / "models/base/beats").mkdir(parents=True)
     save_beats_checkpoint(beats, beats.cfg, root / "models/base/beats/beats.pt")
-    manifest = {"vision": {"path": "clip", "feature_layer": params.base_models.vision.feature_layer}, "audio": {}}
+    vision_entry = {
+        "path": "clip",
+        "feature_layer": params.base_models.vision.feature_layer,
+        "mask_feature_layers": [1, 2],
+    }
+    manifest = {"vision": vision_entry, "audio": {}}
     (root / "models/base/manifest.json").write_text(json.dumps(manifest))
     clips = {
         "a1": "data/raw/ave/AVE/a1.mp4", "a2": "data/raw/ave/AVE/a2.mp4", "a3": "data/raw/ave/AVE/a3.mp4",
@@ -284,3 +291,76 @@ def test_read_avuie_records_needs_the_quarantine_report(workdir: Path) -> None:
         read_avuie_records(["ave"], workdir / "data/avuie", workdir / "reports/nothing.json")
     with pytest.raises(DataError, match="no AV-UIE split files"):
         read_avuie_records(["avcap", "ave"], workdir / "data", workdir / "reports/validation/avuie.json")
+
+
+def test_avsbench_frame_folder_and_five_audio_segments(workdir: Path, monkeypatch) -> None:
+    """S4 / MS3 media: all PNG frames of the folder in number order (``_10`` after ``_9``), audio cut into 5."""
+    monkeypatch.chdir(workdir)
+    params = _params("data/f_avs")
+    rng = np.random.default_rng(3)
+    folder = Path("data/raw/avsbench/frames/v")
+    folder.mkdir(parents=True)
+    images = {i: rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for i in (1, 2, 3, 9, 10)}
+    for i, image in images.items():
+        Image.fromarray(image).save(folder / f"v_{i}.png")
+    samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(5 * 16000) / 16000) * 32767).astype(np.int16)
+    with wave.open("data/raw/avsbench/v.wav", "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(samples.tobytes())
+    record = dataclasses.replace(
+        _record("s4", "test", "v_1", "data/raw/avsbench/v.wav"),
+        media={"video": folder.as_posix(), "audio": "data/raw/avsbench/v.wav"},
+    )
+    items = extract.plan_items([record], params)
+    vkey, lkey, akey = (
+        f"video/{folder.as_posix()}",
+        f"levels/{folder.as_posix()}",
+        "audio/segments5/data/raw/avsbench/v.wav",
+    )
+    assert [i.key for i in items] == [akey, lkey, vkey]
+    encoders = extract.load_encoders(Path("models/base"))
+    assert (encoders.feature_layer, encoders.mask_feature_layers) == (1, (1, 2))
+    out = extract.compute_shard(items, encoders, params, extract.ExtractCounters())
+    assert out[vkey].shape == (5, (SIZE // 16) ** 2, 32)  # every frame, not media.num_frames
+    assert out[lkey].shape == (5, 2, (SIZE // 16) ** 2, 32)  # the decoder's two levels
+    assert out[akey].shape == (5, 48, 64)  # five 1-s clips
+    frames = read_frame_folder(folder)
+    assert [f.tobytes() for f in frames] == [images[i].tobytes() for i in sorted(images)]
+    vision, processor = load_vision("models/base/clip")
+    with torch.no_grad():
+        pixels = processor(images=list(frames), return_tensors="pt")["pixel_values"]
+        hidden = vision(pixel_values=pixels, output_hidden_states=True).hidden_states
+    torch.testing.assert_close(out[vkey], hidden[1][:, 1:, :], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[lkey], torch.stack([hidden[1][:, 1:], hidden[2][:, 1:]], dim=1), atol=1e-6, rtol=0)
+    # a manifest without the decoder's levels (written before segmentation) cannot encode levels
+    no_levels = encoders._replace(mask_feature_layers=())
+    with pytest.raises(CrabError, match="names no vision.mask_feature_layers"):
+        extract.compute_shard(items, no_levels, params, extract.ExtractCounters())
+    # a shard's media digest covers the folder's frames, so an edited frame recomputes the shard
+    digest = extract._media_digest(items, {})
+    Image.fromarray(images[9][::-1].copy()).save(folder / "v_9.png")
+    assert extract._media_digest(items, {}) != digest
+
+
+def test_frame_folder_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="frame folder not found"):
+        read_frame_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no PNG / JPEG frames"):
+        read_frame_folder(tmp_path / "empty")
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    Image.new("RGB", (4, 4)).save(odd / "v_1.png")
+    Image.new("RGB", (4, 4)).save(odd / "cover.png")
+    with pytest.raises(DataError, match=r"cover\.png: frame file name does not end with its frame number"):
+        read_frame_folder(odd)
+    sizes = tmp_path / "sizes"
+    sizes.mkdir()
+    Image.new("RGB", (4, 4)).save(sizes / "v_1.png")
+    Image.new("RGB", (6, 4)).save(sizes / "v_2.png")
+    with pytest.raises(DataError, match=r"v_2\.png: frame is \(4, 6\), the folder's first is \(4, 4\)"):
+        read_frame_folder(sizes)
+    (sizes / "v_2.png").unlink()
+    (sizes / "x_01.png").write_bytes((sizes / "v_1.png").read_bytes())
+    with pytest.raises(DataError, match="two frames numbered 1"):
+        read_frame_folder(sizes)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import MediaKit, make_params
+from PIL import Image
 
 from crab.avuie.avcap import AvcapLabel
 from crab.avuie.avcap import format_answer as avcap_answer
@@ -21,6 +22,8 @@ from crab.avuie.ave import AveLabel
 from crab.avuie.ave import format_answer as ave_answer
 from crab.avuie.avqa import AvqaLabel
 from crab.avuie.avqa import format_answer as avqa_answer
+from crab.avuie.avs import MASK_BLOCK, AvsLabel
+from crab.avuie.avs import format_answer as avs_answer
 from crab.avuie.avvp import AvvpLabel
 from crab.avuie.avvp import format_answer as avvp_answer
 from crab.errors import CrabError
@@ -35,9 +38,11 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
     """A valid AV-UIE record as a dict; ``changes`` override fields.
 
     ``label`` is merged into the default label before the target is formatted from it; ``raw_label`` is
-    merged after (to break the label's schema without breaking the formatter).
+    merged after (to break the label's schema without breaking the formatter). For S4 / MS3, ``media_path``
+    is a folder holding ``frames/`` (PNG frames), ``mask.png`` and ``audio.wav``.
     """
     spec = TASKS[Task(task)]
+    avs_root = Path(media_path)
     label = {
         "ave": {"event": "Church bell", "start": 1, "end": 5},
         "avqa": {"answer": "yes", "question": AVQA_QUESTION, "question_type": ["Audio", "Counting"], "question_id": 7},
@@ -46,7 +51,9 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
             "visual": [{"event": "Cat", "start": 2, "end": 10}],
         },
         "avcap": {"caption": "A bell rings in a church."},
-    }[task]
+        "s4": {"frame": 2, "mask": (avs_root / "mask.png").as_posix(), "objects": ["dog_barking"]},
+        "ms3": {"frame": 0, "mask": (avs_root / "mask.png").as_posix(), "objects": ["dog_barking", "playing_piano"]},
+    }.get(task, {})
     label.update(changes.pop("label", {}))
     if task == "ave":
         target = ave_answer(AveLabel(**label), "A church bell is seen and heard.")
@@ -54,9 +61,15 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         target = avvp_answer(AvvpLabel.from_dict(label), "A dog barks, a cat is seen.")
     elif task == "avqa":
         target = avqa_answer(AvqaLabel(answer=label["answer"]), "A cello is heard.")
+    elif task in ("s4", "ms3"):
+        target = avs_answer(AvsLabel.from_dict(label), "A dog barks on the left.")
     else:
         target = avcap_answer(AvcapLabel(caption=label["caption"]), None) if label["caption"] else ""
     label.update(changes.pop("raw_label", {}))
+    media = {"video": media_path, "audio": media_path}
+    if task in ("s4", "ms3"):
+        media = {"video": (avs_root / "frames").as_posix(), "audio": (avs_root / "audio.wav").as_posix()}
+    instruction = {"avqa": {"question": AVQA_QUESTION}, "s4": {"nth": "third"}, "ms3": {"nth": "first"}}
     fields = {
         "id": f"{task}/{split}/{item_id}",
         "task": task,
@@ -65,8 +78,8 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         "item_id": item_id,
         "source": f"raw/{task}.txt:{item_id}",
         "video_id": item_id,
-        "media": {"video": media_path, "audio": media_path},
-        "instruction": spec.instruction(question=AVQA_QUESTION) if task == "avqa" else spec.instruction(),
+        "media": media,
+        "instruction": spec.instruction(**instruction.get(task, {})),
         "target": target,
         "reasoning": task != "avcap",
         "label": label,
@@ -75,13 +88,14 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
     return fields
 
 
-def planted_lines(media: str) -> dict[tuple[str, str], list[tuple[str, str | None]]]:
+def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tuple[str, str | None]]]:
     """(task, split) -> lines as (JSON text, expected reason piece or None for a good line)."""
 
     def line(
         task: str, split: str, item_id: str, reason: str | None = None, /, **changes: Any
     ) -> tuple[str, str | None]:
-        return json.dumps(record(task, split, item_id, media, **changes), sort_keys=True, ensure_ascii=False), reason
+        path = avs_media if task in ("s4", "ms3") else media
+        return json.dumps(record(task, split, item_id, path, **changes), sort_keys=True, ensure_ascii=False), reason
 
     def drop(key: str, reason: str) -> tuple[str, str]:
         rec = record("ave", "train", "noreason", media)
@@ -144,6 +158,24 @@ def planted_lines(media: str) -> dict[tuple[str, str], list[tuple[str, str | Non
             line("avvp", "test", "p7", "schema: label.audio[0]: expected {event, start, end}",
                  raw_label={"audio": [{"event": "Dog", "start": 0}]}),
         ],
+        ("s4", "test"): [
+            line("s4", "test", "v_3"),
+            line("s4", "test", "v_4", label={"frame": 3, "objects": []}),
+            line("s4", "test", "v_5", label={"frame": 4, "objects": None}),
+            line("s4", "test", "v_6", "object 'dog' is not one of AVSBench's 23 S4 categories", label={"objects": ["dog"]}),
+            line("s4", "test", "v_7", "frame 5 is not one of the clip's 5", raw_label={"frame": 5}),
+            line("s4", "test", "v_8", "<object> ('dog_barking',) differs from the label ('playing_piano',)",
+                 raw_label={"objects": ["playing_piano"]}),
+            line("s4", "test", "v_9", "no <mask_start><mask_0>...<mask_5><mask_end> block",
+                 target="So the object is <object> dog_barking </object>."),
+            line("s4", "test", "v_10", "no <mask_start>", target=f"<object> dog_barking </object> {MASK_BLOCK} {MASK_BLOCK}"),
+            line("s4", "test", "v_11", "media file not found: gone.png", raw_label={"mask": "gone.png"}),
+            line("s4", "test", "v_12", "media file not found: empty_folder",
+                 media={"video": "empty_folder", "audio": f"{avs_media}/audio.wav"}),
+            line("s4", "test", "v_13", "schema: label.objects: expected a list of strings or null",
+                 raw_label={"objects": "dog_barking"}),
+        ],
+        ("ms3", "train"): [line("ms3", "train", "m_1")],
     }  # fmt: skip
 
 
@@ -167,8 +199,16 @@ def avuie_run(
     media_kit: MediaKit, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, ValidationResult, list[str], dict[str, str]]:
     workdir = tmp_path_factory.mktemp("avuie_run")
-    good, bad = write_avuie(workdir, planted_lines(str(media_kit.files["good"])))
-    params = make_params(workdir / "raw", ["ave", "avvp", "avqa", "avcap"], max_failure_rate=1.0)
+    avs = workdir / "avs"
+    (avs / "frames").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(avs / "frames" / "v_1.png")
+    Image.new("L", (8, 8)).save(avs / "mask.png")
+    (avs / "audio.wav").write_bytes(
+        (media_kit.files["good"]).read_bytes()
+    )  # any existing file: the gate checks presence
+    (workdir / "empty_folder").mkdir()
+    good, bad = write_avuie(workdir, planted_lines(str(media_kit.files["good"]), avs.as_posix()))
+    params = make_params(workdir / "raw", ["ave", "avvp", "avqa", "avcap", "s4", "ms3"], max_failure_rate=1.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workdir)
         result = validate_avuie(params)
@@ -185,14 +225,16 @@ def test_bad_lines_quarantined_with_reason_and_good_records_pass(avuie_run) -> N
             quarantined[location].reasons,
         )
     assert sum(g.num_passed for g in result.groups.values()) == len(good)
-    assert {name: g.num_items for name, g in result.groups.items()} == {"ave": 20, "avvp": 7, "avqa": 7, "avcap": 5}
+    assert {name: g.num_items for name, g in result.groups.items()} == {
+        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 11, "ms3": 1
+    }  # fmt: skip
 
 
 def test_report_and_quarantined_ids(avuie_run) -> None:
     workdir, _, _, _ = avuie_run
     path = workdir / "reports/validation/avuie.json"
     report = json.loads(path.read_text(encoding="utf-8"))
-    assert report["stage"] == "validate_avuie" and set(report["tasks"]) == {"ave", "avvp", "avqa", "avcap"}
+    assert report["stage"] == "validate_avuie" and set(report["tasks"]) == {"ave", "avvp", "avqa", "avcap", "s4", "ms3"}
     ids = load_quarantined_avuie(path)
     assert {"ave/train/dog", "ave/train/dupid", "avqa/train/q3", "avcap/train/c2", "avvp/test/p3"} <= ids
     assert not {"ave/train/good1", "avqa/train/q1", "avcap/val/c5", "avvp/test/p1", "avvp/test/p2"} & ids
@@ -201,7 +243,7 @@ def test_report_and_quarantined_ids(avuie_run) -> None:
 
 
 def test_failure_rate_above_threshold_names_task(media_kit: MediaKit, tmp_path: Path, monkeypatch) -> None:
-    write_avuie(tmp_path, planted_lines(str(media_kit.files["good"])))
+    write_avuie(tmp_path, planted_lines(str(media_kit.files["good"]), str(tmp_path / "avs")))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CrabError, match=r"^validate_avuie: ave quarantined 16 of 20 items \(80\.0%\), above"):
         validate_avuie(make_params(tmp_path, ["ave"], max_failure_rate=0.05))
