@@ -39,6 +39,7 @@ __all__ = [
     "MediaInfo",
     "probe",
     "read_audio",
+    "read_binary_mask",
     "read_frame_folder",
     "read_frames",
     "read_image",
@@ -304,6 +305,31 @@ def read_image(path: str | Path) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DataError(path, f"not an image / cannot open ({error})") from error
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def read_binary_mask(path: str | Path, size: int | None = None) -> np.ndarray:
+    """A ground-truth mask as ``(H, W)`` bool: any non-zero grey level is the object (AVSBench's 0 / 255 PNGs).
+
+    As Crab loads them (crab-reference 3.6: ``gray > 0``, nearest resize), so a resized mask stays binary.
+
+    Args:
+        path: the mask image.
+        size: if given, resize to ``size x size`` with nearest neighbour.
+
+    Raises:
+        DataError: the file is missing or is not a readable image.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    try:
+        with Image.open(path) as image:
+            grey = image.convert("L")  # forces the full decode
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DataError(path, f"not an image / cannot open ({error})") from error
+    if size is not None and grey.size != (size, size):
+        grey = grey.resize((size, size), Image.Resampling.NEAREST)
+    return np.asarray(grey) > 0  # (H, W)
 
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")

@@ -43,6 +43,9 @@ class CrabExample:
         video_features: (T, P, Dv) per-frame CLIP patch tokens, or ``None``.
         audio_features: (C, N, Da) per-clip BEATs tokens, or ``None``.
         image_features: (P, Dv) CLIP patch tokens of one image, or ``None``.
+        mask_features: (L, T, P, Dv) the segmentation decoder's L CLIP levels of the T frames it segments (a
+            sample whose answer holds the mask tokens, in a stage that trains the decoder), or ``None``.
+        mask_targets: (T, S, S) their ground truth (float 0 / 1), with ``mask_features``.
     """
 
     input_ids: list[int]
@@ -50,6 +53,8 @@ class CrabExample:
     video_features: torch.Tensor | None = None
     audio_features: torch.Tensor | None = None
     image_features: torch.Tensor | None = None
+    mask_features: torch.Tensor | None = None
+    mask_targets: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if len(self.input_ids) != len(self.labels):
@@ -61,6 +66,17 @@ class CrabExample:
                     f"{modality}_features must have {_FEATURE_RANKS[modality]} dimensions, "
                     f"got shape {tuple(features.shape)}"
                 )
+        if (self.mask_features is None) != (self.mask_targets is None):
+            raise ValueError("mask_features and mask_targets go together")
+        if self.mask_features is not None and self.mask_targets is not None:
+            if self.mask_features.ndim != 4 or self.mask_targets.ndim != 3:
+                raise ValueError(
+                    f"mask_features must be (L, T, P, Dv) and mask_targets (T, S, S), got "
+                    f"{tuple(self.mask_features.shape)} and {tuple(self.mask_targets.shape)}"
+                )
+            frames, targets = self.mask_features.shape[1], self.mask_targets.shape[0]
+            if frames != targets:
+                raise ValueError(f"mask_features cover {frames} frames, mask_targets {targets}")
 
 
 def expand_placeholders(input_ids: list[int], counts: dict[int, int]) -> list[int]:
@@ -168,7 +184,9 @@ def collate(samples: Sequence[CrabExample], pad_token_id: int) -> dict[str, torc
         ``input_ids``, ``attention_mask``, ``position_ids``, ``labels`` (all (B, L), long) and, for each
         modality present in the batch, ``<modality>_features``: stacked (B_m, ...) when all its tensors have
         one shape, else a list of per-sample tensors (the model accepts both). Modalities absent from the
-        whole batch are left out, so ``model(**batch)`` works.
+        whole batch are left out, so ``model(**batch)`` works. Samples with ``mask_features`` add
+        ``mask_features`` (a list of L (B_s, T, P, Dv) tensors, the model's layout) and ``mask_targets``
+        (B_s, T, S, S), in batch order; the training step pops the targets before calling the model.
 
     Raises:
         ValueError: on an empty batch.
@@ -197,4 +215,9 @@ def collate(samples: Sequence[CrabExample], pad_token_id: int) -> dict[str, torc
             continue
         same_shape = all(t.shape == tensors[0].shape for t in tensors)
         batch[f"{modality}_features"] = torch.stack(tensors) if same_shape else tensors
+    masked = [s for s in samples if s.mask_features is not None]
+    if masked:
+        levels = torch.stack([s.mask_features for s in masked], dim=1)  # (L, B_s, T, P, Dv)
+        batch["mask_features"] = list(levels.unbind(0))
+        batch["mask_targets"] = torch.stack([s.mask_targets for s in masked])  # (B_s, T, S, S)
     return batch

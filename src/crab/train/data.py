@@ -32,7 +32,8 @@ from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.avuie.schema import AvuieRecord, read_jsonl
 from crab.config import Params
 from crab.errors import DataError
-from crab.features.store import FeatureStore, FeatureStoreError, audio_key, video_key
+from crab.datasets.media import read_binary_mask
+from crab.features.store import FeatureStore, FeatureStoreError, audio_key, levels_key, video_key
 from crab.models.collator import CrabExample, build_example
 from crab.models.configuration_crab import CrabConfig
 from crab.models.tokenizer import build_prompt
@@ -152,6 +153,7 @@ class EncodedRecord:
         answer_ids: target ids ending in EOS (empty for inference).
         video_key: feature-store key of the video, or ``None`` if the prompt has no ``<video>``.
         audio_key: feature-store key of the audio, or ``None`` if the prompt has no ``<audio>``.
+        mask: for a dataset that trains the decoder, a mask task's ``(levels key, frame, mask file)``; else None.
     """
 
     record_id: str
@@ -160,6 +162,7 @@ class EncodedRecord:
     answer_ids: tuple[int, ...]
     video_key: str | None
     audio_key: str | None
+    mask: tuple[str, int, str] | None = None
 
 
 class AvuieDataset(torch.utils.data.Dataset):
@@ -175,10 +178,15 @@ class AvuieDataset(torch.utils.data.Dataset):
         store: the feature store of the ``features`` stage.
         params: the params the features were extracted with (``media`` decides the audio keys).
         with_targets: False for inference: examples carry the prompt only.
+        with_masks: examples of mask tasks (``TaskSpec.masks``) also carry the decoder's CLIP levels of their
+            labelled frame and its ground-truth mask at the decoder's size (``mask_features``,
+            ``mask_targets``); needs a model with a mask decoder. False: those tasks train as text (Crab's
+            joint fine-tuning, crab-reference 3.5).
 
     Raises:
         FeatureStoreError: a record's media has no features in the store (the first few keys are named)
             or their width differs from the model's feature width.
+        ValueError: ``with_masks`` for a model without a mask decoder.
     """
 
     def __init__(
@@ -190,9 +198,13 @@ class AvuieDataset(torch.utils.data.Dataset):
         params: Params,
         *,
         with_targets: bool = True,
+        with_masks: bool = False,
     ) -> None:
+        if with_masks and config.mask_decoder_config is None:
+            raise ValueError("with_masks needs a model with a mask decoder (config.mask_decoder_config)")
         self.config = config
         self.store = store
+        self.with_masks = with_masks
         self.items = [self._encode(r, tokenizer, params, with_targets) for r in records]
         self._check_store()
 
@@ -207,12 +219,18 @@ class AvuieDataset(torch.utils.data.Dataset):
             answer_ids=tuple(encode_target(tokenizer, record.target)) if with_targets else (),
             video_key=video_key(record) if self.config.video_token_id in prompt_ids else None,
             audio_key=audio_key(record, params) if self.config.audio_token_id in prompt_ids else None,
+            mask=(levels_key(record), record.label["frame"], record.label["mask"])
+            if self.with_masks and TASKS[Task(record.task)].masks
+            else None,
         )
 
     def _check_store(self) -> None:
         widths = {"video": self.config.vision_hidden_size, "audio": self.config.audio_hidden_size}
         keys = {m: sorted({k for i in self.items if (k := getattr(i, f"{m}_key")) is not None}) for m in widths}
-        missing = [k for m in widths for k in keys[m] if not self.store.has(k)]
+        levels = sorted({i.mask[0] for i in self.items if i.mask is not None})
+        missing = [k for m in widths for k in keys[m] if not self.store.has(k)] + [
+            k for k in levels if not self.store.has(k)
+        ]
         if missing:
             raise FeatureStoreError(
                 f"{self.store.out_dir}: no features for {len(missing)} media keys ({', '.join(missing[:3])}"
@@ -232,13 +250,20 @@ class AvuieDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> CrabExample:
         item = self.items[index]
-        return build_example(
+        example = build_example(
             item.prompt_ids,
             item.answer_ids,
             self.config,
             video_features=None if item.video_key is None else self.store.video(item.video_key),  # (T, P, Dv)
             audio_features=None if item.audio_key is None else self.store.audio(item.audio_key),  # (C, N, Da)
         )
+        if item.mask is None:
+            return example
+        key, frame, mask_path = item.mask
+        levels = self.store.levels(key)[frame].unsqueeze(1)  # (L, 1, P, Dv): the labelled frame only
+        size = self.config.mask_decoder_config.image_size
+        target = torch.from_numpy(read_binary_mask(mask_path, size)).float().unsqueeze(0)  # (1, S, S)
+        return dataclasses.replace(example, mask_features=levels, mask_targets=target)
 
     def task_counts(self) -> dict[str, int]:
         """Number of examples per task, in first-seen order."""
