@@ -1,4 +1,4 @@
-"""Atomic replacement of a stage's output folder.
+"""Atomic replacement of a stage's output folder, and atomic writing of one text file.
 
 Every stage writes its outputs so that a reader never sees a half-written folder and a failed run
 leaves the previous version in place: build everything in a temporary sibling folder (same file
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["replace_dir"]
+__all__ = ["replace_dir", "write_text_atomic"]
 
 
 @contextmanager
@@ -49,3 +50,15 @@ def replace_dir(target: str | Path) -> Iterator[Path]:
         old.rename(target)  # put the previous version back
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 ``text`` through a temp file in the same folder and a rename (never a half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

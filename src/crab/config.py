@@ -421,6 +421,31 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class SegLossConfig:
+    """Weights of the ``finetune_avs`` loss: LM + BCE + Dice (binary head) or LM + CE (AVSS's class head)."""
+
+    lm: float  # the answer text, mask tokens included
+    bce: float  # Crab: bce_loss_weight 1.0
+    dice: float
+    ce: float
+
+    def __post_init__(self) -> None:
+        _check_non_negative(self, "lm", "bce", "dice", "ce")
+
+
+@dataclass(frozen=True)
+class FinetuneAvsConfig:
+    """``finetune_avs`` stage: the mask decoder, embeddings and LM head on the segmentation tasks (crab-ref 3.6);
+    the ``finetune`` adapter and projectors stay frozen."""
+
+    out_dir: str
+    seed: int
+    tasks: list[Literal["s4", "ms3"]]
+    loss: SegLossConfig
+    optim: OptimConfig
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """``evaluate`` stage: greedy generation with KV cache, answer parsing, official metrics."""
 
@@ -481,6 +506,7 @@ class Params:
     features: FeaturesConfig
     pretrain: PretrainConfig
     finetune: FinetuneConfig
+    finetune_avs: FinetuneAvsConfig
     evaluate: EvaluateConfig
     ablate: AblateConfig
 

@@ -40,8 +40,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +47,7 @@ from typing import Any
 
 import torch
 
+from crab.atomic import write_text_atomic
 from crab.avuie.avvp import AvvpLabel
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.avuie.schema import AvuieRecord
@@ -174,9 +173,10 @@ def read_split(
 
 
 def dataset_kind(params: Params, task: str) -> str:
-    """``"AV-Synth"`` if the task's raw dataset root holds ``avsynth_scenes.jsonl``, else ``"real"``."""
+    """``"AV-Synth"`` if the task's raw dataset root (or a sub-folder: AVSBench's) holds ``avsynth_scenes.jsonl``,
+    else ``"real"``."""
     root = Path(getattr(params.datasets, TASKS[Task(task)].dataset))
-    return "AV-Synth" if (root / SCENES_FILENAME).is_file() else "real"
+    return "AV-Synth" if (root / SCENES_FILENAME).is_file() or any(root.glob(f"*/{SCENES_FILENAME}")) else "real"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -293,18 +293,6 @@ def score_predictions(
 # --------------------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` through a temp file in the same folder and a rename (never a half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def targets_over_limit(tokenizer: Any, records: Sequence[AvuieRecord], max_new_tokens: int) -> int:
     """How many reference targets (+ the EOS that ends them) are longer than ``max_new_tokens`` tokens.
 
@@ -384,9 +372,11 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
     predictions_path = PREDICTIONS_DIR / f"{evaluated}.jsonl"
     metrics_path = METRICS_DIR / f"{evaluated}.json"
     router_path = METRICS_DIR / router_stats_filename(str(evaluated))
-    _write_atomic(predictions_path, "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows))
-    _write_atomic(metrics_path, json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    _write_atomic(router_path, json.dumps(router.summary(str(evaluated)), indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(
+        predictions_path, "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
+    )
+    write_text_atomic(metrics_path, json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    write_text_atomic(router_path, json.dumps(router.summary(str(evaluated)), indent=2, ensure_ascii=False) + "\n")
 
     headline = HEADLINE_SCORES[evaluated]
     best = max(scores["baselines"], key=lambda name: scores["baselines"][name][headline])  # first on ties

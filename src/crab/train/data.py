@@ -314,6 +314,7 @@ def training_dataset(
     split: str = "train",
     *,
     direct_answers: bool = False,
+    with_masks: bool = False,
 ) -> AvuieDataset:
     """A stage's mixture: ``tasks``' records of ``split`` from ``data/avuie`` minus the quarantine, with features.
 
@@ -324,6 +325,7 @@ def training_dataset(
         config: the model config.
         split: the split to read.
         direct_answers: ask for and train on the direct answers (:func:`direct_record`).
+        with_masks: mask tasks' examples carry the decoder's inputs and targets (:class:`AvuieDataset`).
 
     Returns:
         The dataset (records in task order, then file order; the sampler shuffles).
@@ -335,7 +337,8 @@ def training_dataset(
     records = load_records(AVUIE_DIR, tasks, split, load_quarantined_avuie(AVUIE_REPORT))
     if direct_answers:
         records = [direct_record(r) for r in records]
-    return AvuieDataset(records, tokenizer, config, FeatureStore(params.features.out_dir), params)
+    store = FeatureStore(params.features.out_dir)
+    return AvuieDataset(records, tokenizer, config, store, params, with_masks=with_masks)
 
 
 class ResumableBatchSampler:

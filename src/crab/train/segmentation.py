@@ -7,7 +7,7 @@ dataset). Here the data path (:class:`crab.train.data.AvuieDataset` with ``with_
 :func:`crab.models.collator.collate`) puts ``mask_features`` and ``mask_targets`` in the batch, and
 :func:`segmentation_step` turns that batch into one loss: ``lm_weight * LM + BCE + Dice`` (binary head) or
 ``lm_weight * LM + CE`` (AVSS's class head), the mask part averaged over samples
-(:func:`crab.models.seg_loss.segmentation_loss`), the weights the caller's (the stage reads them from params).
+(:func:`crab.models.seg_loss.segmentation_loss`), the weights ``finetune_avs.loss`` of params.
 """
 
 from __future__ import annotations
@@ -18,25 +18,11 @@ from typing import Any
 
 import torch
 
+from crab.config import SegLossConfig
 from crab.models.modeling_crab import CrabForConditionalGeneration
 from crab.models.seg_loss import SegmentationLoss, segmentation_loss
 
-__all__ = ["SegmentationStep", "SegmentationWeights", "segmentation_step"]
-
-
-@dataclass(frozen=True)
-class SegmentationWeights:
-    """Weights of the loss parts: the LM loss, and the mask loss's BCE, Dice (binary) and CE (classes)."""
-
-    lm: float
-    bce: float
-    dice: float
-    ce: float
-
-    def __post_init__(self) -> None:
-        negative = [name for name in ("lm", "bce", "dice", "ce") if getattr(self, name) < 0]
-        if negative:
-            raise ValueError(f"segmentation loss weights must be >= 0, got {negative[0]}={getattr(self, negative[0])}")
+__all__ = ["SegmentationStep", "segmentation_step"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +35,7 @@ class SegmentationStep:
 
 
 def segmentation_step(
-    model: CrabForConditionalGeneration, batch: Mapping[str, Any], weights: SegmentationWeights
+    model: CrabForConditionalGeneration, batch: Mapping[str, Any], weights: SegLossConfig
 ) -> SegmentationStep:
     """Forward a collated batch and combine its LM and mask losses.
 
@@ -58,6 +44,7 @@ def segmentation_step(
         batch: :func:`~crab.models.collator.collate` output with ``labels``, ``mask_features`` (L levels of
             (B_s, T, P, Dv)) and ``mask_targets`` (B_s, T, S, S), the rows in batch order of the samples that
             hold the mask tokens.
+        weights: ``finetune_avs.loss``.
 
     Returns:
         The losses.

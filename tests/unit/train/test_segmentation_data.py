@@ -28,7 +28,8 @@ from crab.models.configuration_crab import crab_tiny_config
 from crab.models.modeling_crab import CrabForConditionalGeneration
 from crab.tasks import TASKS, Task
 from crab.train.data import AvuieDataset
-from crab.train.segmentation import SegmentationWeights, segmentation_step
+from crab.config import ConfigError, SegLossConfig
+from crab.train.segmentation import segmentation_step
 
 WIDTH, PATCHES, FRAMES, LEVELS, SIZE = 64, 49, 5, 2, 112
 FOLDER, WAV = "raw/avs/frames/v1", "raw/avs/v1.wav"
@@ -122,7 +123,7 @@ def test_segmentation_step_combines_the_losses_and_training_lowers_the_mask_loss
     batch = collate([dataset[0], dataset[1]], pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     model = CrabForConditionalGeneration(config).train()
-    weights = SegmentationWeights(lm=0.5, bce=1.0, dice=0.5, ce=1.0)
+    weights = SegLossConfig(lm=0.5, bce=1.0, dice=0.5, ce=1.0)
     step = segmentation_step(model, batch, weights)
     torch.testing.assert_close(step.loss, 0.5 * step.lm_loss + step.mask.bce + 0.5 * step.mask.dice)
     assert (step.mask.num_samples, step.mask.num_frames) == (2, 2)
@@ -142,8 +143,8 @@ def test_segmentation_step_combines_the_losses_and_training_lowers_the_mask_loss
     assert last < 0.7 * first, (first, last)
     with pytest.raises(ValueError, match="needs mask_features and mask_targets"):
         segmentation_step(model, {k: v for k, v in batch.items() if k != "mask_targets"}, weights)
-    with pytest.raises(ValueError, match=">= 0"):
-        SegmentationWeights(lm=-1.0, bce=1.0, dice=1.0, ce=1.0)
+    with pytest.raises(ConfigError, match="lm"):
+        SegLossConfig(lm=-1.0, bce=1.0, dice=1.0, ce=1.0)
 
 
 def test_read_binary_mask(tmp_path: Path) -> None:

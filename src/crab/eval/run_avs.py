@@ -1,0 +1,201 @@
+"""Evaluation of the mask tasks (S4, MS3): generate the answer, decode its mask tokens into masks, score them.
+
+The text tasks' flow (:mod:`crab.eval.run`) with the segmentation model (:func:`crab.train.finetune_avs.
+load_finetuned_avs`): for one task it
+
+1. reads the split's records (one per labelled frame) minus the quarantine, and builds their prompts with the
+   training stages' dataset (``AvuieDataset(..., with_targets=False)``);
+2. decodes each answer greedily (:func:`crab.eval.generation.generate_greedy`, router statistics hooked in as
+   for the text tasks), parses it (``crab.avuie.avs.parse_answer``: the mask block, the ``<object>`` tag);
+3. for every answer with its six mask tokens runs one teacher-forced forward over prompt + answer
+   (:meth:`CrabForConditionalGeneration.predict_masks`, the states training used) with the labelled frame's
+   CLIP levels from the feature store, giving mask logits at the decoder's size; logits at another size than
+   the ground truth are resized bilinearly (:func:`crab.eval.metrics_avs.resize_logits`). An answer without a
+   well-formed mask block predicts an **empty mask** (logits -20 everywhere) and counts as a parse failure;
+4. groups the frames by video (frame order) and scores mIoU and F per video as the official AVSBench code does
+   (the ``avs_segmentation`` ``evaluate`` module, checked against :func:`crab.eval.metrics_avs.avs_scores`), with
+   two trivial baselines on the same ground truth: ``empty_mask`` (nothing sounds) and ``full_frame_mask``
+   (everything sounds); and the share of answers whose ``<object>`` names the label's objects exactly;
+5. writes ``predictions/<task>.jsonl`` (text, parsed objects, label, the frame's IoU as ``correct``),
+   ``metrics/<task>.json`` and ``metrics/router_<task>.json``, atomically.
+
+The masks are not written to disk (the metric needs logits only); ``crab infer`` writes PNGs for a user's clip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from crab.atomic import write_text_atomic
+from crab.avuie.avs import AvsAnswer, AvsLabel
+from crab.config import Params
+from crab.datasets.media import read_binary_mask
+from crab.eval.generation import generate_greedy
+from crab.eval.loading import load_metric
+from crab.eval.metrics_avs import AVS_IOU_THRESHOLD, avs_scores, frame_ious, resize_logits
+from crab.eval.router_stats import record_router_stats, router_stats_filename
+from crab.eval.run import (
+    METRICS_DIR,
+    PREDICTIONS_DIR,
+    EvaluateResult,
+    dataset_kind,
+    read_split,
+    targets_over_limit,
+)
+from crab.eval.scoring import HEADLINE_SCORES, parse_failure_rate
+from crab.features.store import FeatureStore, levels_key
+from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
+from crab.quality.quarantine import load_quarantined_avuie
+from crab.tasks import TASKS, Task
+from crab.train.data import AvuieDataset
+from crab.train.finetune_avs import load_finetuned_avs
+
+__all__ = ["EMPTY_LOGIT", "evaluate_masks", "mask_baselines"]
+
+log = logging.getLogger(__name__)
+
+#: Logit of a pixel predicted as background with certainty (sigmoid ~ 2e-9): the empty-mask prediction.
+EMPTY_LOGIT = -20.0
+_RESULT_KEYS = ("miou", "f_score")
+
+
+def mask_baselines(truths: Sequence[torch.Tensor]) -> dict[str, dict[str, float]]:
+    """mIoU and F of the trivial masks on per-video ground truth ``(T, H, W)``: empty and full frame.
+
+    The empty mask's F is not 0: the official F curve starts at threshold 0, where every pixel (probability
+    >= 0) counts as foreground, so its F is the full frame's F at that threshold.
+    """
+    out = {}
+    for name, logit in (("empty_mask", EMPTY_LOGIT), ("full_frame_mask", -EMPTY_LOGIT)):
+        scores = avs_scores([torch.full(t.shape, logit) for t in truths], list(truths))
+        out[name] = {k: scores[k] for k in _RESULT_KEYS}
+    return out
+
+
+def _answer_ids(ids: Sequence[int], eos_id: int) -> list[int]:
+    """The generated ids up to and including the first EOS (what the model answered)."""
+    ids = list(ids)
+    return ids[: ids.index(eos_id) + 1] if eos_id in ids else ids
+
+
+@torch.no_grad()
+def _predict_frame(model: Any, example: Any, answer: list[int], levels: torch.Tensor) -> torch.Tensor | None:
+    """``(S, S)`` mask logits of one labelled frame, or None if the answer lacks a well-formed mask block."""
+    crab = model.get_base_model()
+    device = next(crab.parameters()).device
+    input_ids = torch.tensor([list(example.input_ids) + answer], device=device)  # (1, L)
+    features = [level[None, None].to(device) for level in levels]  # L levels of (1, 1, P, Dv)
+    prediction = crab.predict_masks(
+        input_ids, features, video_features=example.video_features[None].to(device),
+        audio_features=example.audio_features[None].to(device),
+    )  # fmt: skip
+    if not bool(prediction.has_masks[0]):
+        return None
+    return prediction.mask_logits[0, 0, 0].float().cpu()  # (S, S): sample 0, frame 0, the binary head
+
+
+def evaluate_masks(params: Params, task: str) -> EvaluateResult:
+    """Evaluate one mask task (module docstring).
+
+    Args:
+        params: reads ``evaluate``, ``pretrain`` / ``finetune`` / ``finetune_avs`` (model folders), ``features``,
+            ``media`` and ``datasets``.
+        task: ``"s4"`` or ``"ms3"``.
+
+    Raises:
+        CrabError: a model folder is missing. DataError: a split or mask file is missing or invalid.
+    """
+    evaluated = Task(task)
+    if not TASKS[evaluated].masks:
+        raise ValueError(f"evaluate_masks: {task} is not a mask task")
+    cfg = params.evaluate
+    records, num_excluded = read_split(evaluated, cfg.split, load_quarantined_avuie(AVUIE_REPORT))
+    dataset = dataset_kind(params, evaluated)
+    model, tokenizer = load_finetuned_avs(params.pretrain.out_dir, params.finetune.out_dir, params.finetune_avs.out_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    store = FeatureStore(params.features.out_dir)
+    prompts = AvuieDataset(records, tokenizer, model.get_base_model().config, store, params, with_targets=False)
+    eos_id = tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    with record_router_stats(model, eos_token_id=eos_id) as router:
+        answer_ids, stats = generate_greedy(
+            model, prompts, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, eos_token_id=eos_id,
+            pad_token_id=pad_id, lengths=[len(item.prompt_ids) for item in prompts.items], cache=cfg.cache,
+        )  # fmt: skip
+    # <mask_start> / <mask_end> are special tokens: keep them (they are the answer), drop only EOS and padding
+    texts = [tokenizer.decode([t for t in ids if t not in (eos_id, pad_id)]) for ids in answer_ids]
+    parse = TASKS[evaluated].parse_answer
+    parsed: list[AvsAnswer | None] = [parse(text) for text in texts]
+
+    by_video: dict[str, list[tuple[int, torch.Tensor, torch.Tensor, int]]] = defaultdict(list)
+    rows = []
+    for index, (record, text, answer) in enumerate(zip(records, texts, parsed, strict=True)):
+        label = AvsLabel.from_dict(record.label)
+        truth = torch.from_numpy(read_binary_mask(label.mask))  # (H, W) at the ground truth's resolution
+        logits = None
+        if answer is not None:
+            levels = store.levels(levels_key(record))[label.frame]  # (L, P, Dv)
+            logits = _predict_frame(model, prompts[index], _answer_ids(answer_ids[index], eos_id), levels)
+        if logits is None:
+            parsed[index] = None  # no usable mask tokens: an empty mask, counted as a parse failure
+            logits = torch.full(truth.shape, EMPTY_LOGIT)
+        elif logits.shape != truth.shape:
+            logits = resize_logits(logits[None], tuple(truth.shape))[0]
+        by_video[record.video_id].append((label.frame, logits, truth, index))
+        iou = float(frame_ious(torch.sigmoid(logits)[None], truth[None], AVS_IOU_THRESHOLD)[0])
+        found = None if parsed[index] is None else {"objects": parsed[index].objects}
+        rows.append({"id": record.id, "task": record.task, "video_id": record.video_id,
+                     "instruction": record.instruction, "target": record.target, "prediction": text, "parsed": found,
+                     "label": record.label, "correct": iou})  # fmt: skip
+
+    videos = sorted(by_video)
+    predictions = [torch.stack([f[1] for f in sorted(by_video[v], key=lambda f: f[0])]) for v in videos]  # (T, H, W)
+    truths = [torch.stack([f[2] for f in sorted(by_video[v], key=lambda f: f[0])]) for v in videos]
+    result = load_metric("avs_segmentation", config_name=evaluated.value).compute(
+        predictions=predictions, references=truths
+    )
+    expected = avs_scores(predictions, truths)
+    if result != expected:  # a wrapper (Arrow round trip) bug must not change a reported number
+        raise RuntimeError(f"avs_segmentation module disagrees with the pure function: {result} != {expected}")
+    named = [(p, r.label["objects"]) for p, r in zip(parsed, records, strict=True) if r.label["objects"] is not None]
+    object_accuracy = (
+        sum(p is not None and list(p.objects or ()) == o for p, o in named) / len(named) if named else None
+    )
+    num_over = targets_over_limit(tokenizer, records, cfg.max_new_tokens)
+    scores = {k: result[k] for k in _RESULT_KEYS}
+    metrics = {
+        "task": evaluated.value, "split": cfg.split, "dataset": dataset, "num_samples": len(records),
+        "num_videos": result["num_videos"], **scores, "object_accuracy": object_accuracy,
+        "parse_failure_rate": parse_failure_rate(parsed), "baselines": mask_baselines(truths),
+        "generation": {"max_new_tokens": cfg.max_new_tokens, "targets_over_max_new_tokens": num_over,
+                       "seconds": stats.seconds, "tokens_per_s": stats.tokens_per_s},
+    }  # fmt: skip
+    predictions_path = PREDICTIONS_DIR / f"{evaluated}.jsonl"
+    metrics_path = METRICS_DIR / f"{evaluated}.json"
+    router_path = METRICS_DIR / router_stats_filename(evaluated.value)
+    write_text_atomic(
+        predictions_path, "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
+    )
+    write_text_atomic(metrics_path, json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    write_text_atomic(router_path, json.dumps(router.summary(evaluated.value), indent=2, ensure_ascii=False) + "\n")
+    headline = HEADLINE_SCORES[evaluated]
+    baselines = metrics["baselines"]
+    best = max(baselines, key=lambda name: baselines[name][headline])
+    log.info(
+        "evaluate %s (%s, %s, n=%d frames of %d videos): mIoU %.4f F %.4f | best baseline %s %.4f | "
+        "parse failures %.1f%%", evaluated, cfg.split, dataset, len(records), result["num_videos"], scores["miou"],
+        scores["f_score"], best, baselines[best][headline], 100 * metrics["parse_failure_rate"],
+    )  # fmt: skip
+    return EvaluateResult(
+        task=evaluated.value, split=cfg.split, dataset=dataset, num_samples=len(records), num_excluded=num_excluded,
+        score_name=headline, score=scores[headline], parse_failure_rate=metrics["parse_failure_rate"],
+        best_baseline=best, best_baseline_score=baselines[best][headline], generation=stats,
+        predictions_path=predictions_path, metrics_path=metrics_path, router_path=router_path,
+    )  # fmt: skip

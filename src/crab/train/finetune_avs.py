@@ -1,0 +1,216 @@
+"""The ``finetune_avs`` stage: Crab's AVS fine-tuning (crab-reference 3.6), fixed so that it trains masks.
+
+Starts from ``pretrain`` + the ``finetune`` adapter (both frozen: LLM, adapter, projectors) and adds the
+segmentation decoder (:mod:`crab.models.mask_decoder`, seeded init): tiny, sized by the base models' manifest
+(CLIP width, image and patch size, ``vision.mask_feature_layers``); paper, the reference's decoder on ViT-L/14
+layers 14 and 22. It trains the decoder, the token embeddings and the LM head (Crab's ``seg_module,
+embed_tokens, lm_head``) on the train records of ``finetune_avs.tasks`` with
+:func:`crab.train.segmentation.segmentation_step`: each sample's labelled frame (its CLIP levels from the
+feature store) and mask (``AvuieDataset(with_masks=True)``), loss ``finetune_avs.loss``. Writes::
+
+    models/finetune_avs/      config.json (the Crab config with its decoder), avs_weights.safetensors (decoder,
+                              embeddings, LM head), train_summary.json
+    models/finetune_avs_log/  dvclive: metrics.json, plots/metrics/train/*.tsv
+
+:func:`load_finetuned_avs` rebuilds the model for evaluating the mask tasks and for ``crab infer``: the
+pre-trained Crab with the decoder, these weights, then the ``finetune`` adapter. As in Crab, the other tasks
+keep using the ``finetune`` model: the embeddings and LM head trained here saw the mask tasks only.
+
+What is fixed relative to the reference script (crab-reference 3.6): the mask loss is computed (``is_avs_task``
+was never set), the decoder gets its inputs and targets (commented out of Crab's train dataset), and the
+decoder loads into the model it was built for (Crab's 5-head LoRA could not load its 3-head weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+import crab.lora  # noqa: F401  (registers ia_lora / lora_moe with peft before the adapter is loaded)
+from crab.config import Params, SegLossConfig
+from crab.errors import CrabError
+from crab.models.base import BaseModelPaths
+from crab.models.configuration_crab import CrabConfig
+from crab.models.mask_decoder import CrabMaskDecoderConfig, mask_decoder_paper_config, mask_decoder_tiny_config
+from crab.models.modeling_crab import CrabForConditionalGeneration
+from crab.models.tokenizer import CRAB_MASK_TOKENS
+from crab.train.data import training_dataset
+from crab.train.finetune import adapter_folders
+from crab.train.loop import fit
+from crab.train.pretrain import load_pretrained
+from crab.train.segmentation import SegmentationStep, segmentation_step
+from crab.train.stage import SUMMARY_NAME, StagePaths, TrainSetup, publish_stage, summary_json
+
+__all__ = [
+    "AVS_WEIGHTS_NAME",
+    "FinetuneAvsResult",
+    "SegmentationObjective",
+    "add_mask_decoder",
+    "finetune_avs",
+    "load_finetuned_avs",
+    "setup_finetune_avs",
+]
+
+log = logging.getLogger(__name__)
+
+#: The weights this stage trains, in its output folder.
+AVS_WEIGHTS_NAME = "avs_weights.safetensors"
+#: Parameter-name pieces of what this stage trains (Crab's ``seg_module, embed_tokens, lm_head``).
+_TRAINED = ("mask_decoder.", "embed_tokens.", "lm_head.")
+
+
+@dataclass(frozen=True)
+class FinetuneAvsResult:
+    """What ``finetune_avs`` wrote and how training went (also in ``train_summary.json``)."""
+
+    out_dir: Path
+    log_dir: Path
+    num_examples: dict[str, int]
+    num_steps: int
+    final_loss: float
+    trainable: dict[str, int]
+
+
+class SegmentationObjective(nn.Module):
+    """``forward(**batch)`` is :func:`segmentation_step` of the wrapped model: what ``fit`` trains on."""
+
+    def __init__(self, model: nn.Module, weights: SegLossConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+
+    def forward(self, **batch: Any) -> SegmentationStep:
+        return segmentation_step(self.model, batch, self.weights)
+
+
+def _decoder_config(config: CrabConfig, profile: str, manifest: dict[str, Any]) -> CrabMaskDecoderConfig:
+    llm_width = config.text_config.hidden_size
+    if profile == "paper":
+        return mask_decoder_paper_config(llm_hidden_size=llm_width, vision_hidden_size=config.vision_hidden_size)
+    vision = manifest["vision"]
+    layers = vision.get("mask_feature_layers")
+    if not layers:
+        raise CrabError("the base models' manifest names no vision.mask_feature_layers; rerun `crab base_models`")
+    return mask_decoder_tiny_config(
+        llm_hidden_size=llm_width, vision_hidden_size=config.vision_hidden_size, vision_feature_layers=layers,
+        image_size=vision["image_size"], patch_size=vision["patch_size"],
+    )  # fmt: skip
+
+
+def add_mask_decoder(
+    model: CrabForConditionalGeneration, tokenizer: PreTrainedTokenizerBase, decoder: CrabMaskDecoderConfig, seed: int
+) -> CrabForConditionalGeneration:
+    """The same Crab with a freshly initialised (seeded) mask decoder prompted by the tokenizer's ``<mask_i>``.
+
+    Raises:
+        CrabError: the tokenizer lacks a mask token.
+    """
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in CRAB_MASK_TOKENS]
+    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+        raise CrabError(f"the tokenizer has no {CRAB_MASK_TOKENS[ids.index(tokenizer.unk_token_id)]} token")
+    config = CrabConfig.from_dict(
+        {**model.config.to_dict(), "mask_decoder_config": decoder.to_dict(), "mask_token_ids": ids}
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = CrabForConditionalGeneration(config)
+    missing, unexpected = out.load_state_dict(model.state_dict(), strict=False)
+    stray = [k for k in missing if not k.startswith("mask_decoder.")] + list(unexpected)
+    if stray:
+        raise CrabError(f"the decoder model does not take the pre-trained weights: {stray[:3]}")
+    out.generation_config = model.generation_config
+    return out.to(model.dtype)
+
+
+def setup_finetune_avs(params: Params) -> TrainSetup:
+    """The frozen pretrain + finetune model with a new decoder, its trainable set, and the mask tasks' data."""
+    cfg = params.finetune_avs
+    base, tokenizer = load_pretrained(params.pretrain.out_dir)
+    manifest = json.loads(BaseModelPaths.of(params.base_models.out_dir).manifest.read_text(encoding="utf-8"))
+    model = add_mask_decoder(base, tokenizer, _decoder_config(base.config, params.profile, manifest), cfg.seed)
+    peft = _with_adapter(model, params.finetune.out_dir)
+    trainable: dict[str, int] = {}
+    for name, param in peft.named_parameters():
+        param.requires_grad_(any(piece in name for piece in _TRAINED))
+        if param.requires_grad:
+            part = next(p.rstrip(".") for p in _TRAINED if p in name)
+            trainable[part] = trainable.get(part, 0) + param.numel()
+    dataset = training_dataset(params, list(cfg.tasks), tokenizer, model.config, with_masks=True)
+    fingerprint = {"stage": "finetune_avs", "config": dataclasses.asdict(cfg), "trainable": trainable}
+    return TrainSetup(SegmentationObjective(peft, cfg.loss), tokenizer, dataset, trainable, fingerprint)
+
+
+def _with_adapter(model: CrabForConditionalGeneration, finetune_dir: str | Path) -> PeftModel:
+    folders = adapter_folders(finetune_dir)
+    if list(folders) != ["default"]:
+        raise CrabError(f"{finetune_dir}: finetune_avs needs the shared adapter, not per-task ones ({list(folders)})")
+    return PeftModel.from_pretrained(model, folders["default"], is_trainable=False)
+
+
+def finetune_avs(params: Params) -> FinetuneAvsResult:
+    """The ``finetune_avs`` stage (module docstring); resumes a killed run from its latest checkpoint.
+
+    Raises:
+        CrabError: the pre-trained or fine-tuned model is missing, or the manifest lacks the decoder's levels.
+        DataError, FeatureStoreError: missing or inconsistent data (named).
+    """
+    cfg = params.finetune_avs
+    paths = StagePaths.of(cfg.out_dir)
+    setup = setup_finetune_avs(params)
+    result = fit(
+        setup.model, setup.dataset, setup.collate_fn, cfg.optim, seed=cfg.seed, work_dir=paths.work_dir,
+        fingerprint=setup.fingerprint, desc="finetune_avs",
+    )  # fmt: skip
+    peft: PeftModel = setup.model.model
+    crab = peft.get_base_model()
+    extra = {"seed": cfg.seed, "tasks": list(cfg.tasks), "loss": dataclasses.asdict(cfg.loss),
+             "pretrain": params.pretrain.out_dir, "finetune": params.finetune.out_dir}  # fmt: skip
+
+    def write(folder: Path) -> None:
+        crab.config.save_pretrained(folder)
+        weights = {k: v.detach().contiguous() for k, v in crab.state_dict().items() if any(p in k for p in _TRAINED)}
+        save_file(weights, folder / AVS_WEIGHTS_NAME, metadata={"format": "pt"})
+        (folder / SUMMARY_NAME).write_text(summary_json("finetune_avs", setup, result, extra), encoding="utf-8")
+
+    publish_stage(paths, write)
+    return FinetuneAvsResult(
+        paths.out_dir, paths.log_dir, setup.dataset.task_counts(), result.plan.num_steps, result.final_loss,
+        setup.trainable,
+    )  # fmt: skip
+
+
+def load_finetuned_avs(
+    pretrain_dir: str | Path, finetune_dir: str | Path, avs_dir: str | Path, dtype: torch.dtype = torch.float32
+) -> tuple[PeftModel, PreTrainedTokenizerBase]:
+    """The segmentation model for evaluation and inference: pretrain + decoder + ``finetune_avs`` weights + adapter.
+
+    Raises:
+        CrabError: a folder is missing or incomplete, or the weights do not fit the model.
+    """
+    avs_dir = Path(avs_dir)
+    if not (avs_dir / "config.json").is_file() or not (avs_dir / AVS_WEIGHTS_NAME).is_file():
+        raise CrabError(f"{avs_dir}: no config.json / {AVS_WEIGHTS_NAME}; run `crab finetune_avs`")
+    base, tokenizer = load_pretrained(pretrain_dir, dtype)
+    config = CrabConfig.from_pretrained(avs_dir, local_files_only=True)
+    model = CrabForConditionalGeneration(config)
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    weights = load_file(avs_dir / AVS_WEIGHTS_NAME)
+    still_missing = sorted(set(missing) - set(weights))
+    unexpected = [*unexpected, *sorted(set(weights) - set(model.state_dict()))]
+    if unexpected or still_missing:
+        raise CrabError(
+            f"{avs_dir}: weights do not fit the model (missing {still_missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.load_state_dict(weights, strict=False)
+    model.generation_config = base.generation_config
+    return _with_adapter(model.to(dtype), finetune_dir).eval(), tokenizer

@@ -1,0 +1,195 @@
+"""The ``finetune_avs`` stage on the tiny workspace: pretrain -> finetune -> finetune_avs on S4 records.
+
+The workspace (conftest.py) gets S4 records here: AV-UIE lines in the real format, their 5 frames' video,
+audio and levels features in a copy of the feature store, and mask PNGs. Checked: exactly the decoder, the
+embeddings and the LM head train (adapter, projectors and LLM layers stay bit-identical), the mask loss falls,
+the saved weights reload into the model that evaluation uses with identical mask logits, and missing inputs
+are named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import NUM_PATCHES
+from PIL import Image
+from safetensors.torch import load_file
+
+import crab.eval.run_avs as run_avs
+import crab.train.finetune_avs as avs_module
+from crab.avuie.avs import AvsLabel, format_answer
+from crab.avuie.schema import AvuieRecord, write_jsonl
+from crab.config import Params
+from crab.errors import CrabError
+from crab.eval.generation import GenerationStats
+from crab.eval.run_avs import evaluate_masks
+from crab.features.store import FeatureStore, StoreWriter, audio_key, levels_key, video_key
+from crab.tasks import TASKS, Task
+from crab.train.data import encode_target
+from crab.train.finetune import finetune
+from crab.train.finetune_avs import AVS_WEIGHTS_NAME, finetune_avs, load_finetuned_avs
+from crab.train.pretrain import pretrain
+
+
+def _s4_records(root: Path) -> list[AvuieRecord]:
+    records = []
+    for video in range(3):
+        for frame in range(2):
+            mask = root / f"masks/v{video}_{frame + 1}.png"
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            pixels = np.zeros((32, 32), dtype=np.uint8)
+            pixels[4 + 8 * video : 14 + 8 * video, 6 + 10 * frame : 20 + 10 * frame] = 255
+            Image.fromarray(pixels).save(mask)
+            label = AvsLabel(frame=frame, mask=mask.as_posix(), objects=("dog_barking",))
+            records.append(AvuieRecord(
+                id=f"s4/train/v{video}_{frame + 1}", task="s4", split="train", dataset="avsbench",
+                item_id=f"v{video}_{frame + 1}", source=f"meta.csv:{video}", video_id=f"v{video}",
+                media={"video": f"raw/frames/v{video}", "audio": f"raw/v{video}.wav"},
+                instruction=TASKS[Task.S4].instruction(nth=["first", "second"][frame]),
+                target=format_answer(label, "A dog barks."), reasoning=True, label=label.to_dict(),
+            ))  # fmt: skip
+    return records
+
+
+@pytest.fixture
+def avs_params(workspace: Any, stage_dir: Path) -> Params:
+    """Pretrain and finetune run in ``stage_dir``; S4 data and a store holding it are added there."""
+    params = workspace.params
+    pretrain(
+        dataclasses.replace(
+            params,
+            pretrain=dataclasses.replace(params.pretrain, optim=dataclasses.replace(params.pretrain.optim, epochs=1.0)),
+        )
+    )
+    finetune(params)
+    avuie = stage_dir / "data" / "avuie"
+    avuie.unlink()  # the shared symlink: this test adds a task
+    shutil.copytree(workspace.root / "data" / "avuie", avuie)
+    records = _s4_records(stage_dir)
+    write_jsonl(avuie / "s4" / "train.jsonl", records)
+    shared = FeatureStore(params.features.out_dir)
+    tensors = {key: shared.get(key) for key in shared.keys()}
+    manifest = json.loads((workspace.root / "models/base/manifest.json").read_text())
+    width, audio_width = manifest["vision"]["hidden_size"], manifest["audio"]["hidden_size"]
+    generator = torch.Generator().manual_seed(7)
+    for record in records:
+        tensors.setdefault(video_key(record), torch.randn(5, NUM_PATCHES, width, generator=generator))
+        tensors.setdefault(audio_key(record, params), torch.randn(5, 6, audio_width, generator=generator))
+        tensors.setdefault(levels_key(record), torch.randn(5, 2, NUM_PATCHES, width, generator=generator))
+    store = stage_dir / "data" / "features"
+    writer = StoreWriter(store, {"fixture": "finetune_avs tests"})
+    writer.begin()
+    writer.write(0, tensors)
+    writer.finish([sorted(tensors)])
+    optim = dataclasses.replace(params.finetune_avs.optim, epochs=6.0, batch_size=3, lr=3e-3, log_every_steps=1,
+                                save_every_steps=4)  # fmt: skip
+    return dataclasses.replace(
+        params,
+        features=dataclasses.replace(params.features, out_dir=str(store)),
+        finetune_avs=dataclasses.replace(params.finetune_avs, tasks=["s4"], optim=optim),
+    )
+
+
+def test_finetune_avs_trains_decoder_embeddings_and_lm_head_only_and_reloads(
+    avs_params: Params, stage_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept: dict = {}
+    original = avs_module.setup_finetune_avs
+    monkeypatch.setattr(avs_module, "setup_finetune_avs", lambda p: kept.setdefault("setup", original(p)))
+    result = finetune_avs(avs_params)
+    assert result.num_examples == {"s4": 6}
+    assert set(result.trainable) == {"mask_decoder", "embed_tokens", "lm_head"}
+
+    peft = kept["setup"].model.model.eval()
+    pretrained = load_file(str(stage_dir / "models/pretrain/model.safetensors"))
+    adapter = load_file(str(stage_dir / "models/finetune/adapter_model.safetensors"))
+    compared = {"adapter": 0, "llm": 0}
+    for name, param in peft.named_parameters():
+        if "lora_" in name:
+            compared["adapter"] += 1
+            key = name.replace(".default", "")
+            assert torch.equal(param, adapter[key]), name  # the finetune adapter stayed frozen
+        elif "language_model" in name and "embed_tokens" not in name and "lm_head" not in name:
+            compared["llm"] += 1
+            assert torch.equal(param, pretrained[name.removeprefix("base_model.model.").replace(".base_layer", "")]), (
+                name
+            )
+
+    assert compared["adapter"] > 0 and compared["llm"] > 0, compared
+    summary = json.loads((stage_dir / "models/finetune_avs/train_summary.json").read_text())
+    assert summary["stage"] == "finetune_avs" and summary["tasks"] == ["s4"]
+    saved = load_file(str(stage_dir / "models/finetune_avs" / AVS_WEIGHTS_NAME))
+    assert saved and all(k.startswith("mask_decoder.") or "embed_tokens" in k or "lm_head" in k for k in saved)
+
+    batch = kept["setup"].collate_fn([kept["setup"].dataset[i] for i in range(3)])
+    reloaded, _ = load_finetuned_avs(
+        avs_params.pretrain.out_dir, avs_params.finetune.out_dir, avs_params.finetune_avs.out_dir
+    )
+    inputs = {k: v for k, v in batch.items() if k != "mask_targets"}
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).mask_logits, peft(**inputs).mask_logits, rtol=0, atol=0)
+    steps = [row["loss"] for row in summary["history"]]
+    assert steps[-1] < steps[0], steps
+
+
+def test_missing_inputs_are_named(avs_params: Params, stage_dir: Path) -> None:
+    with pytest.raises(CrabError, match="run `crab finetune_avs`"):
+        load_finetuned_avs(avs_params.pretrain.out_dir, avs_params.finetune.out_dir, stage_dir / "models/nothing")
+    manifest = stage_dir / "base_manifest_without_levels"
+    base = Path(avs_params.base_models.out_dir)
+    shutil.copytree(base, manifest)
+    entries = json.loads((manifest / "manifest.json").read_text())
+    del entries["vision"]["mask_feature_layers"]
+    (manifest / "manifest.json").write_text(json.dumps(entries))
+    params = dataclasses.replace(
+        avs_params, base_models=dataclasses.replace(avs_params.base_models, out_dir=str(manifest))
+    )
+    with pytest.raises(CrabError, match="no vision.mask_feature_layers"):
+        finetune_avs(params)
+
+
+def _with_test_split(params: Params, stage_dir: Path, max_new_tokens: int) -> Params:
+    records = [dataclasses.replace(r, id=r.id.replace("/train/", "/test/"), split="test")
+               for r in _s4_records(stage_dir)]  # fmt: skip
+    write_jsonl(stage_dir / "data/avuie/s4/test.jsonl", records)
+    return dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, max_new_tokens=max_new_tokens))
+
+
+def test_mask_evaluation_scores_decoded_masks_and_counts_missing_mask_tokens_as_empty(
+    avs_params: Params, stage_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finetune_avs(avs_params)
+    # 1. Answers cut after 4 tokens hold no mask tokens: every frame predicts an empty mask.
+    params = _with_test_split(avs_params, stage_dir, max_new_tokens=4)
+    result = evaluate_masks(params, "s4")
+    metrics = json.loads((stage_dir / "metrics/s4.json").read_text())
+    assert (result.score_name, metrics["parse_failure_rate"], metrics["num_videos"]) == ("miou", 1.0, 3)
+    # (the official F includes threshold 0, where every pixel counts as foreground, so even the empty mask has F > 0)
+    assert {k: metrics[k] for k in ("miou", "f_score")} == metrics["baselines"]["empty_mask"]
+    assert set(metrics["baselines"]) == {"empty_mask", "full_frame_mask"}
+    # 2. Answers that are the reference texts: the decoder's masks are scored, objects read from the tag.
+    records = sorted(_s4_records(stage_dir), key=lambda r: r.id)
+    _, tokenizer = load_finetuned_avs(params.pretrain.out_dir, params.finetune.out_dir, params.finetune_avs.out_dir)
+    references = [encode_target(tokenizer, r.target) for r in records]
+
+    def teacher(model, prompts, **kwargs):
+        return references, GenerationStats(len(references), sum(map(len, references)), 1.0, 16, 400)
+
+    monkeypatch.setattr(run_avs, "generate_greedy", teacher)
+    result = evaluate_masks(params, "s4")
+    metrics = json.loads((stage_dir / "metrics/s4.json").read_text())
+    rows = [json.loads(line) for line in (stage_dir / "predictions/s4.jsonl").read_text().splitlines()]
+    assert metrics["parse_failure_rate"] == 0.0 and metrics["object_accuracy"] == 1.0
+    assert all(row["parsed"] == {"objects": ["dog_barking"]} for row in rows)
+    # every video has 2 frames, so the per-video mean of the rows' frame IoUs is the metric's mIoU
+    assert metrics["miou"] == pytest.approx(sum(row["correct"] for row in rows) / len(rows), abs=1e-12)
+    # the decoder's graded logits were scored, not the constant empty mask
+    assert metrics["f_score"] != metrics["baselines"]["empty_mask"]["f_score"]
+    assert result.best_baseline in metrics["baselines"] and (stage_dir / "metrics/router_s4.json").is_file()
