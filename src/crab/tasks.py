@@ -130,6 +130,20 @@ class TaskSpec:
         return importlib.import_module(self.answer_module).parse_answer
 
 
+def _avs_spec(task: Task, description: str) -> TaskSpec:
+    """S4 and MS3 share everything but the description: AVSBench-object clips, 5 frames, 5 audio segments, masks."""
+    return TaskSpec(
+        task=task,
+        dataset="avsbench",
+        description=description,
+        prompt=VIDEO_PROMPT + AUDIO_PROMPT + _AVS_REQUEST,
+        audio_cutting="segments",
+        answer_module="crab.avuie.avs",
+        num_audio_segments=NUM_AVS_OBJECT_FRAMES,
+        masks=True,
+    )
+
+
 TASKS: dict[Task, TaskSpec] = {
     spec.task: spec
     for spec in (
@@ -165,27 +179,9 @@ TASKS: dict[Task, TaskSpec] = {
             audio_cutting="windows",
             answer_module="crab.avuie.avqa",
         ),
-        TaskSpec(
-            task=Task.S4,
-            dataset="avsbench",
-            description="S4: segment the one object making the sound in a frame (AVSBench single source).",
-            prompt=VIDEO_PROMPT + AUDIO_PROMPT + _AVS_REQUEST,
-            audio_cutting="segments",
-            num_audio_segments=NUM_AVS_OBJECT_FRAMES,
-            masks=True,
-            answer_module="crab.avuie.avs",
-        ),
-        TaskSpec(
-            task=Task.MS3,
-            dataset="avsbench",
-            description="MS3: segment every object making the sound in a frame (AVSBench multiple sources).",
-            # Crab's S4 wording for MS3 too (its MS3 test prompt always says "third second": crab-reference 4.5)
-            prompt=VIDEO_PROMPT + AUDIO_PROMPT + _AVS_REQUEST,
-            audio_cutting="segments",
-            num_audio_segments=NUM_AVS_OBJECT_FRAMES,
-            masks=True,
-            answer_module="crab.avuie.avs",
-        ),
+        _avs_spec(Task.S4, "S4: segment the one object making the sound in a frame (AVSBench single source)."),
+        # Crab's S4 wording for MS3 too (its MS3 test prompt always says "third second": crab-reference 4.5)
+        _avs_spec(Task.MS3, "MS3: segment every object making the sound in a frame (AVSBench multiple sources)."),
         TaskSpec(
             task=Task.AVCAP,
             dataset="valor",

@@ -290,8 +290,8 @@ def read_frames(path: str | Path, num_frames: int, size: int | None = None) -> n
     return np.stack(frames)  # (n, H, W, 3)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a still image (JPEG, PNG, ...) as ``(H, W, 3)`` uint8 RGB (grey / palette expanded).
+def _decode_image(path: str | Path, mode: str) -> Image.Image:
+    """The whole image converted to PIL ``mode`` (the conversion forces the full decode, so truncated files fail).
 
     Raises:
         DataError: the file is missing or is not a readable image.
@@ -301,10 +301,18 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataError(path, "file not found")
     try:
         with Image.open(path) as image:
-            rgb = image.convert("RGB")  # forces the full decode, so truncated files fail here
+            return image.convert(mode)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DataError(path, f"not an image / cannot open ({error})") from error
-    return np.asarray(rgb, dtype=np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a still image (JPEG, PNG, ...) as ``(H, W, 3)`` uint8 RGB (grey / palette expanded).
+
+    Raises:
+        DataError: the file is missing or is not a readable image.
+    """
+    return np.asarray(_decode_image(path, "RGB"), dtype=np.uint8)
 
 
 def read_binary_mask(path: str | Path, size: int | None = None) -> np.ndarray:
@@ -319,14 +327,7 @@ def read_binary_mask(path: str | Path, size: int | None = None) -> np.ndarray:
     Raises:
         DataError: the file is missing or is not a readable image.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    try:
-        with Image.open(path) as image:
-            grey = image.convert("L")  # forces the full decode
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise DataError(path, f"not an image / cannot open ({error})") from error
+    grey = _decode_image(path, "L")
     if size is not None and grey.size != (size, size):
         grey = grey.resize((size, size), Image.Resampling.NEAREST)
     return np.asarray(grey) > 0  # (H, W)
