@@ -10,11 +10,11 @@ Schema (one JSON object per line, keys sorted, ``ensure_ascii=False``, lines sor
 ``id`` (str)
     ``"<task>/<split>/<item_id>"``, unique across the whole AV-UIE set.
 ``task`` (str)
-    ``"ave"``, ``"avqa"`` or ``"avcap"`` (``crab.tasks.Task``).
+    a task of ``crab.tasks.TASKS`` (``"ave"``, ``"avvp"``, ``"avqa"``, ``"s4"``, ``"ms3"``, ``"avcap"``).
 ``split`` (str)
     ``"train"``, ``"val"`` or ``"test"``.
 ``dataset`` (str)
-    the raw dataset, ``"ave"``, ``"music_avqa"`` or ``"valor"``.
+    the raw dataset (``TASKS[task].dataset``): ``"ave"``, ``"llp"``, ``"music_avqa"``, ``"avsbench"`` or ``"valor"``.
 ``item_id``, ``source`` (str)
     the raw record's id and its annotation row (``"<file>:<line>"`` or ``"<file>[<index>]"``), for
     traceability back to the raw data and to the quarantine report.
@@ -22,7 +22,8 @@ Schema (one JSON object per line, keys sorted, ``ensure_ascii=False``, lines sor
     the clip's id (media file stem).
 ``media`` (object)
     ``{"video": path, "audio": path}`` as the reader gave them (relative to the repository root with
-    the default params); audio is the same mp4 when the clip carries its own audio track.
+    the default params); audio is the same mp4 when the clip carries its own audio track. For S4 / MS3
+    ``video`` is the clip's frame folder (AVSBench's PNG frames) and ``audio`` its wav.
 ``instruction`` (str)
     the task's ONE canonical prompt (``crab.tasks.TASKS[task].instruction(...)``), placeholders included.
 ``target`` (str)
@@ -32,7 +33,8 @@ Schema (one JSON object per line, keys sorted, ``ensure_ascii=False``, lines sor
 ``label`` (object)
     the structured label for scoring: AVE ``{"event", "start", "end"}`` (AVE category verbatim,
     interval ``[start, end)`` on the 1 s grid); AVQA ``{"answer", "question", "question_type",
-    "question_id"}``; AVCAP ``{"caption"}``.
+    "question_id"}``; AVCAP ``{"caption"}``; S4 / MS3 ``{"frame", "mask", "objects"}`` (0-based labelled
+    frame, its ground-truth PNG, the S4 categories seen and heard then or null; :mod:`crab.avuie.avs`).
 
 Importing Crab's released AV-UIE annotations (dataset-layouts.md section 7): Crab's explicit-reasoning
 answers are per-sample text files, ``converted_label/{question_id}.txt`` for MUSIC-AVQA and
