@@ -200,7 +200,7 @@ def build_avs(
                     video_id=rec.video_id,
                     media={"video": rec.frame_paths[0].parent.as_posix(), "audio": rec.audio_path.as_posix()},
                     instruction=TASKS[task].instruction(nth=nth_second(frame)),
-                    target=format_answer(label, reasoning if use_reasoning else None),
+                    target=format_answer(label, reasoning),
                     reasoning=reasoning is not None,
                     label=label.to_dict(),
                 )

@@ -78,12 +78,6 @@ def mask_baselines(truths: Sequence[torch.Tensor]) -> dict[str, dict[str, float]
     return out
 
 
-def _answer_ids(ids: Sequence[int], eos_id: int) -> list[int]:
-    """The generated ids up to and including the first EOS (what the model answered)."""
-    ids = list(ids)
-    return ids[: ids.index(eos_id) + 1] if eos_id in ids else ids
-
-
 @torch.no_grad()
 def _predict_frame(model: Any, example: Any, answer: list[int], levels: torch.Tensor) -> torch.Tensor | None:
     """``(S, S)`` mask logits of one labelled frame, or None if the answer lacks a well-formed mask block."""
@@ -134,7 +128,7 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     parse = TASKS[evaluated].parse_answer
     parsed: list[AvsAnswer | None] = [parse(text) for text in texts]
 
-    by_video: dict[str, list[tuple[int, torch.Tensor, torch.Tensor, int]]] = defaultdict(list)
+    by_video: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = defaultdict(list)  # frame, logits, truth
     rows = []
     for index, (record, text, answer) in enumerate(zip(records, texts, parsed, strict=True)):
         label = AvsLabel.from_dict(record.label)
@@ -142,13 +136,13 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
         logits = None
         if answer is not None:
             levels = store.levels(levels_key(record))[label.frame]  # (L, P, Dv)
-            logits = _predict_frame(model, prompts[index], _answer_ids(answer_ids[index], eos_id), levels)
+            logits = _predict_frame(model, prompts[index], list(answer_ids[index]), levels)  # cut after EOS
         if logits is None:
             parsed[index] = None  # no usable mask tokens: an empty mask, counted as a parse failure
             logits = torch.full(truth.shape, EMPTY_LOGIT)
         elif logits.shape != truth.shape:
             logits = resize_logits(logits[None], tuple(truth.shape))[0]
-        by_video[record.video_id].append((label.frame, logits, truth, index))
+        by_video[record.video_id].append((label.frame, logits, truth))
         iou = float(frame_ious(torch.sigmoid(logits)[None], truth[None], AVS_IOU_THRESHOLD)[0])
         found = None if parsed[index] is None else {"objects": parsed[index].objects}
         rows.append({"id": record.id, "task": record.task, "video_id": record.video_id,

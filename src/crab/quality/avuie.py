@@ -84,7 +84,9 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
                 ):
                     return f"label.{modality}[{index}]: expected a str event and int start / end, got {span!r}"
     if task in ("s4", "ms3"):
-        objects = label.get("objects", ())
+        if "objects" not in label:
+            return "label: missing key 'objects'"
+        objects = label["objects"]
         if not (objects is None or (isinstance(objects, list) and all(isinstance(o, str) for o in objects))):
             return f"label.objects: expected a list of strings or null, got {objects!r}"
     if task == "avqa" and not (

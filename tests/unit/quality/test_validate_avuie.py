@@ -97,6 +97,11 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
         path = avs_media if task in ("s4", "ms3") else media
         return json.dumps(record(task, split, item_id, path, **changes), sort_keys=True, ensure_ascii=False), reason
 
+    def drop_label_key(task: str, item_id: str, key: str, reason: str) -> tuple[str, str]:
+        rec = record(task, "test", item_id, avs_media)
+        del rec["label"][key]
+        return json.dumps(rec), reason
+
     def drop(key: str, reason: str) -> tuple[str, str]:
         rec = record("ave", "train", "noreason", media)
         del rec[key]
@@ -174,6 +179,7 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
                  media={"video": "empty_folder", "audio": f"{avs_media}/audio.wav"}),
             line("s4", "test", "v_13", "schema: label.objects: expected a list of strings or null",
                  raw_label={"objects": "dog_barking"}),
+            drop_label_key("s4", "v_14", "objects", "schema: label: missing key 'objects'"),
         ],
         ("ms3", "train"): [line("ms3", "train", "m_1")],
     }  # fmt: skip
@@ -226,7 +232,7 @@ def test_bad_lines_quarantined_with_reason_and_good_records_pass(avuie_run) -> N
         )
     assert sum(g.num_passed for g in result.groups.values()) == len(good)
     assert {name: g.num_items for name, g in result.groups.items()} == {
-        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 11, "ms3": 1
+        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 12, "ms3": 1
     }  # fmt: skip
 
 
