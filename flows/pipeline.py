@@ -76,6 +76,7 @@ STAGE_RETRIES: dict[str, int] = {
     "finetune": 2,
     "finetune_avs": 2,
     "evaluate": 2,
+    "evaluate_avs": 2,
     "report": 2,
 }
 

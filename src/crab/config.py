@@ -26,13 +26,14 @@ from crab.errors import CrabError
 __all__ = [
     "ConfigError",
     "Params",
+    "check_tasks",
     "load_params",
     "parse_section",
 ]
 
-TaskName = Literal["ave", "avvp", "avqa", "avcap"]  # tasks the model trains on and is evaluated on
-# tasks avuie_build writes: S4 / MS3 have AV-UIE data and features, their training branch is still to come
-AvuieTaskName = Literal["ave", "avvp", "avqa", "s4", "ms3", "avcap"]
+TaskName = Literal["ave", "avvp", "avqa", "s4", "ms3", "avcap"]  # tasks the model trains on (S4 / MS3 as text in F1)
+TextTaskName = Literal["ave", "avvp", "avqa"]  # tasks the `evaluate` stage scores from the answer text
+MaskTaskName = Literal["s4", "ms3"]  # tasks `finetune_avs` trains and `evaluate_avs` scores from predicted masks
 DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor"]
 
 
@@ -265,7 +266,7 @@ class AvuieConfig:
 
     seed: int  # picks phrasings; independent of the synth seed
     use_reasoning: bool  # False = the paper's "w/o ERP" ablation: answers without the reasoning process
-    tasks: list[AvuieTaskName]  # tasks written by avuie_build
+    tasks: list[TaskName]  # tasks written by avuie_build
 
 
 @dataclass(frozen=True)
@@ -440,15 +441,20 @@ class FinetuneAvsConfig:
 
     out_dir: str
     seed: int
-    tasks: list[Literal["s4", "ms3"]]
+    tasks: list[MaskTaskName]  # each must be among finetune.tasks (F1 learns their answers as text first)
     loss: SegLossConfig
     optim: OptimConfig
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """``evaluate`` stage: greedy generation with KV cache, answer parsing, official metrics."""
+    """``evaluate`` stage: greedy generation with KV cache, answer parsing, official metrics.
 
+    ``tasks`` are the text tasks of the ``evaluate`` stage (a DVC ``foreach``); the mask tasks of
+    ``finetune_avs.tasks`` are scored by ``evaluate_avs`` with the same settings and the ``finetune_avs`` model.
+    """
+
+    tasks: list[TextTaskName]  # each must be among finetune.tasks (the single-task ablation needs its adapter)
     split: Literal["val", "test"]
     batch_size: int
     max_new_tokens: int
@@ -516,6 +522,23 @@ class Params:
 # --------------------------------------------------------------------------------------------------
 
 
+def check_tasks(params: Params) -> None:
+    """Cross-section checks of the task lists: a task evaluated or segmentation-tuned must have been fine-tuned.
+
+    Why: the single-task ablation evaluates each task with its own adapter, and F2 (``finetune_avs``) starts from
+    the F1 model that learned the mask tasks' answers as text (crab-reference 3.5, 3.6). Run by
+    :func:`load_params` on the user's file; tests that build ``Params`` in code may narrow one list alone.
+
+    Raises:
+        ConfigError: names the list and the tasks missing from ``finetune.tasks``.
+    """
+    trained = set(params.finetune.tasks)
+    for key, tasks in (("evaluate.tasks", params.evaluate.tasks), ("finetune_avs.tasks", params.finetune_avs.tasks)):
+        missing = [t for t in tasks if t not in trained]
+        if missing:
+            raise ConfigError(f"{key}: {missing} not in finetune.tasks {sorted(trained)}")
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read ``params.yaml`` into :class:`Params`.
 
@@ -524,8 +547,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     would read as ``False``.
 
     Raises:
-        ConfigError: the file is missing or unreadable YAML, or a key is unknown, missing or of the
-            wrong type; the message starts with the file name and names the key.
+        ConfigError: the file is missing or unreadable YAML, a key is unknown, missing or of the wrong type,
+            or the task lists disagree (:func:`check_tasks`); the message starts with the file name and names
+            the key.
     """
     path = Path(path)
     try:
@@ -535,9 +559,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
     try:
-        return parse_section(Params, raw, "")
+        params = parse_section(Params, raw, "")
+        check_tasks(params)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    return params
 
 
 def parse_section(cls: type, raw: Any, key: str) -> Any:

@@ -4,8 +4,8 @@ DESIGN.md section 3: the notebooks render the paper's tables with our numbers be
 the training curves, example predictions and a data overview. They read only stage outputs, and their logic
 lives in :mod:`crab.report_tables` / :mod:`crab.report_data`, so this module is a driver:
 
-1. check that ``metrics/<task>.json`` exists and is well formed for every task in ``finetune.tasks`` (a
-   missing one is an error that names the file; every other input is optional and the notebooks print
+1. check that ``metrics/<task>.json`` exists and is well formed for every evaluated task (``evaluate.tasks``
+   and ``finetune_avs.tasks``, :func:`evaluated_tasks`; a missing one is an error that names the file; every other input is optional and the notebooks print
    "not available" for it);
 2. for each ``notebooks/<name>.ipynb``, pass the parameters its ``parameters`` cell declares (paths and
    task lists derived from ``params.yaml``), execute it with papermill on the kernel named explicitly
@@ -36,6 +36,7 @@ __all__ = [
     "NOTEBOOKS_DIR",
     "REPORTS_DIR",
     "ReportResult",
+    "evaluated_tasks",
     "notebook_parameters",
     "report",
     "run_notebook",
@@ -87,22 +88,29 @@ def training_log_dir(out_dir: str) -> str:
     return str(path.with_name(f"{path.name}_log"))
 
 
+def evaluated_tasks(params: Params) -> list[str]:
+    """The tasks with metrics: the text tasks of ``evaluate`` then the mask tasks of ``evaluate_avs``."""
+    return [*params.evaluate.tasks, *params.finetune_avs.tasks]
+
+
 def notebook_parameters(params: Params) -> dict[str, Any]:
     """Every parameter any report notebook may declare, derived from ``params``.
 
     Args:
-        params: reads ``finetune`` (tasks, out_dir), ``pretrain`` (out_dir) and ``evaluate`` (num_examples).
+        params: reads ``evaluate`` (tasks, num_examples), ``finetune_avs`` (tasks, out_dir), ``finetune`` and
+            ``pretrain`` (out_dir).
 
     Returns:
         name -> value; each notebook receives the subset its ``parameters`` cell declares.
     """
     return {
-        "tasks": list(params.finetune.tasks),
+        "tasks": evaluated_tasks(params),
         "metrics_dir": str(METRICS_DIR),
         "predictions_dir": str(PREDICTIONS_DIR),
         "training_logs": {
             "pretrain": training_log_dir(params.pretrain.out_dir),
             "finetune": training_log_dir(params.finetune.out_dir),
+            "finetune_avs": training_log_dir(params.finetune_avs.out_dir),
         },
         "num_examples": params.evaluate.num_examples,
         "avuie_stats": str(AVUIE_STATS),
@@ -123,14 +131,15 @@ def report(params: Params) -> ReportResult:
         The executed notebooks, their HTML exports and the time each took.
 
     Raises:
-        DataError: ``metrics/<task>.json`` is missing or malformed for a task of ``finetune.tasks``.
+        DataError: ``metrics/<task>.json`` is missing or malformed for an evaluated task.
         CrabError: ``notebooks/`` holds no notebook, or a notebook failed (names the cell's error and
             where the executed copy was kept).
     """
-    for task in params.finetune.tasks:
+    for task in evaluated_tasks(params):
         path = METRICS_DIR / f"{task}.json"
         if not path.is_file():
-            raise DataError(path, f"no metrics for task {task!r} of finetune.tasks; run `crab evaluate --task {task}`")
+            stage = "evaluate_avs" if task in params.finetune_avs.tasks else "evaluate"
+            raise DataError(path, f"no metrics for evaluated task {task!r}; run `crab {stage} --task {task}`")
         read_metrics(path)
     notebooks = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
     if not notebooks:

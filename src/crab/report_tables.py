@@ -6,13 +6,14 @@ need lives here so tests can reach it (DESIGN.md section 3). Inputs are the eval
 reports (``data/avuie/stats.json``, ``reports/validation/*.json``).
 
 Published numbers are constants with their source: the Crab paper (Du et al., CVPR 2025, arXiv:2503.13068)
-Table 1 (general models; only the rows with an AVE, AVVP or AVQA number, the others are marked there with a
-check or a cross, and a check in a cell is ``None`` here), Table 2 (temporal localization: AVE accuracy and
+Table 1 (general models, every column; a check or a cross in a cell is ``None`` here), Table 2 (temporal localization: AVE accuracy and
 AVVP segment- / event-level F), Table 3 (MUSIC-AVQA test, per modality group), plus the best specialised AVE
 number reported elsewhere (DG-SCT, listed in the project's evaluation reference). The paper's two AVVP
 columns are Event@AV (audio and visual events pooled) at segment and at event level (evaluation.md), our
 ``segment_event_av`` / ``event_event_av``; :func:`avvp_table` shows all ten AVVP F values. Published
-numbers are percentages; our metrics files hold fractions and are shown x100.
+numbers are percentages (except Table 1's ARIG AUC and Ref-AVS F, printed as fractions); our metrics files hold
+fractions and are shown x100 where the paper prints percentages. Table 5 (segmentation) is in
+:mod:`crab.report_segmentation`.
 
 Every row says what it is (``Kind``: published / ours / trivial baseline) and what it was measured on
 (``Evaluated on``): in the tiny profile our numbers come from AV-Synth, a synthetic benchmark in the real
@@ -25,7 +26,7 @@ Trivial baselines are ranked by the task's headline score (the ``evaluate`` stag
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,24 +41,31 @@ from crab.tasks import AUDIO_PROMPT, VIDEO_PROMPT
 __all__ = [
     "AVQA_GROUP_COLUMNS",
     "AVVP_KEYS",
+    "FRACTION_COLUMNS",
     "PAPER",
     "PAPER_TABLE1",
     "PAPER_TABLE2",
     "PAPER_TABLE3_AVQA",
     "PublishedRow",
+    "TABLE1_COLUMNS",
     "avqa_table",
     "avqa_type_table",
     "avvp_table",
     "best_baseline",
     "comparability_note",
+    "comparison_table",
     "dataset_label",
     "example_predictions",
     "headline_score",
     "load_training_curves",
     "parse_failure_table",
+    "percent",
+    "published_records",
+    "published_rows",
     "read_json",
     "read_metrics",
     "read_predictions",
+    "results_frame",
     "table1",
     "temporal_table",
     "to_html",
@@ -79,8 +87,9 @@ _TASK_COLUMNS: dict[str, dict[str, str]] = {
     "ave": {"AVE Acc": "accuracy"},
     "avvp": {"AVVP Segment-level": "segment_event_av", "AVVP Event-level": "event_event_av"},
     "avqa": {"AVQA Acc": "accuracy"},
+    "ms3": {"MS3 mIoU": "miou", "MS3 F-score": "f_score"},
 }
-_TABLE1_TASKS = ("ave", "avvp", "avqa")  # the paper's column order
+_TABLE1_TASKS = ("ave", "avvp", "avqa", "ms3")  # the evaluated tasks with a Table 1 column, in its order
 _TABLE2_TASKS = ("ave", "avvp")
 # What the tables read from a metrics file (checked by read_metrics) and which score ranks the baselines.
 # Restated here, not imported from crab.eval.run: that imports torch and transformers (~5 s), which the report
@@ -91,9 +100,12 @@ _REQUIRED_KEYS = {
     "avqa": ("task", "split", "dataset", "num_samples", "accuracy", "accuracy_per_group", "accuracy_per_type",
              "parse_failure_rate", "baselines"),
     "avvp": ("task", "split", "dataset", "num_samples", *AVVP_KEYS, "parse_failure_rate", "baselines"),
+    **{task: ("task", "split", "dataset", "num_samples", "num_videos", "miou", "f_score", "object_accuracy",
+              "parse_failure_rate", "baselines") for task in ("s4", "ms3")},
 }  # fmt: skip
 #: The keys every trivial baseline of a task must carry (at least the headline score that ranks them).
-_BASELINE_KEYS = {"ave": ("accuracy",), "avqa": ("accuracy",), "avvp": AVVP_KEYS}
+_BASELINE_KEYS = {"ave": ("accuracy",), "avqa": ("accuracy",), "avvp": AVVP_KEYS, "s4": ("miou", "f_score"),
+                  "ms3": ("miou", "f_score")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -113,11 +125,14 @@ class PublishedRow:
     evaluated_on: str
 
 
-def _rows(source: str, evaluated_on: str, columns: Sequence[str], rows: Sequence[tuple]) -> tuple[PublishedRow, ...]:
+def published_rows(
+    source: str, evaluated_on: str, columns: Sequence[str], rows: Sequence[tuple]
+) -> tuple[PublishedRow, ...]:
+    """``(method, *values)`` tuples in ``columns`` order as :class:`PublishedRow` s of one source."""
     return tuple(PublishedRow(m, dict(zip(columns, vals, strict=True)), source, evaluated_on) for m, *vals in rows)
 
 
-def _temporal_rows(source: str, rows: Sequence[tuple]) -> tuple[PublishedRow, ...]:
+def _temporalpublished_rows(source: str, rows: Sequence[tuple]) -> tuple[PublishedRow, ...]:
     """Table 2 rows, each labelled with the benchmarks it has a number on (AVE, LLP or both)."""
     columns = [c for t in _TABLE2_TASKS for c in _TASK_COLUMNS[t]]
     published = []
@@ -128,23 +143,32 @@ def _temporal_rows(source: str, rows: Sequence[tuple]) -> tuple[PublishedRow, ..
     return tuple(published)
 
 
-#: Table 1 (comparison with general models), AVE, AVVP and AVQA columns. X-InstructBLIP's AVQA is zero-shot;
-#: TimeChat and MEERKAT give an AVVP segment-level number only (a check elsewhere: None).
-PAPER_TABLE1 = _rows(
+#: Table 1's columns in the paper's order. ARIG AUC and Ref-AVS Seen F are printed as fractions in the paper and
+#: are kept so (:data:`FRACTION_COLUMNS`); every other column is a percentage.
+TABLE1_COLUMNS: tuple[str, ...] = (
+    "AVE Acc", "AVVP Segment-level", "AVVP Event-level", "ARIG cIoU", "ARIG AUC", "AVQA Acc", "MS3 mIoU",
+    "MS3 F-score", "AVSS mIoU", "AVSS F-score", "Ref-AVS Seen mIoU", "Ref-AVS Seen F-score",
+)  # fmt: skip
+FRACTION_COLUMNS = frozenset({"ARIG AUC", "Ref-AVS Seen F-score"})
+#: Table 1 (comparison with general models), every column. A check or a cross in the paper is ``None`` here;
+#: X-InstructBLIP's AVQA is zero-shot.
+PAPER_TABLE1 = published_rows(
     f"{PAPER}, Table 1",
     "real benchmarks",
-    ("AVE Acc", "AVVP Segment-level", "AVVP Event-level", "AVQA Acc"),
+    TABLE1_COLUMNS,
     [
-        ("TimeChat", None, 51.28, None, None),
-        ("MEERKAT", None, 54.96, None, None),
-        ("X-InstructBLIP (zero-shot)", None, None, None, 44.50),
-        ("VALOR", None, None, None, 78.90),
-        ("Crab", 80.15, 59.00, 54.44, 78.94),
+        ("TimeChat", None, 51.28, None, None, None, None, None, None, None, None, None, None),
+        ("MEERKAT", None, 54.96, None, None, None, None, None, None, None, None, None, None),
+        ("GroundingGPT", None, None, None, 44.02, 0.45, None, None, None, None, None, None, None),
+        ("X-InstructBLIP (zero-shot)", None, None, None, None, None, 44.50, None, None, None, None, None, None),
+        ("VALOR", None, None, None, None, None, 78.90, None, None, None, None, None, None),
+        ("AnyRef", None, None, None, None, None, None, 55.6, 66.30, None, None, None, None),
+        ("Crab", 80.15, 59.00, 54.44, 41.78, 0.42, 78.94, 58.21, 66.24, 26.52, 32.10, 40.54, 0.58),
     ],
 )
 #: Table 2 (specialised models, temporal localization: AVE accuracy, AVVP segment / event level; "-" is None)
 #: + DG-SCT, the best specialised AVE number published elsewhere.
-PAPER_TABLE2 = _temporal_rows(
+PAPER_TABLE2 = _temporalpublished_rows(
     f"{PAPER}, Table 2",
     [
         ("AVT", 75.80, None, None),
@@ -155,9 +179,9 @@ PAPER_TABLE2 = _temporal_rows(
         ("DHHN", None, 60.32, 55.06),
         ("Crab", 80.15, 59.00, 54.44),
     ],
-) + _temporal_rows("DG-SCT (Duan et al., NeurIPS 2023)", [("DG-SCT", 82.18, None, None)])
+) + _temporalpublished_rows("DG-SCT (Duan et al., NeurIPS 2023)", [("DG-SCT", 82.18, None, None)])
 #: Table 3 (specialised models on the MUSIC-AVQA test set), accuracy per modality group and overall.
-PAPER_TABLE3_AVQA = _rows(
+PAPER_TABLE3_AVQA = published_rows(
     f"{PAPER}, Table 3",
     _REAL["avqa"],
     AVQA_GROUP_COLUMNS,
@@ -337,24 +361,29 @@ def best_baseline(metrics: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return name, baselines[name]
 
 
-def _pct(value: float | None) -> float:
+def percent(value: float | None) -> float:
+    """A fraction as a percentage; ``None`` (not reported) as NaN."""
     return float("nan") if value is None else 100.0 * value
 
 
-def _frame(rows: list[dict[str, Any]], value_columns: Sequence[str]) -> pd.DataFrame:
+def results_frame(rows: list[dict[str, Any]], value_columns: Sequence[str]) -> pd.DataFrame:
+    """A results table: ``Method, Kind, Evaluated on, Source`` then the value columns as floats (missing: NaN)."""
     frame = pd.DataFrame(rows, columns=["Method", "Kind", "Evaluated on", "Source", *value_columns])
     frame[list(value_columns)] = frame[list(value_columns)].astype(float)
     return frame
 
 
-def _published(rows: Sequence[PublishedRow]) -> list[dict[str, Any]]:
+def published_records(rows: Sequence[PublishedRow]) -> list[dict[str, Any]]:
+    """Published rows as :func:`results_frame` rows (``Kind`` published; a cell without a number NaN)."""
     return [{"Method": r.method, "Kind": PUBLISHED, "Evaluated on": r.evaluated_on, "Source": r.source,
-             **{c: _pct(None) if v is None else v for c, v in r.values.items()}} for r in rows]  # fmt: skip
+             **{c: percent(None) if v is None else v for c, v in r.values.items()}} for r in rows]  # fmt: skip
 
 
 def _task_values(task: str, result: Mapping[str, Any]) -> dict[str, float]:
-    """A task's Table 1 / 2 columns from a result dict (the model's or a baseline's), in percent."""
-    return {column: _pct(result[key]) for column, key in _TASK_COLUMNS[task].items()}
+    """A task's Table 1 / 2 columns from a result dict (the model's or a baseline's): percent, or a fraction in the
+    columns the paper prints as fractions (:data:`FRACTION_COLUMNS`)."""
+    return {column: float(result[key]) if column in FRACTION_COLUMNS else percent(result[key])
+            for column, key in _TASK_COLUMNS[task].items()}  # fmt: skip
 
 
 def _columns(tasks: Sequence[str]) -> tuple[str, ...]:
@@ -362,21 +391,22 @@ def _columns(tasks: Sequence[str]) -> tuple[str, ...]:
 
 
 def table1(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Table 1 layout (AVE Acc, AVVP segment / event level, AVQA Acc): published rows, ours, best baselines.
+    """Table 1 layout (every column, :data:`TABLE1_COLUMNS`): published rows, ours, best baselines.
 
     Args:
-        metrics_by_task: task -> its ``metrics/<task>.json`` content; tasks other than ``ave`` / ``avvp`` /
-            ``avqa`` are ignored, a missing one leaves its columns empty in our rows (no task: no our rows).
+        metrics_by_task: task -> its ``metrics/<task>.json`` content; ``ave``, ``avvp``, ``avqa`` and ``ms3`` fill
+            their columns, other tasks are ignored; a column without our number (a task not evaluated: ARIG,
+            AVSS, Ref-AVS so far) is empty in our rows (no task at all: no our rows).
 
     Returns:
-        Columns ``Method, Kind, Evaluated on, Source, AVE Acc, AVVP Segment-level, AVVP Event-level, AVQA Acc``
-        (percent; NaN = not reported). The last row is the best trivial baseline of each task by its headline
-        score, named per task (``"Best trivial baseline (ave: segment_majority, avvp: prior_classes)"``).
+        Columns ``Method, Kind, Evaluated on, Source`` and :data:`TABLE1_COLUMNS` (percent, except the
+        :data:`FRACTION_COLUMNS`; NaN = not reported). The last row is the best trivial baseline of each task by
+        its headline score, named per task (``"Best trivial baseline (ave: segment_majority, ...)"``).
     """
-    columns = _columns(_TABLE1_TASKS)
+    columns = TABLE1_COLUMNS
     tasks = [t for t in _TABLE1_TASKS if t in metrics_by_task]
     if not tasks:
-        return _frame(_published(PAPER_TABLE1), columns)
+        return results_frame(published_records(PAPER_TABLE1), columns)
     on = "; ".join(dataset_label(metrics_by_task[t]) for t in tasks)
     ours = {"Method": OUR_METHOD, "Kind": OURS, "Evaluated on": on, "Source": "metrics/<task>.json"}
     best = {"Kind": BASELINE, "Evaluated on": on, "Source": "metrics/<task>.json baselines"}
@@ -387,7 +417,7 @@ def table1(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         ours.update(_task_values(task, metrics_by_task[task]))
         best.update(_task_values(task, result))
     best["Method"] = f"Best trivial baseline ({', '.join(names)})"
-    return _frame([*_published(PAPER_TABLE1), ours, best], columns)
+    return results_frame([*published_records(PAPER_TABLE1), ours, best], columns)
 
 
 def temporal_table(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -404,18 +434,41 @@ def temporal_table(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataF
         task's (its name as in the metrics file, alphabetical per task, AVE's first) with its own label.
     """
     tasks = [t for t in _TABLE2_TASKS if t in metrics_by_task]
-    rows = _published(PAPER_TABLE2)
+    return comparison_table(PAPER_TABLE2, metrics_by_task, tasks, _task_values, _columns(_TABLE2_TASKS))
+
+
+def comparison_table(
+    published: Sequence[PublishedRow],
+    metrics_by_task: Mapping[str, Mapping[str, Any]],
+    tasks: Sequence[str],
+    values: Callable[[str, Mapping[str, Any]], dict[str, float]],
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """Published rows, then our row over ``tasks`` and every trivial baseline of each task, as one results frame.
+
+    Args:
+        published: the paper's rows.
+        metrics_by_task: task -> its metrics (every task of ``tasks`` present).
+        tasks: the evaluated tasks with columns here, in column order.
+        values: ``(task, result dict) -> {column: value}``, the same for our result and each baseline's.
+        columns: the value columns.
+
+    Returns:
+        :func:`results_frame` rows: our row joins the tasks' dataset labels and sources; each baseline row is one
+        task's (alphabetical per task, tasks in order) with its own label.
+    """
+    rows = published_records(published)
     if tasks:
         rows.append({"Method": OUR_METHOD, "Kind": OURS,
                      "Evaluated on": "; ".join(dataset_label(metrics_by_task[t]) for t in tasks),
                      "Source": "; ".join(f"metrics/{t}.json" for t in tasks),
-                     **{c: v for t in tasks for c, v in _task_values(t, metrics_by_task[t]).items()}})  # fmt: skip
+                     **{c: v for t in tasks for c, v in values(t, metrics_by_task[t]).items()}})  # fmt: skip
     for task in tasks:
         metrics = metrics_by_task[task]
         for name, result in sorted(metrics["baselines"].items()):
             rows.append({"Method": name, "Kind": BASELINE, "Evaluated on": dataset_label(metrics),
-                         "Source": f"metrics/{task}.json", **_task_values(task, result)})  # fmt: skip
-    return _frame(rows, _columns(_TABLE2_TASKS))
+                         "Source": f"metrics/{task}.json", **values(task, result)})  # fmt: skip
+    return results_frame(rows, columns)
 
 
 def avvp_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
@@ -431,16 +484,16 @@ def avvp_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """
     frame = pd.DataFrame({"Level": [level.capitalize() for level in AVVP_LEVELS for _ in AVVP_SCORES],
                           "Score": [_AVVP_SCORE_NAMES[score] for _ in AVVP_LEVELS for score in AVVP_SCORES]})  # fmt: skip
-    frame[OUR_METHOD] = [_pct(metrics[key]) for key in AVVP_KEYS]
+    frame[OUR_METHOD] = [percent(metrics[key]) for key in AVVP_KEYS]
     for name, result in sorted(metrics["baselines"].items()):
-        frame[name] = [_pct(result[key]) for key in AVVP_KEYS]
+        frame[name] = [percent(result[key]) for key in AVVP_KEYS]
     return frame
 
 
 def _avqa_values(result: Mapping[str, Any]) -> dict[str, float]:
     groups = result.get("accuracy_per_group", {})
-    values = {g: _pct(groups.get(g)) for g in AVQA_GROUP_COLUMNS[:-1]}
-    return {**values, "Avg": _pct(result["accuracy"])}
+    values = {g: percent(groups.get(g)) for g in AVQA_GROUP_COLUMNS[:-1]}
+    return {**values, "Avg": percent(result["accuracy"])}
 
 
 def avqa_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
@@ -451,11 +504,11 @@ def avqa_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
         without questions is NaN).
     """
     on, src = dataset_label(metrics), "metrics/avqa.json"
-    rows = _published(PAPER_TABLE3_AVQA)
+    rows = published_records(PAPER_TABLE3_AVQA)
     rows.append({"Method": OUR_METHOD, "Kind": OURS, "Evaluated on": on, "Source": src, **_avqa_values(metrics)})
     for name, result in sorted(metrics["baselines"].items()):
         rows.append({"Method": name, "Kind": BASELINE, "Evaluated on": on, "Source": src, **_avqa_values(result)})
-    return _frame(rows, AVQA_GROUP_COLUMNS)
+    return results_frame(rows, AVQA_GROUP_COLUMNS)
 
 
 def avqa_type_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
@@ -469,9 +522,9 @@ def avqa_type_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     frame = pd.DataFrame({"Question type": types})
     if "num_questions_per_type" in metrics:
         frame["Questions"] = [metrics["num_questions_per_type"].get(t, 0) for t in types]
-    frame[OUR_METHOD] = [_pct(metrics["accuracy_per_type"][t]) for t in types]
+    frame[OUR_METHOD] = [percent(metrics["accuracy_per_type"][t]) for t in types]
     for name, result in sorted(metrics["baselines"].items()):
-        frame[name] = [_pct(result.get("accuracy_per_type", {}).get(t)) for t in types]
+        frame[name] = [percent(result.get("accuracy_per_type", {}).get(t)) for t in types]
     return frame
 
 
@@ -486,7 +539,7 @@ def parse_failure_table(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.
     for task, m in sorted(metrics_by_task.items()):
         gen = m.get("generation", {})
         rows.append({"Task": task, "Evaluated on": dataset_label(m), "Samples": m.get("num_samples"),
-                     "Parse failures (%)": _pct(m.get("parse_failure_rate")),
+                     "Parse failures (%)": percent(m.get("parse_failure_rate")),
                      "Max new tokens": gen.get("max_new_tokens"), "Generation (s)": gen.get("seconds"),
                      "Tokens/s": gen.get("tokens_per_s")})  # fmt: skip
     return pd.DataFrame(rows, columns=["Task", "Evaluated on", "Samples", "Parse failures (%)", "Max new tokens",

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["STAGES", "Stage", "dvc_yaml", "resolve"]
+__all__ = ["STAGES", "Stage", "dvc_yaml", "foreach_tasks", "resolve"]
 
 PARAMS_FILE = "params.yaml"
 
@@ -171,9 +171,33 @@ STAGES: dict[str, Stage] = {
             plots=("models/finetune_log/plots/metrics",),
         ),
         Stage(
+            name="finetune_avs",
+            target="crab.train.finetune_avs:finetune_avs",
+            help="AVS fine-tuning: mask decoder, embeddings and LM head on S4 / MS3; adapter and projectors frozen.",
+            params=("profile", "base_models", "features", "media", "pretrain", "finetune", "finetune_avs"),
+            deps=(
+                "models/base",
+                "models/pretrain",
+                "models/finetune",
+                "data/features",
+                "data/avuie",
+                "data/raw",
+                "reports/validation/avuie.json",
+                "src/crab/train",
+                "src/crab/models",
+                "src/crab/lora",
+                "src/crab/features/store.py",
+                "src/crab/datasets/media.py",
+                "src/crab/tasks.py",
+            ),
+            outs=("models/finetune_avs",),
+            metrics=("models/finetune_avs_log/metrics.json",),
+            plots=("models/finetune_avs_log/plots/metrics",),
+        ),
+        Stage(
             name="evaluate",
             target="crab.eval.run:evaluate",
-            help="Greedy generation, answer parsing and official metrics with trivial baselines, per task.",
+            help="Greedy generation, answer parsing and official metrics with trivial baselines, per text task.",
             params=("datasets", "media", "features", "pretrain", "finetune", "evaluate"),
             deps=(
                 "data/avuie",
@@ -189,24 +213,50 @@ STAGES: dict[str, Stage] = {
             # The router statistics are an analysis table, not scalar metrics: a plain (cached) out.
             outs=("predictions/{task}.jsonl", "metrics/router_{task}.json"),
             metrics=("metrics/{task}.json",),
-            foreach="finetune.tasks",
+            foreach="evaluate.tasks",
+        ),
+        Stage(
+            name="evaluate_avs",
+            target="crab.eval.run_avs:evaluate_masks",
+            help="Answers with masks from the finetune_avs model: mIoU / F per video with trivial baselines, per task.",
+            params=("datasets", "media", "features", "pretrain", "finetune", "finetune_avs", "evaluate"),
+            deps=(
+                "data/avuie",
+                "data/raw",
+                "reports/validation/avuie.json",
+                "data/features",
+                "models/pretrain",
+                "models/finetune",
+                "models/finetune_avs",
+                "src/crab/eval",
+                "src/crab/tasks.py",
+                "src/crab/avuie",
+                "src/crab/train/data.py",
+                "src/crab/train/finetune_avs.py",
+            ),
+            outs=("predictions/{task}.jsonl", "predictions/{task}_masks", "metrics/router_{task}.json"),
+            metrics=("metrics/{task}.json",),
+            foreach="finetune_avs.tasks",
         ),
         Stage(
             name="report",
             target="crab.report:report",
             help="Execute the papermill notebooks into reports/ (ipynb + HTML without code).",
-            params=("finetune", "pretrain", "evaluate"),
+            params=("finetune", "finetune_avs", "pretrain", "evaluate"),
             deps=(
                 "notebooks",
                 "src/crab/report.py",
                 "src/crab/report_tables.py",
                 "src/crab/report_data.py",
                 "src/crab/report_router.py",
+                "src/crab/report_segmentation.py",
                 "metrics",
                 "predictions",
                 "models/pretrain_log",
                 "models/finetune_log",
+                "models/finetune_avs_log",
                 "data/avuie",
+                "data/raw",
                 "reports/validation/raw.json",
                 "reports/validation/avuie.json",
             ),
@@ -225,6 +275,16 @@ def resolve(stage: Stage) -> Callable[[Any], Any]:
     """Import a stage's function (lazily: heavy dependencies load only here)."""
     module_name, _, func_name = stage.target.partition(":")
     return getattr(importlib.import_module(module_name), func_name)
+
+
+def foreach_tasks(stage: Stage, params: Any) -> list[str]:
+    """The tasks a ``foreach`` stage runs for: the list at its dotted ``params`` key (``evaluate.tasks``)."""
+    if stage.foreach is None:
+        raise ValueError(f"stage {stage.name} is not a foreach stage")
+    value: Any = params
+    for part in stage.foreach.split("."):
+        value = getattr(value, part)
+    return list(value)
 
 
 def dvc_yaml() -> str:

@@ -35,10 +35,14 @@ def shrink(params: Params) -> Params:
         params.pretrain, language=language, optim=dataclasses.replace(params.pretrain.optim, **short)
     )
     finetune = dataclasses.replace(params.finetune, optim=dataclasses.replace(params.finetune.optim, **short))
+    finetune_avs = dataclasses.replace(
+        params.finetune_avs, optim=dataclasses.replace(params.finetune_avs.optim, **short)
+    )
     evaluate = dataclasses.replace(params.evaluate, max_new_tokens=24)
     return dataclasses.replace(
-        params, synth=synth, base_models=base, pretrain=pretrain, finetune=finetune, evaluate=evaluate
-    )
+        params, synth=synth, base_models=base, pretrain=pretrain, finetune=finetune, finetune_avs=finetune_avs,
+        evaluate=evaluate,
+    )  # fmt: skip
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""``crab ablate`` against real DVC and papermill: a toy git + DVC repository whose one stage writes
+"""``crab ablate`` against real DVC and papermill: a toy git + DVC repository whose ``evaluate`` stage writes
 ``metrics/ave.json`` and ``metrics/avqa.json`` from its params, so the experiments run in seconds while
-queueing, ``dvc exp run --run-all``, ``dvc exp show --json`` and the Table 4 notebook are all real."""
+queueing, ``dvc exp run --run-all``, ``dvc exp show --json`` and the Table 4 notebook are all real. Its
+``finetune_avs`` stage fails if run: the experiments reproduce ``evaluate`` only."""
 
 from __future__ import annotations
 
@@ -47,10 +48,13 @@ def toy_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (repo / "params.yaml").write_text("finetune:\n  adapter: ia_lora\n  seed: 0\navuie:\n  use_reasoning: true\n")
     (repo / "stage.py").write_text(_STAGE)
     (repo / "dvc.yaml").write_text(
-        "stages:\n  train:\n"
+        "stages:\n  evaluate:\n"
         f"    cmd: {sys.executable} stage.py\n"
         "    params: [finetune, avuie]\n    deps: [stage.py]\n"
         "    metrics:\n    - metrics/ave.json:\n        cache: false\n    - metrics/avqa.json:\n        cache: false\n"
+        "  finetune_avs:\n"
+        f"    cmd: {sys.executable} -c \"raise SystemExit('not a Table 4 stage')\"\n"
+        "    params: [finetune]\n"
     )
     (repo / ABLATION_NOTEBOOK).parent.mkdir(parents=True)
     shutil.copy(REPO / ABLATION_NOTEBOOK, repo / ABLATION_NOTEBOOK)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from crab.config import Params
-from crab.stages import STAGES, dvc_yaml, resolve
+from crab.stages import STAGES, dvc_yaml, foreach_tasks, resolve
 from crab.synth import synthesize
 
 pytestmark = pytest.mark.integration
@@ -51,11 +51,11 @@ def test_all_stages_end_to_end(tiny_params: Params, tmp_path: Path, monkeypatch:
     os.symlink(REPO / "notebooks", tmp_path / "notebooks")  # the report stage executes them from the cwd
     synthesize(tiny_params)
     for name, stage in STAGES.items():
-        tasks = tiny_params.finetune.tasks if stage.foreach else [None]
+        tasks = foreach_tasks(stage, tiny_params) if stage.foreach else [None]
         for task in tasks:
             recorder = RecordingParams(tiny_params)
             fn = resolve(stage)
-            fn(recorder, task) if task else fn(recorder)
+            fn(recorder, task) if task else fn(recorder)  # the same call the CLI makes
             declared = {entry.split(".")[0] for entry in stage.params}  # "finetune.tasks" declares a key of finetune
             assert recorder.sections <= declared, f"{name} reads undeclared sections"
             for out in stage.outs + stage.metrics:

@@ -13,9 +13,12 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
+from PIL import Image
 
 from crab.config import Params
+from crab.datasets.media import write_binary_mask
 from crab.errors import CrabError, DataError
 from crab.eval.metrics_avqa import AVQA_TYPE_KEYS
 from crab.report import report
@@ -109,6 +112,36 @@ def write_fake_outputs(root: Path) -> None:
                                  "reasons": ["unknown category 'Dog'"]}]},
     }})  # fmt: skip
     # reports/validation/avuie.json is left out: the data notebook must say "not available".
+    for task, (miou, f_score) in (("s4", (0.4123, 0.5012)), ("ms3", (0.4321, 0.5487))):
+        _write_mask_outputs(root, task, miou, f_score)
+
+
+def _write_mask_outputs(root: Path, task: str, miou: float, f_score: float) -> None:
+    """``evaluate_avs``'s outputs for a mask task: metrics, 3 predictions, their frames, truths and masks (8x8)."""
+    _write(root / f"metrics/{task}.json", {
+        "task": task, "split": "test", "dataset": "AV-Synth", "num_samples": 3, "num_videos": 2, "miou": miou,
+        "f_score": f_score, "object_accuracy": 0.3333, "parse_failure_rate": 0.0,
+        "generation": {"max_new_tokens": 160, "seconds": 3.0, "tokens_per_s": 99.0},
+        "baselines": {"empty_mask": {"miou": 0.1111, "f_score": 0.0555},
+                      "full_frame_mask": {"miou": 0.2222, "f_score": 0.3333}},
+    })  # fmt: skip
+    rows = []
+    for video, frame in (("a", 0), ("a", 1), ("b", 0)):
+        frames = root / f"data/raw/{task}/frames/{video}"
+        frames.mkdir(parents=True, exist_ok=True)
+        for index in (1, 2):
+            Image.fromarray(np.full((8, 8, 3), 90 * index, np.uint8)).save(frames / f"{video}_{index}.png")
+        truth, predicted = np.zeros((8, 8), bool), np.zeros((8, 8), bool)
+        truth[2:6, 2:6], predicted[3:7, 3:7] = True, True
+        name = f"{video}_{frame + 1}"
+        write_binary_mask(root / f"data/raw/{task}/masks/{name}.png", truth)
+        write_binary_mask(root / f"predictions/{task}_masks/{name}.png", predicted)
+        rows.append({"id": f"{task}/test/{name}", "task": task, "video_id": video, "instruction": VIDEO + "Segment.",
+                     "target": "So the object is <object> dog </object>.", "prediction": "<object> dog </object>",
+                     "parsed": {"objects": ["dog"]}, "correct": 9 / 23, "mask": f"{task}_masks/{name}.png",
+                     "label": {"frame": frame, "mask": f"data/raw/{task}/masks/{name}.png", "objects": ["dog"]},
+                     "media": {"video": f"data/raw/{task}/frames/{video}", "audio": f"{video}.wav"}})  # fmt: skip
+    (root / f"predictions/{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
 @pytest.fixture
@@ -131,7 +164,12 @@ def test_report_writes_notebooks_and_offline_html(tiny_params: Params, workdir: 
         assert number in results_html, number
     assert "AV-Synth AVVP test (synthetic)" in results_html and "LLP test (real)" in results_html
     assert "NOT comparable" in results_html
+    for number in ("41.23", "43.21", "54.87", "22.22", "58.21", "45.55", "55.60", "66.24"):  # S4 / MS3, Tables 1, 5
+        assert number in results_html, number
+    assert "AV-Synth MS3 test (synthetic)" in results_html and "AVSBench / Ref-AVS test (real)" in results_html
+    assert results_html.count("data:image/png;base64,") >= 3  # curves, S4 masks, MS3 masks (+ router when present)
     assert "finetune training curves: not available" in results_html
+    assert "finetune_avs training curves: not available" in results_html
     assert "pretrain training curves: not available" not in results_html
     assert "data:image/png;base64," in results_html
     assert "&lt;answer&gt; no &lt;/answer&gt;" in results_html  # tags escaped, reasoning shown
@@ -146,16 +184,16 @@ def test_report_writes_notebooks_and_offline_html(tiny_params: Params, workdir: 
         assert not re.search(r'class="jp-Cell jp-CodeCell(?![^"]*jp-mod-noInput)', html)  # every code input hidden
         assert "cdnjs" not in html and "<script src=" not in html
     executed = nbformat.read(workdir / "reports/results.ipynb", as_version=4)
-    assert executed.metadata.papermill.parameters["tasks"] == list(tiny_params.finetune.tasks)
+    assert executed.metadata.papermill.parameters["tasks"] == ["ave", "avvp", "avqa", "s4", "ms3"]
     assert executed.metadata.kernelspec.name == "python3"
     assert sorted(p.name for p in (workdir / "reports").iterdir()) == [
         "data.html", "data.ipynb", "results.html", "results.ipynb", "validation"
     ]  # fmt: skip
 
 
-def test_report_fails_without_metrics_of_a_finetune_task(tiny_params: Params, workdir: Path) -> None:
+def test_report_fails_without_metrics_of_an_evaluated_task(tiny_params: Params, workdir: Path) -> None:
     (workdir / "metrics/avqa.json").unlink()
-    with pytest.raises(DataError, match=r"metrics/avqa.json: no metrics for task 'avqa'"):
+    with pytest.raises(DataError, match=r"metrics/avqa.json: no metrics for evaluated task 'avqa'"):
         report(tiny_params)
     assert not (workdir / "reports/results.html").exists()
 

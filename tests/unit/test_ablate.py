@@ -29,7 +29,7 @@ def test_queue_commands_name_each_row_and_seed_with_yaml_values() -> None:
     assert commands[1] == [
         "dvc", "exp", "run", "--queue", "--name", "lora_baseline-seed1",
         "--set-param", "finetune.adapter=lora", "--set-param", "avuie.use_reasoning=false",
-        "--set-param", "finetune.seed=1",
+        "--set-param", "finetune.seed=1", "evaluate",
     ]  # fmt: skip
     with pytest.raises(CrabError, match="seeds come from ablate.seeds"):
         queue_commands([AblationRun(AblationRow("x", "X", {"finetune.seed": 3}), 0)])

@@ -95,3 +95,27 @@ def test_params_rewritten_by_dvc_exp_run_set_param_still_load(tmp_path: Path) ->
     assert rewritten.finetune.adapter == "lora"
     assert rewritten.finetune.optim.mixed_precision == original.finetune.optim.mixed_precision == "no"
     assert dataclasses.replace(rewritten, finetune=original.finetune) == original
+
+
+@pytest.mark.parametrize(
+    ("key", "tasks", "message"),
+    [
+        ("evaluate", ["ave", "avvp"], r"evaluate\.tasks: \['avvp'\] not in finetune\.tasks \['ave', 'ms3', 's4'\]"),
+        ("finetune_avs", ["s4", "ms3"], None),
+        ("evaluate", ["ave", "s4"], r"evaluate\.tasks\[1\]: expected one of \['ave', 'avvp', 'avqa'\]"),
+    ],
+)
+def test_task_lists_must_agree_with_finetune_tasks(tmp_path: Path, key: str, tasks: list, message: str | None) -> None:
+    raw = _raw()
+    raw["finetune"]["tasks"] = ["ave", "s4", "ms3"]
+    raw["evaluate"]["tasks"] = ["ave"]
+    raw[key]["tasks"] = tasks
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    if message is None:
+        assert load_params(path).finetune_avs.tasks == ["s4", "ms3"]
+        raw["finetune"]["tasks"] = ["ave", "s4"]  # ms3 segmentation-tuned without F1 on it
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        message = r"finetune_avs\.tasks: \['ms3'\] not in finetune\.tasks \['ave', 's4'\]"
+    with pytest.raises(ConfigError, match=rf"params\.yaml: {message}"):
+        load_params(path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
+from transformers import AutoTokenizer
 
 from crab.avuie.ave import AveLabel
 from crab.avuie.ave import format_answer as ave_answer
@@ -28,10 +31,16 @@ from crab.avuie.avqa import AvqaLabel
 from crab.avuie.avqa import format_answer as avqa_answer
 from crab.avuie.avvp import AvvpLabel
 from crab.avuie.avvp import format_answer as avvp_answer
+from crab.avuie.avs import AvsLabel
+from crab.avuie.avs import format_answer as format_avs_answer
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.cli import main
 from crab.config import Params, SynthAudioConfig, SynthVideoConfig, load_params
+from crab.datasets.media import read_binary_mask
 from crab.errors import CrabError
+from crab.eval.generation import GenerationStats
+from crab.eval.metrics_avs import resize_logits
+from crab.eval.run_avs import predict_frame_mask
 from crab.features.extract import features
 from crab.features.store import FeatureStore, audio_key, video_key
 from crab.infer import (
@@ -43,11 +52,15 @@ from crab.infer import (
     read_batch,
     result_record,
 )
+from crab.infer import run as infer_run
 from crab.models.base import base_models
+from crab.models.collator import build_example
 from crab.synth.ave import ave_scene
 from crab.synth.render import render_clip
 from crab.tasks import TASKS, Task
+from crab.train.data import encode_prompt, encode_target
 from crab.train.finetune import attach_adapter
+from crab.train.finetune_avs import save_avs_weights, with_mask_decoder
 from crab.train.pretrain import build_crab_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,10 +96,12 @@ def _params(root: Path) -> Params:
         features=dataclasses.replace(params.features, out_dir=str(root / "data/features"), batch_size=4),
         pretrain=dataclasses.replace(params.pretrain, out_dir=str(root / "models/pretrain")),
         finetune=dataclasses.replace(
-            params.finetune, out_dir=str(root / "models/finetune"), tasks=["ave", "avqa"],
+            params.finetune, out_dir=str(root / "models/finetune"), tasks=["ave", "avqa", "s4", "ms3"],
             lora=dataclasses.replace(params.finetune.lora, r=4, alpha=8),
         ),
-        evaluate=dataclasses.replace(params.evaluate, batch_size=2, max_new_tokens=MAX_NEW_TOKENS),
+        finetune_avs=dataclasses.replace(params.finetune_avs, out_dir=str(root / "models/finetune_avs")),
+        evaluate=dataclasses.replace(params.evaluate, tasks=["ave", "avqa"], batch_size=2,
+                                     max_new_tokens=MAX_NEW_TOKENS),
     )  # fmt: skip
 
 
@@ -151,6 +166,19 @@ def _write_mp4(path: Path, *, with_audio: bool) -> None:
             out.mux(audio.encode(None))
 
 
+def _write_frame_folder(folder: Path, wav: Path) -> None:
+    """An AVSBench-style folder of 4 frames (40x48, ``frames_1.png`` ...) and a 3 s 16 kHz wav beside it."""
+    folder.mkdir()
+    for index in range(1, 5):
+        Image.fromarray(np.full((40, 48, 3), 50 * index, np.uint8)).save(folder / f"frames_{index}.png")
+    samples = (np.sin(np.arange(3 * 16000) / 5) * 12000).astype("<i2")
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(samples.tobytes())
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     root = tmp_path_factory.mktemp("infer")
@@ -161,12 +189,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
         mp.chdir(root)
         base_models(params)
         features(params)
-    model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, seed=0)
-    model.save_pretrained(params.pretrain.out_dir)  # as the pretrain stage writes its folder
-    tokenizer.save_pretrained(params.pretrain.out_dir)
-    attach_adapter(model, params.finetune).save_pretrained(params.finetune.out_dir)  # as finetune does
+        model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, seed=0)
+        model.save_pretrained(params.pretrain.out_dir)  # as the pretrain stage writes its folder
+        tokenizer.save_pretrained(params.pretrain.out_dir)
+        save_avs_weights(with_mask_decoder(params, model, tokenizer), params.finetune_avs.out_dir)  # as finetune_avs
+        attach_adapter(model, params.finetune).save_pretrained(params.finetune.out_dir)  # as finetune does
     _write_mp4(root / "silent.mp4", with_audio=False)
     _write_mp4(root / "short.mp4", with_audio=True)
+    _write_frame_folder(root / "frames", root / "frames.wav")
     (root / "notes.mp4").write_text("this is not a video\n", encoding="utf-8")
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False), encoding="utf-8")
@@ -197,7 +227,8 @@ def test_infer_features_equal_the_features_stage_store(in_workspace: Workspace, 
     question = QUESTION if task == "avqa" else None
     request = InferRequest.create(task, CLIP, question=question)
     encoders = load_infer_model(params).encoders
-    video, audio = media_features(request, encoders, params)
+    video, audio, levels = media_features(request, encoders, params)
+    assert levels is None  # a text task: no mask decoder levels
     store = FeatureStore(params.features.out_dir)
     record = {"task": task, "media": {"video": CLIP, "audio": CLIP}}
     stored_video, stored_audio = store.video(video_key(record)), store.audio(audio_key(record, params))
@@ -270,9 +301,18 @@ def test_too_short_audio_is_a_clear_error(in_workspace: Workspace) -> None:
         (["--task", "ave", "--video", CLIP, "--question", "Why?"], "task ave takes no question"),
         (
             ["--task", "arig", "--video", CLIP],
-            "task 'arig' is not supported by crab infer (supported: ave, avvp, avqa)",
+            "task 'arig' is not supported by crab infer (supported: ave, avvp, avqa, s4, ms3)",
         ),
         (["--video", CLIP], "--task is required with --video"),
+        (["--task", "s4", "--video", CLIP, "--second", "6"], "task s4: the second must be an integer in 1..5, got 6"),
+        (
+            ["--task", "ave", "--video", CLIP, "--second", "2"],
+            "task ave takes no second (only the mask tasks: s4, ms3)",
+        ),
+        (
+            ["--task", "ms3", "--video", "frames"],
+            'task ms3: frames is a frame folder; give its audio file (--audio / "audio")',
+        ),
         ([], "give either --video (with --task) or --batch"),
     ],
 )
@@ -294,6 +334,67 @@ def test_missing_trained_model_names_the_folder(workspace: Workspace, tmp_path: 
     assert "run `dvc repro` (or `make run`) first" in message and workspace.params.pretrain.out_dir not in message
     with pytest.raises(CrabError, match="no trained model"):  # checked before any input
         infer(params, [InferRequest.create("ave", "missing.mp4")])
+
+
+# --------------------------------------------------------------------------------------------------
+# Mask tasks: the finetune_avs model, five frames, the asked second's mask as PNG
+# --------------------------------------------------------------------------------------------------
+
+
+def test_mask_task_features_are_five_frames_five_segments_and_the_levels(in_workspace: Workspace) -> None:
+    params = in_workspace.params
+    encoders = load_infer_model(params).encoders
+    video, audio, levels = media_features(InferRequest.create("s4", CLIP), encoders, params)
+    assert video.shape == (5, (32 // 16) ** 2, 32) and audio.shape[0] == 5  # AVSBench: 1 frame, 1 s per second
+    assert levels is not None and levels.shape[0] == 5 and levels.shape[2:] == video.shape[1:]
+    video, audio, levels = media_features(InferRequest.create("ms3", "frames", "frames.wav"), encoders, params)
+    assert video.shape[0] == 4 and levels.shape[0] == 4 and audio.shape[0] == 5  # a frame folder: as it is
+
+
+def test_s4_answer_with_mask_tokens_writes_the_asked_seconds_mask(
+    in_workspace: Workspace, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = format_avs_answer(AvsLabel(frame=1, mask="unused.png", objects=("dog",)), "A dog barks on the left.")
+    tokenizer = AutoTokenizer.from_pretrained(in_workspace.params.pretrain.out_dir, local_files_only=True)
+    ids = encode_target(tokenizer, answer)
+    monkeypatch.setattr(infer_run, "generate_greedy", lambda model, prompts, **kw: (
+        [list(ids) for _ in prompts], GenerationStats(len(prompts), len(ids) * len(prompts), 1.0, 2, len(ids))))  # fmt: skip
+    code, out, errors = _cli(in_workspace, capsys, "--task", "s4", "--video", CLIP, "--second", "2", "--masks", "out")
+    assert (code, errors) == (0, [])
+    record = json.loads(out)
+    assert record["inputs"] == {"video": CLIP, "audio": CLIP, "question": None, "second": 2}
+    assert record["prompt"] == TASKS[Task.S4].instruction(nth="second")
+    assert record["answer"] == {"objects": ["dog"]} and record["parse_ok"] is True
+    assert record["mask"] == "out/s4_synthclip01_s2.png"
+    written = read_binary_mask(record["mask"])
+    assert written.shape == (32, 32)  # the clip's frame size
+    # the mask is the decoder's on the asked second's levels (frame 1), through the evaluation's decoding path
+    model = load_infer_model(in_workspace.params, masks=True)
+    video, audio, levels = media_features(InferRequest.create("s4", CLIP), model.encoders, in_workspace.params)
+    example = build_example(encode_prompt(tokenizer, record["prompt"]), [], model.mask_model.get_base_model().config,
+                            video_features=video, audio_features=audio)  # fmt: skip
+    logits = {f: predict_frame_mask(model.mask_model, example, list(ids), levels[f]) for f in (0, 1)}
+    assert np.array_equal(written, (torch.sigmoid(resize_logits(logits[1][None], (32, 32))[0]) > 0.5).numpy())
+    assert not torch.equal(logits[0], logits[1])  # the frames' levels differ, so the asked second matters
+
+
+def test_mask_task_without_mask_block_has_no_mask(in_workspace: Workspace) -> None:
+    (record,) = infer(in_workspace.params, [InferRequest.create("ms3", "frames", "frames.wav", second=3)])
+    assert record["inputs"]["second"] == 3 and record["prompt"] == TASKS[Task.MS3].instruction(nth="third")
+    assert "mask" in record
+    if "<mask_start>" not in record["generated"]:  # a random-init model: no mask block, nothing written
+        assert record["mask"] is None and record["parse_ok"] is False
+    plain = result_record(InferRequest.create("s4", CLIP), "The dog barks. <object> dog </object>")
+    assert plain["mask"] is None and plain["parse_ok"] is False and plain["answer"] is None
+
+
+def test_mask_task_needs_the_finetune_avs_model(workspace: Workspace, tmp_path: Path) -> None:
+    params = dataclasses.replace(
+        workspace.params, finetune_avs=dataclasses.replace(workspace.params.finetune_avs, out_dir=str(tmp_path / "f2"))
+    )
+    check_trained_model(params)  # the text tasks do not need it
+    with pytest.raises(CrabError, match=r"f2 \(config.json, avs_weights.safetensors\); run `dvc repro`"):
+        infer(params, [InferRequest.create("s4", "missing.mp4")])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -333,14 +434,17 @@ def test_batch_without_errors_prints_json_lines(in_workspace: Workspace, capsys:
 def test_read_batch_reports_bad_entries_and_rejects_bad_files(tmp_path: Path) -> None:
     path = tmp_path / "b.json"
     entries = [{"task": "ave", "video": "a.mp4", "audo": "x"}, 7, {"task": "ave"},
-               {"task": "ave", "video": "a.mp4", "video_path": "b.mp4"}]  # fmt: skip
+               {"task": "ave", "video": "a.mp4", "video_path": "b.mp4"}, {"task": "s4", "video": "a.mp4", "second": 0},
+               {"task": "s4", "video_path": "a.mp4", "second": 4}]  # fmt: skip
     path.write_text(json.dumps(entries))
     outcomes = read_batch(path)
-    assert [str(o) for o in outcomes] == [
-        f"{path}[0]: unknown keys ['audo'] (allowed: audio, audio_path, question, task, video, video_path)",
+    assert outcomes[-1] == InferRequest.create("s4", "a.mp4", second=4)
+    assert [str(o) for o in outcomes[:-1]] == [
+        f"{path}[0]: unknown keys ['audo'] (allowed: audio, audio_path, question, second, task, video, video_path)",
         f"{path}[1]: expected an object, got int",
         f'{path}[2]: no "video" (or "video_path")',
         f'{path}[3]: both "video" and "video_path"; give one',
+        f"{path}[4]: task s4: the second must be an integer in 1..5, got 0",
     ]
     path.write_text("{}")
     with pytest.raises(CrabError, match="expected a non-empty JSON list"):
@@ -387,7 +491,7 @@ def test_runs_on_the_authors_ave_example(in_workspace: Workspace) -> None:
         InferRequest.create("ave", str(SAMPLE_MP4)),  # 450x360, 25 fps, 44.1 kHz stereo AAC
         InferRequest.create("ave", str(SAMPLE_MP4), str(SAMPLE_MP4.with_suffix(".mp3"))),  # its 16 kHz mp3
     ]
-    video, audio = media_features(requests[0], model.encoders, params)
+    video, audio, _ = media_features(requests[0], model.encoders, params)
     # Two 5 s segments: 498 fbank frames -> 31 patches of 16 x 8 BEATs tokens each.
     assert video.shape == (NUM_FRAMES, 4, 32) and audio.shape == (NUM_SEGMENTS, 248, 64)
     outcomes = infer(params, requests, model)
@@ -402,9 +506,26 @@ def test_runs_on_the_authors_avvp_example(in_workspace: Workspace) -> None:
     params = in_workspace.params
     model = load_infer_model(params)
     request = InferRequest.create("avvp", str(AVVP_SAMPLE), str(AVVP_SAMPLE.with_suffix(".mp3")))
-    video, audio = media_features(request, model.encoders, params)
+    video, audio, _ = media_features(request, model.encoders, params)
     assert video.shape[0] == NUM_FRAMES and audio.shape[0] == NUM_SEGMENTS  # AVVP cuts audio like AVE
     (outcome,) = infer(params, [request], model)
     assert isinstance(outcome, dict) and outcome["task"] == "avvp"
     assert outcome["prompt"] == TASKS[Task.AVVP].instruction()
     assert outcome["parse_ok"] == (outcome["answer"] is not None)
+
+
+S4_SAMPLE = SAMPLES / "s4"
+
+
+@pytest.mark.skipif(not (S4_SAMPLE / "0.jpg").is_file(), reason="Crab example media not present")
+def test_runs_on_the_authors_s4_example(in_workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Crab's S4 quick start: one frame (720x540 JPEG) and its 5 s stereo wav; the mask comes out at the frame's size.
+    answer = format_avs_answer(AvsLabel(frame=0, mask="unused.png", objects=("guitar",)), "A guitar plays.")
+    tokenizer = AutoTokenizer.from_pretrained(in_workspace.params.pretrain.out_dir, local_files_only=True)
+    ids = encode_target(tokenizer, answer)
+    monkeypatch.setattr(infer_run, "generate_greedy", lambda model, prompts, **kw: (
+        [list(ids) for _ in prompts], GenerationStats(len(prompts), len(ids) * len(prompts), 1.0, 2, len(ids))))  # fmt: skip
+    request = InferRequest.create("s4", str(S4_SAMPLE / "0.jpg"), str(S4_SAMPLE / "audio.wav"))
+    (record,) = infer(in_workspace.params, [request], masks_dir="sample_masks")
+    assert record["answer"] == {"objects": ["guitar"]} and record["mask"] == "sample_masks/s4_0_s1.png"
+    assert read_binary_mask(record["mask"]).shape == read_binary_mask(S4_SAMPLE / "0.png").shape == (540, 720)

@@ -1,6 +1,7 @@
 """The report driver without a kernel: notebook hygiene, the parameters contract, required metrics."""
 
 import ast
+import dataclasses
 import json
 from pathlib import Path
 
@@ -46,15 +47,18 @@ def test_every_derived_parameter_is_declared_by_a_notebook_with_the_same_type():
 def test_notebook_parameters_follow_params():
     params = load_params(REPO / "params.yaml")
     values = notebook_parameters(params)
-    assert values["tasks"] == list(params.finetune.tasks)
+    assert (
+        values["tasks"] == [*params.evaluate.tasks, *params.finetune_avs.tasks] == ["ave", "avvp", "avqa", "s4", "ms3"]
+    )
     assert values["training_logs"] == {
         "pretrain": str(StagePaths.of(params.pretrain.out_dir).log_dir),
         "finetune": str(StagePaths.of(params.finetune.out_dir).log_dir),
+        "finetune_avs": str(StagePaths.of(params.finetune_avs.out_dir).log_dir),
     }
     assert values["num_examples"] == params.evaluate.num_examples
 
 
-def test_report_requires_metrics_of_every_finetune_task(tmp_path, monkeypatch):
+def test_report_requires_metrics_of_every_evaluated_task(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = load_params(REPO / "params.yaml")
     (tmp_path / "metrics").mkdir()
@@ -62,5 +66,23 @@ def test_report_requires_metrics_of_every_finetune_task(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"metrics/ave.json: missing key 'split'"):
         report(params)
     (tmp_path / "metrics" / "ave.json").unlink()
-    with pytest.raises(DataError, match=r"metrics/ave.json: no metrics for task 'ave'"):
+    with pytest.raises(DataError, match=r"metrics/ave.json: no metrics for evaluated task 'ave'; run `crab evaluate "):
         report(params)
+    only_ave = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, tasks=["ave"]))
+    (tmp_path / "metrics" / "ave.json").write_text(
+        json.dumps(
+            {
+                "task": "ave",
+                "dataset": "AV-Synth",
+                "split": "test",
+                "num_samples": 1,
+                "accuracy": 0.5,
+                "parse_failure_rate": 0.0,
+                "baselines": {},
+            }
+        )  # fmt: skip
+    )
+    with pytest.raises(
+        DataError, match=r"metrics/s4.json: no metrics for evaluated task 's4'; run `crab evaluate_avs "
+    ):
+        report(only_ave)  # the mask tasks' own stage is named

@@ -10,6 +10,7 @@ import pytest
 
 from crab.errors import DataError
 from crab.eval.run import _RESULT_KEYS, EVALUATED_TASKS, HEADLINE_SCORES
+from crab.eval.run_avs import _RESULT_KEYS as _MASK_RESULT_KEYS
 from crab.report_tables import (
     _BASELINE_KEYS,
     _REQUIRED_KEYS,
@@ -88,10 +89,26 @@ def row(frame, method):
 
 def test_published_numbers_match_the_paper_tables():
     t1 = {r.method: r.values for r in PAPER_TABLE1}
-    assert list(t1) == ["TimeChat", "MEERKAT", "X-InstructBLIP (zero-shot)", "VALOR", "Crab"]
-    assert t1["Crab"] == {"AVE Acc": 80.15, "AVVP Segment-level": 59.00, "AVVP Event-level": 54.44, "AVQA Acc": 78.94}
-    assert t1["VALOR"] == {"AVE Acc": None, "AVVP Segment-level": None, "AVVP Event-level": None, "AVQA Acc": 78.90}
-    assert t1["TimeChat"] == {"AVE Acc": None, "AVVP Segment-level": 51.28, "AVVP Event-level": None, "AVQA Acc": None}
+    assert list(t1) == ["TimeChat", "MEERKAT", "GroundingGPT", "X-InstructBLIP (zero-shot)", "VALOR", "AnyRef", "Crab"]
+    assert all(list(values) == TABLE1_VALUES for values in t1.values())
+    assert list(t1["Crab"].values()) == [
+        80.15,
+        59.00,
+        54.44,
+        41.78,
+        0.42,
+        78.94,
+        58.21,
+        66.24,
+        26.52,
+        32.10,
+        40.54,
+        0.58,
+    ]
+    assert {c: v for c, v in t1["VALOR"].items() if v is not None} == {"AVQA Acc": 78.90}
+    assert {c: v for c, v in t1["TimeChat"].items() if v is not None} == {"AVVP Segment-level": 51.28}
+    assert {c: v for c, v in t1["GroundingGPT"].items() if v is not None} == {"ARIG cIoU": 44.02, "ARIG AUC": 0.45}
+    assert {c: v for c, v in t1["AnyRef"].items() if v is not None} == {"MS3 mIoU": 55.6, "MS3 F-score": 66.30}
     assert t1["MEERKAT"]["AVVP Segment-level"] == 54.96 and t1["MEERKAT"]["AVVP Event-level"] is None
     t2 = {r.method: tuple(r.values.values()) for r in PAPER_TABLE2}
     assert t2 == {
@@ -113,25 +130,45 @@ def test_published_numbers_match_the_paper_tables():
     assert [r.source for r in PAPER_TABLE2 if r.method == "DG-SCT"] == ["DG-SCT (Duan et al., NeurIPS 2023)"]
 
 
-TABLE1_VALUES = ["AVE Acc", "AVVP Segment-level", "AVVP Event-level", "AVQA Acc"]
+TABLE1_VALUES = [
+    "AVE Acc", "AVVP Segment-level", "AVVP Event-level", "ARIG cIoU", "ARIG AUC", "AVQA Acc", "MS3 mIoU",
+    "MS3 F-score", "AVSS mIoU", "AVSS F-score", "Ref-AVS Seen mIoU", "Ref-AVS Seen F-score",
+]  # fmt: skip
+OURS_TABLE1 = ["AVE Acc", "AVVP Segment-level", "AVVP Event-level", "AVQA Acc", "MS3 mIoU", "MS3 F-score"]
+NOT_EVALUATED = [c for c in TABLE1_VALUES if c not in OURS_TABLE1]
+
+
+def ms3_metrics(dataset="AV-Synth"):
+    return {
+        "task": "ms3", "split": "test", "dataset": dataset, "num_samples": 100, "num_videos": 20, "miou": 0.421,
+        "f_score": 0.548, "object_accuracy": 0.1, "parse_failure_rate": 0.02,
+        "baselines": {"empty_mask": {"miou": 0.064, "f_score": 0.083}, "full_frame_mask": {"miou": 0.2, "f_score": 0.3}},
+    }  # fmt: skip
+
+
 TABLE2_VALUES = ["AVE Acc", "AVVP Segment-level", "AVVP Event-level"]
 
 
 def test_table1_puts_ours_and_best_baseline_beside_the_paper():
-    frame = table1({"avqa": avqa_metrics(), "avvp": avvp_metrics(), "ave": ave_metrics()})
+    frame = table1({"avqa": avqa_metrics(), "avvp": avvp_metrics(), "ave": ave_metrics(), "ms3": ms3_metrics()})
     assert list(frame.columns) == ["Method", "Kind", "Evaluated on", "Source", *TABLE1_VALUES]
-    assert list(frame["Kind"]) == ["published"] * 5 + ["ours", "trivial baseline"]
+    assert list(frame["Kind"]) == ["published"] * 7 + ["ours", "trivial baseline"]
     crab = row(frame, "Crab")
-    assert crab[TABLE1_VALUES].tolist() == [80.15, 59.00, 54.44, 78.94] and crab["Evaluated on"] == "real benchmarks"
+    assert crab[OURS_TABLE1].tolist() == [80.15, 59.00, 54.44, 78.94, 58.21, 66.24]
+    assert crab["Evaluated on"] == "real benchmarks" and crab["ARIG AUC"] == 0.42  # a fraction, as printed
     ours = row(frame, "Crab (ours)")
-    assert ours[TABLE1_VALUES].tolist() == pytest.approx([61.25, 56.25, 37.5, 50.0])
+    assert ours[OURS_TABLE1].tolist() == pytest.approx([61.25, 56.25, 37.5, 50.0, 42.1, 54.8])
+    assert all(math.isnan(ours[c]) for c in NOT_EVALUATED)  # ARIG, AVSS, Ref-AVS: not evaluated, never filled in
     assert ours["Evaluated on"] == (
-        "AV-Synth AVE test (synthetic); AV-Synth AVVP test (synthetic); AV-Synth AVQA test (synthetic)"
+        "AV-Synth AVE test (synthetic); AV-Synth AVVP test (synthetic); AV-Synth AVQA test (synthetic); "
+        "AV-Synth MS3 test (synthetic)"
     )
     best = frame.iloc[-1]
     # AVVP's best by the headline segment Event@AV (prior_classes 25.0), not by event level (segment_prior 15.0).
-    assert best["Method"] == "Best trivial baseline (ave: segment_majority, avvp: prior_classes, avqa: type_majority)"
-    assert best[TABLE1_VALUES].tolist() == pytest.approx([33.75, 25.0, 12.5, 45.0])
+    assert best["Method"] == (
+        "Best trivial baseline (ave: segment_majority, avvp: prior_classes, avqa: type_majority, ms3: full_frame_mask)"
+    )
+    assert best[OURS_TABLE1].tolist() == pytest.approx([33.75, 25.0, 12.5, 45.0, 20.0, 30.0])
     assert math.isnan(row(frame, "VALOR")["AVE Acc"]) and math.isnan(row(frame, "VALOR")["AVVP Segment-level"])
     timechat = row(frame, "TimeChat")
     assert timechat["AVVP Segment-level"] == 51.28 and math.isnan(timechat["AVVP Event-level"])
@@ -145,6 +182,7 @@ def test_table1_with_one_task_leaves_the_other_columns_empty():
     assert best["Method"] == "Best trivial baseline (ave: segment_majority)"
     for r in (ours, best):
         assert all(math.isnan(r[c]) for c in TABLE1_VALUES[1:])
+    assert table1({"ms3": ms3_metrics()}).iloc[-1]["Method"] == "Best trivial baseline (ms3: full_frame_mask)"
     only_avvp = row(table1({"avvp": avvp_metrics(dataset="real")}), "Crab (ours)")
     assert only_avvp["Evaluated on"] == "LLP test (real)" and math.isnan(only_avvp["AVE Acc"])
     assert only_avvp["AVVP Event-level"] == pytest.approx(37.5)
@@ -152,7 +190,7 @@ def test_table1_with_one_task_leaves_the_other_columns_empty():
 
 def test_table1_without_metrics_has_only_the_published_rows():
     frame = table1({"avcap": {"task": "avcap"}})
-    assert list(frame["Kind"]) == ["published"] * 5 and list(frame.columns)[4:] == TABLE1_VALUES
+    assert list(frame["Kind"]) == ["published"] * 7 and list(frame.columns)[4:] == TABLE1_VALUES
 
 
 def test_temporal_table_rows_and_labels():
@@ -256,6 +294,11 @@ def test_required_keys_follow_the_evaluate_stage():
         assert set(_RESULT_KEYS[task]) <= set(_REQUIRED_KEYS[task]), task
         assert HEADLINE_SCORES[task] in _BASELINE_KEYS[task], task
     assert _BASELINE_KEYS["avvp"] == _RESULT_KEYS["avvp"]
+    for task in ("s4", "ms3"):  # the mask tasks: evaluate_avs's result keys and headline score
+        assert set(_MASK_RESULT_KEYS) <= set(_REQUIRED_KEYS[task]) and set(_BASELINE_KEYS[task]) == set(
+            _MASK_RESULT_KEYS
+        )
+        assert HEADLINE_SCORES[task] in _BASELINE_KEYS[task]
 
 
 def test_dataset_labels_and_comparability_note():

@@ -47,6 +47,7 @@ __all__ = [
     "segment_audio",
     "verify_decodes",
     "window_audio",
+    "write_binary_mask",
 ]
 
 #: Share of the header's frame / sample count a full decode may miss before the file counts as
@@ -331,6 +332,23 @@ def read_binary_mask(path: str | Path, size: int | None = None) -> np.ndarray:
     if size is not None and grey.size != (size, size):
         grey = grey.resize((size, size), Image.Resampling.NEAREST)
     return np.asarray(grey) > 0  # (H, W)
+
+
+def write_binary_mask(path: str | Path, mask: np.ndarray) -> Path:
+    """Write an ``(H, W)`` bool mask as AVSBench writes its ground truth: a grey PNG, 255 object / 0 background.
+
+    :func:`read_binary_mask` reads it back unchanged, so predicted masks can be scored or shown like the
+    ground truth. PIL's PNG encoder adds no timestamp: the same mask gives the same bytes.
+
+    Raises:
+        ValueError: ``mask`` is not two-dimensional.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"{path}: a mask must be (H, W), got shape {tuple(mask.shape)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(path, format="PNG")  # uint8 (H, W): grey "L"
+    return path
 
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")

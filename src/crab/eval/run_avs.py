@@ -16,10 +16,12 @@ load_finetuned_avs`): for one task it
    (the ``avs_segmentation`` ``evaluate`` module, checked against :func:`crab.eval.metrics_avs.avs_scores`), with
    two trivial baselines on the same ground truth: ``empty_mask`` (nothing sounds) and ``full_frame_mask``
    (everything sounds); and the share of answers whose ``<object>`` names the label's objects exactly;
-5. writes ``predictions/<task>.jsonl`` (text, parsed objects, label, the frame's IoU as ``correct``),
-   ``metrics/<task>.json`` and ``metrics/router_<task>.json``, atomically.
+5. writes ``predictions/<task>.jsonl`` (text, parsed objects, label, media, the frame's IoU as ``correct``, its
+   predicted mask file relative to ``predictions/`` as ``mask``), ``predictions/<task>_masks/<item_id>.png`` (every predicted mask, binarised at
+   probability 0.5 as the IoU is, 255 / 0 grey like AVSBench's ground truth, at its resolution),
+   ``metrics/<task>.json`` and ``metrics/router_<task>.json``, each atomically (the mask folder as a whole).
 
-The masks are not written to disk (the metric needs logits only); ``crab infer`` writes PNGs for a user's clip.
+This is the ``evaluate_avs`` stage (a DVC ``foreach`` over ``finetune_avs.tasks``, ``crab evaluate_avs --task s4``).
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from crab.atomic import write_text_atomic
+from crab.atomic import replace_dir, write_text_atomic
 from crab.avuie.avs import AvsAnswer, AvsLabel
 from crab.config import Params
-from crab.datasets.media import read_binary_mask
+from crab.datasets.media import read_binary_mask, write_binary_mask
 from crab.eval.generation import generate_greedy
 from crab.eval.loading import load_metric
 from crab.eval.metrics_avs import AVS_IOU_THRESHOLD, avs_scores, frame_ious, resize_logits
@@ -56,13 +59,18 @@ from crab.tasks import TASKS, Task
 from crab.train.data import AvuieDataset
 from crab.train.finetune_avs import load_finetuned_avs
 
-__all__ = ["EMPTY_LOGIT", "evaluate_masks", "mask_baselines"]
+__all__ = ["EMPTY_LOGIT", "evaluate_masks", "mask_baselines", "masks_dir", "predict_frame_mask"]
 
 log = logging.getLogger(__name__)
 
 #: Logit of a pixel predicted as background with certainty (sigmoid ~ 2e-9): the empty-mask prediction.
 EMPTY_LOGIT = -20.0
 _RESULT_KEYS = ("miou", "f_score")
+
+
+def masks_dir(task: str) -> Path:
+    """``predictions/<task>_masks``: the folder of a mask task's predicted masks (one PNG per frame)."""
+    return PREDICTIONS_DIR / f"{task}_masks"
 
 
 def mask_baselines(truths: Sequence[torch.Tensor]) -> dict[str, dict[str, float]]:
@@ -79,7 +87,7 @@ def mask_baselines(truths: Sequence[torch.Tensor]) -> dict[str, dict[str, float]
 
 
 @torch.no_grad()
-def _predict_frame(model: Any, example: Any, answer: list[int], levels: torch.Tensor) -> torch.Tensor | None:
+def predict_frame_mask(model: Any, example: Any, answer: list[int], levels: torch.Tensor) -> torch.Tensor | None:
     """``(S, S)`` mask logits of one labelled frame, or None if the answer lacks a well-formed mask block."""
     crab = model.get_base_model()
     device = next(crab.parameters()).device
@@ -129,14 +137,14 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     parsed: list[AvsAnswer | None] = [parse(text) for text in texts]
 
     by_video: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = defaultdict(list)  # frame, logits, truth
-    rows = []
+    rows, masks = [], {}
     for index, (record, text, answer) in enumerate(zip(records, texts, parsed, strict=True)):
         label = AvsLabel.from_dict(record.label)
         truth = torch.from_numpy(read_binary_mask(label.mask))  # (H, W) at the ground truth's resolution
         logits = None
         if answer is not None:
             levels = store.levels(levels_key(record))[label.frame]  # (L, P, Dv)
-            logits = _predict_frame(model, prompts[index], list(answer_ids[index]), levels)  # cut after EOS
+            logits = predict_frame_mask(model, prompts[index], list(answer_ids[index]), levels)  # cut after EOS
         if logits is None:
             parsed[index] = None  # no usable mask tokens: an empty mask, counted as a parse failure
             logits = torch.full(truth.shape, EMPTY_LOGIT)
@@ -145,9 +153,12 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
         by_video[record.video_id].append((label.frame, logits, truth))
         iou = float(frame_ious(torch.sigmoid(logits)[None], truth[None], AVS_IOU_THRESHOLD)[0])
         found = None if parsed[index] is None else {"objects": parsed[index].objects}
+        mask_name = f"{record.id.rsplit('/', 1)[-1]}.png"  # ids are "<task>/<split>/<item_id>"
+        masks[mask_name] = (torch.sigmoid(logits) > AVS_IOU_THRESHOLD).numpy()  # (H, W) bool, as the IoU counts it
         rows.append({"id": record.id, "task": record.task, "video_id": record.video_id,
                      "instruction": record.instruction, "target": record.target, "prediction": text, "parsed": found,
-                     "label": record.label, "correct": iou})  # fmt: skip
+                     "label": record.label, "media": record.media, "correct": iou,
+                     "mask": f"{masks_dir(evaluated.value).name}/{mask_name}"})  # fmt: skip
 
     videos = sorted(by_video)
     predictions = [torch.stack([f[1] for f in sorted(by_video[v], key=lambda f: f[0])]) for v in videos]  # (T, H, W)
@@ -177,6 +188,9 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     write_text_atomic(
         predictions_path, "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
     )
+    with replace_dir(masks_dir(evaluated.value)) as folder:
+        for name, mask in masks.items():
+            write_binary_mask(folder / name, mask)
     write_text_atomic(metrics_path, json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     write_text_atomic(router_path, json.dumps(router.summary(evaluated.value), indent=2, ensure_ascii=False) + "\n")
     headline = HEADLINE_SCORES[evaluated]

@@ -46,8 +46,10 @@ def infer_command(
     video: str | None = None,
     audio: str | None = None,
     question: str | None = None,
+    second: int | None = None,
     batch: str | None = None,
     out: str | None = None,
+    masks_dir: str = "masks",
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
@@ -55,9 +57,11 @@ def infer_command(
 
     Args:
         params: the loaded params (model folders, ``media``, ``features``, ``evaluate``).
-        task / video / audio / question: one input (``--task``, ``--video``, ...); ``audio`` defaults to the video.
+        task / video / audio / question / second: one input (``--task``, ``--video``, ...); ``audio`` defaults to
+            the video, ``second`` (S4 / MS3) to 1.
         batch: a batch file instead of one input.
         out: a JSONL file to write the records to, instead of stdout.
+        masks_dir: where S4 / MS3 masks are written as PNG.
         stdout / stderr: streams (default: the process's).
 
     Returns:
@@ -70,14 +74,16 @@ def infer_command(
     if (batch is None) == (video is None):
         raise CrabError("give either --video (with --task) or --batch")
     if batch is not None:
-        if task or audio or question:
-            raise CrabError("--task, --audio and --question describe one input; a --batch file holds them per entry")
+        if task or audio or question or second is not None:
+            raise CrabError(
+                "--task, --audio, --question and --second describe one input; a --batch file holds them per entry"
+            )
         requests = read_batch(batch)
     else:
         if task is None:
             raise CrabError("--task is required with --video")
-        requests = [InferRequest.create(task, video, audio, question)]
-    outcomes = infer(params, requests)
+        requests = [InferRequest.create(task, video, audio, question, second)]
+    outcomes = infer(params, requests, masks_dir=masks_dir)
     if batch is None and isinstance(outcomes[0], CrabError):
         raise outcomes[0]
     errors = [o for o in outcomes if isinstance(o, CrabError)]

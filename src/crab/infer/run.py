@@ -6,6 +6,12 @@ model and the frozen encoders, computes each clip's features with the ``features
 (so they equal what the feature store would hold for that file), and decodes all prompts together with the
 evaluation's greedy decoder, ``evaluate.batch_size`` at a time (each answer is what it would be alone). A
 request that fails at any step becomes its error; the others go on.
+
+S4 / MS3 requests use the ``finetune_avs`` model (loaded only when such a request comes), as ``evaluate_avs``
+does: the clip is read as AVSBench's five frames (an mp4's five frames sampled over it, or a frame folder as
+it is) with five audio segments, the answer is decoded greedily, and its six mask tokens drive the mask
+decoder on the asked second's CLIP levels. The mask (probability > 0.5, as scored) is written as a 0 / 255
+PNG at the frame's own resolution; the record names the file.
 """
 
 from __future__ import annotations
@@ -22,17 +28,20 @@ from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from crab.config import Params
-from crab.datasets.media import probe
+from crab.datasets.media import probe, read_frame_folder, write_binary_mask
 from crab.errors import CrabError
 from crab.eval.generation import generate_greedy
-from crab.features.extract import MediaItem, compute_shard, ExtractCounters, load_encoders
-from crab.features.store import audio_cut, audio_key, video_key
+from crab.eval.metrics_avs import AVS_IOU_THRESHOLD, resize_logits
+from crab.eval.run_avs import predict_frame_mask
+from crab.features.extract import ExtractCounters, MediaItem, compute_shard, load_encoders
+from crab.features.store import audio_cut, audio_key, levels_key, video_key
 from crab.infer.requests import InferRequest
 from crab.models.base import BaseModelPaths
 from crab.models.collator import CrabExample, build_example
-from crab.tasks import TASKS
+from crab.tasks import NUM_AVS_OBJECT_FRAMES, TASKS
 from crab.train.data import encode_prompt
 from crab.train.finetune import adapter_folders, load_finetuned, use_task_adapter
+from crab.train.finetune_avs import AVS_WEIGHTS_NAME, load_finetuned_avs
 
 __all__ = ["InferModel", "check_trained_model", "infer", "load_infer_model", "media_features", "result_record"]
 
@@ -50,18 +59,23 @@ class InferModel:
         tokenizer: the model's tokenizer.
         encoders: the ``features`` stage's encoder triple (CLIP, its image processor, BEATs), on the CPU
             as in that stage.
+        mask_model: the ``finetune_avs`` model (decoder, its embeddings and LM head, the same adapter) for the
+            mask tasks; ``None`` when no mask task was asked.
     """
 
     model: PeftModel
     tokenizer: PreTrainedTokenizerBase
     encoders: Any
+    mask_model: PeftModel | None = None
 
 
-def check_trained_model(params: Params) -> None:
+def check_trained_model(params: Params, masks: bool = False) -> None:
     """Check that the folders of a trained pipeline exist, before any slow work.
 
     Args:
-        params: reads ``base_models.out_dir``, ``pretrain.out_dir`` and ``finetune.out_dir``.
+        params: reads ``base_models.out_dir``, ``pretrain.out_dir`` and ``finetune.out_dir`` (and
+            ``finetune_avs.out_dir`` with ``masks``).
+        masks: a mask task is asked: the ``finetune_avs`` folder is needed too.
 
     Raises:
         CrabError: names every missing folder with its missing files, and says to run the pipeline first.
@@ -78,6 +92,8 @@ def check_trained_model(params: Params) -> None:
                      for folder in adapter_folders(finetune).values()]  # fmt: skip
     except CrabError:
         required.append((finetune, ("adapter_config.json", "adapter_model.safetensors")))
+    if masks:
+        required.append((Path(params.finetune_avs.out_dir), ("config.json", AVS_WEIGHTS_NAME)))
     missing = []
     for folder, names in required:
         absent = [name for name in names if not (folder / name).is_file()]
@@ -87,65 +103,83 @@ def check_trained_model(params: Params) -> None:
         raise CrabError(f"no trained model: missing {'; '.join(missing)}; {_RUN_PIPELINE}")
 
 
-def load_infer_model(params: Params) -> InferModel:
-    """Load the fine-tuned model and the frozen encoders named by ``params``.
+def load_infer_model(params: Params, masks: bool = False) -> InferModel:
+    """Load the fine-tuned model and the frozen encoders named by ``params`` (and the mask model with ``masks``).
 
     Raises:
         CrabError: a folder is missing or incomplete (:func:`check_trained_model`), or the encoders do not
             fit the params.
     """
-    check_trained_model(params)
+    check_trained_model(params, masks)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_finetuned(params.pretrain.out_dir, params.finetune.out_dir)
-    model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu")).eval()
+    model.to(device).eval()
+    mask_model = None
+    if masks:
+        mask_model, _ = load_finetuned_avs(
+            params.pretrain.out_dir, params.finetune.out_dir, params.finetune_avs.out_dir
+        )
+        mask_model.to(device).eval()
     encoders = load_encoders(Path(params.base_models.out_dir))
-    return InferModel(model, tokenizer, encoders)
+    return InferModel(model, tokenizer, encoders, mask_model)
 
 
-def media_features(request: InferRequest, encoders: Any, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
-    """The request's video and audio features, computed by the ``features`` stage's own code.
+def media_features(
+    request: InferRequest, encoders: Any, params: Params
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The request's video and audio features (and a mask task's CLIP levels), by the ``features`` stage's code.
 
     Args:
         request: the input.
         encoders: :attr:`InferModel.encoders`.
-        params: reads ``media`` and ``features`` (dtype, batch size); the encoders carry the CLIP layer.
+        params: reads ``media`` and ``features`` (dtype, batch size); the encoders carry the CLIP layers.
 
     Returns:
-        Video ``(T, P, Dv)`` CLIP patch tokens and audio ``(C, N, Da)`` BEATs tokens in ``features.dtype``:
-        what the feature store would hold for these files (T = ``min(media.num_frames, frames)``; C and N
-        from the task's audio cutting).
+        Video ``(T, P, Dv)`` CLIP patch tokens, audio ``(C, N, Da)`` BEATs tokens and, for a mask task, the
+        decoder's levels ``(T, L, P, Dv)`` (else ``None``), in ``features.dtype``: what the feature store would
+        hold for these files (T = ``min(media.num_frames, frames)``, a mask task's 5, a frame folder's count;
+        C and N from the task's audio cutting).
 
     Raises:
         DataError: a file is missing, undecodable or lacks the stream, or its audio is too short to cut.
     """
+    masks = TASKS[request.task].masks
+    if masks:  # AVSBench's clips: five frames, one per second (the audio cut already counts five segments)
+        params = dataclasses.replace(params, media=dataclasses.replace(params.media, num_frames=NUM_AVS_OBJECT_FRAMES))
     record = {"task": str(request.task), "media": {"video": request.video, "audio": request.audio}}
-    vkey, akey = video_key(record), audio_key(record, params)
+    vkey, akey, lkey = video_key(record), audio_key(record, params), levels_key(record)
     items = [
         MediaItem(vkey, "video", request.video),
         MediaItem(akey, "audio", request.audio, audio_cut(request.task, params.media)),
     ]
+    if masks:
+        items.append(MediaItem(lkey, "levels", request.video))
     out = compute_shard(items, encoders, params, ExtractCounters())
-    return out[vkey], out[akey]
+    return out[vkey], out[akey], out[lkey] if masks else None
 
 
-def result_record(request: InferRequest, text: str) -> dict[str, Any]:
+def result_record(request: InferRequest, text: str, mask: str | None = None) -> dict[str, Any]:
     """The JSON record of one answer: inputs, prompt, generated text and the evaluation parser's answer.
 
     Args:
         request: the input.
         text: the decoded generation (reasoning + answer).
+        mask: a mask task's written mask file (``None``: the answer had no well-formed mask block).
 
     Returns:
         ``{"task", "inputs": {"video", "audio", "question"}, "prompt", "generated", "answer", "parse_ok"}``;
         ``answer`` is ``{"event", "start", "end"}`` (AVE, ``[start, end)`` in seconds), ``{"audio": [...],
-        "visual": [...]}`` of such spans (AVVP, the AV-UIE label layout), ``{"answer"}`` (AVQA) or ``None``
-        when the answer tags are missing or malformed.
+        "visual": [...]}`` of such spans (AVVP, the AV-UIE label layout), ``{"answer"}`` (AVQA), ``{"objects"}``
+        (S4 / MS3: the sounding objects named, ``[]`` for none, ``None`` without an object tag) or ``None``
+        when the answer tags are missing or malformed. A mask task's record also has ``inputs.second`` and
+        ``"mask"``.
     """
     parsed = TASKS[request.task].parse_answer(text)
     if parsed is not None and hasattr(parsed, "to_dict"):  # a label with its own JSON layout (AVVP)
         answer = parsed.to_dict()
     else:
         answer = None if parsed is None else dataclasses.asdict(parsed)
-    return {
+    record = {
         "task": str(request.task),
         "inputs": request.inputs(),
         "prompt": request.instruction(),
@@ -153,24 +187,63 @@ def result_record(request: InferRequest, text: str) -> dict[str, Any]:
         "answer": answer,
         "parse_ok": parsed is not None,
     }
+    if TASKS[request.task].masks:
+        if parsed is not None:  # the objects as a JSON list, as printed
+            record["answer"] = {"objects": None if parsed.objects is None else list(parsed.objects)}
+        record["mask"] = mask
+        record["parse_ok"] = parsed is not None and mask is not None
+    return record
+
+
+def mask_path(masks_dir: str | Path, request: InferRequest) -> Path:
+    """Where a mask task's mask goes: ``<masks_dir>/<task>_<video name>_s<second>.png``."""
+    return Path(masks_dir) / f"{request.task}_{Path(request.video).stem}_s{request.second}.png"
+
+
+def _frame_size(video: str) -> tuple[int, int]:
+    """``(H, W)`` of the video's frames: the header's for a file, the first frame's for a frame folder."""
+    if Path(video).is_dir():
+        return tuple(read_frame_folder(video)[0].shape[:2])  # type: ignore[return-value]
+    info = probe(video, need_video=True)
+    return int(info.height), int(info.width)
+
+
+def _write_mask(model: PeftModel, example: CrabExample, answer: list[int], levels: torch.Tensor,
+                request: InferRequest, masks_dir: str | Path) -> str | None:  # fmt: skip
+    """Decode the answer's mask at the asked second and write it as PNG; ``None`` without a mask block."""
+    frame = min(request.second - 1, levels.shape[0] - 1)  # a frame folder may hold fewer than five frames
+    logits = predict_frame_mask(model, example, answer, levels[frame])  # (S, S) or None
+    if logits is None:
+        return None
+    logits = resize_logits(logits[None], _frame_size(request.video))[0]  # (H, W) at the frame's resolution
+    return str(write_binary_mask(mask_path(masks_dir, request), (torch.sigmoid(logits) > AVS_IOU_THRESHOLD).numpy()))
 
 
 def _check_media(request: InferRequest) -> None:
-    """Header checks (nothing decoded): the video has a video stream, the audio source an audio stream."""
+    """Header checks (nothing decoded): the video has a video stream, the audio source an audio stream; a frame
+    folder (mask tasks) is read when its features are computed, with an error naming the file at fault."""
+    if Path(request.video).is_dir():
+        probe(request.audio, need_audio=True)
+        return
     probe(request.video, need_video=True, need_audio=request.audio == request.video)
     if request.audio != request.video:
         probe(request.audio, need_audio=True)
 
 
 def infer(
-    params: Params, requests: Sequence[InferRequest | CrabError], model: InferModel | None = None
+    params: Params,
+    requests: Sequence[InferRequest | CrabError],
+    model: InferModel | None = None,
+    masks_dir: str | Path = "masks",
 ) -> list[dict[str, Any] | CrabError]:
     """Answer every request; a bad one becomes its error and the others still run (module docstring).
 
     Args:
         params: the params (model folders, ``media``, ``features``, ``finetune.tasks``, ``evaluate``).
         requests: the inputs; an entry that is already an error (a bad batch entry) is passed through.
-        model: a loaded :class:`InferModel`; loaded from ``params`` when ``None`` and any request is valid.
+        model: a loaded :class:`InferModel`; loaded from ``params`` when ``None`` and any request is valid
+            (with the mask model when a mask task is asked).
+        masks_dir: where the mask tasks' PNG masks go (:func:`mask_path`).
 
     Returns:
         Per request, in order: its :func:`result_record`, or the :class:`CrabError` that stopped it.
@@ -178,8 +251,9 @@ def infer(
     Raises:
         CrabError: the trained model is missing (checked first, whatever the requests).
     """
+    masks = any(isinstance(r, InferRequest) and TASKS[r.task].masks for r in requests)
     if model is None:
-        check_trained_model(params)
+        check_trained_model(params, masks)
     outcomes: list[Any] = list(requests)
     for index, request in enumerate(requests):
         if isinstance(request, InferRequest):
@@ -190,38 +264,52 @@ def infer(
     pending = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, InferRequest)]
     if not pending:
         return outcomes
-    model = model or load_infer_model(params)
-    config = model.model.get_base_model().config
+    model = model or load_infer_model(params, masks)
+    if masks and model.mask_model is None:
+        raise CrabError("a mask task was asked but the loaded model has no finetune_avs part")
     examples: dict[int, CrabExample] = {}
+    levels: dict[int, torch.Tensor] = {}
     for index in pending:
         request = outcomes[index]
         if request.task not in params.finetune.tasks:
             log.warning("task %s is not in finetune.tasks %s: the model was not tuned for it", request.task,
                         list(params.finetune.tasks))  # fmt: skip
         try:
-            video, audio = media_features(request, model.encoders, params)  # (T, P, Dv), (C, N, Da)
+            video, audio, frame_levels = media_features(request, model.encoders, params)  # (T,P,Dv), (C,N,Da)
         except CrabError as err:
             outcomes[index] = err
             continue
+        task_model = model.mask_model if TASKS[request.task].masks else model.model
         prompt_ids = encode_prompt(model.tokenizer, request.instruction())
-        examples[index] = build_example(prompt_ids, [], config, video_features=video, audio_features=audio)
+        examples[index] = build_example(
+            prompt_ids, [], task_model.get_base_model().config, video_features=video, audio_features=audio
+        )
+        if frame_levels is not None:
+            levels[index] = frame_levels  # (T, L, P, Dv)
     eos_id = model.tokenizer.eos_token_id
     pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else eos_id
     task_of = {i: str(outcomes[i].task) for i in examples}
     for task in sorted(set(task_of.values())):  # one group per task: its own adapter in the single-task baseline
         order = [i for i in examples if task_of[i] == task]
+        task_model = model.mask_model if TASKS[outcomes[order[0]].task].masks else model.model
         try:
-            use_task_adapter(model.model, task)
+            use_task_adapter(task_model, task)
         except CrabError as err:  # a single-task model without this task's adapter
             for index in order:
                 outcomes[index] = err
             continue
         answer_ids, _ = generate_greedy(
-            model.model, [examples[i] for i in order], batch_size=params.evaluate.batch_size,
+            task_model, [examples[i] for i in order], batch_size=params.evaluate.batch_size,
             max_new_tokens=params.evaluate.max_new_tokens, eos_token_id=eos_id, pad_token_id=pad_id,
             cache=params.evaluate.cache,
         )  # fmt: skip
-        texts = model.tokenizer.batch_decode(answer_ids, skip_special_tokens=True)
-        for index, text in zip(order, texts, strict=True):
-            outcomes[index] = result_record(outcomes[index], text)
+        if task_model is model.mask_model:  # the mask tokens are special tokens: keep them, drop EOS and padding
+            texts = [model.tokenizer.decode([t for t in ids if t not in (eos_id, pad_id)]) for ids in answer_ids]
+        else:
+            texts = model.tokenizer.batch_decode(answer_ids, skip_special_tokens=True)
+        for index, ids, text in zip(order, answer_ids, texts, strict=True):
+            mask = None
+            if index in levels:
+                mask = _write_mask(task_model, examples[index], list(ids), levels[index], outcomes[index], masks_dir)
+            outcomes[index] = result_record(outcomes[index], text, mask)
     return outcomes

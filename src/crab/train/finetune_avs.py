@@ -58,7 +58,9 @@ __all__ = [
     "add_mask_decoder",
     "finetune_avs",
     "load_finetuned_avs",
+    "save_avs_weights",
     "setup_finetune_avs",
+    "with_mask_decoder",
 ]
 
 log = logging.getLogger(__name__)
@@ -132,12 +134,34 @@ def add_mask_decoder(
     return out.to(model.dtype)
 
 
+def with_mask_decoder(
+    params: Params, model: CrabForConditionalGeneration, tokenizer: PreTrainedTokenizerBase
+) -> CrabForConditionalGeneration:
+    """``model`` with the profile's mask decoder (tiny: sized by the base models' manifest), seeded by
+    ``finetune_avs.seed``: the model ``finetune_avs`` trains.
+
+    Raises:
+        CrabError: the manifest names no decoder levels, or the tokenizer lacks a mask token.
+    """
+    manifest = json.loads(BaseModelPaths.of(params.base_models.out_dir).manifest.read_text(encoding="utf-8"))
+    decoder = _decoder_config(model.config, params.profile, manifest)
+    return add_mask_decoder(model, tokenizer, decoder, params.finetune_avs.seed)
+
+
+def save_avs_weights(model: CrabForConditionalGeneration, folder: str | Path) -> None:
+    """Write what :func:`load_finetuned_avs` reads: the config (with its decoder) and the trained part's weights
+    (decoder, token embeddings, LM head) as ``avs_weights.safetensors``."""
+    folder = Path(folder)
+    model.config.save_pretrained(folder)
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items() if any(p in k for p in _TRAINED)}
+    save_file(weights, folder / AVS_WEIGHTS_NAME, metadata={"format": "pt"})
+
+
 def setup_finetune_avs(params: Params) -> TrainSetup:
     """The frozen pretrain + finetune model with a new decoder, its trainable set, and the mask tasks' data."""
     cfg = params.finetune_avs
     base, tokenizer = load_pretrained(params.pretrain.out_dir)
-    manifest = json.loads(BaseModelPaths.of(params.base_models.out_dir).manifest.read_text(encoding="utf-8"))
-    model = add_mask_decoder(base, tokenizer, _decoder_config(base.config, params.profile, manifest), cfg.seed)
+    model = with_mask_decoder(params, base, tokenizer)
     peft = _with_adapter(model, params.finetune.out_dir)
     trainable: dict[str, int] = {}
     for name, param in peft.named_parameters():
@@ -177,9 +201,7 @@ def finetune_avs(params: Params) -> FinetuneAvsResult:
              "pretrain": params.pretrain.out_dir, "finetune": params.finetune.out_dir}  # fmt: skip
 
     def write(folder: Path) -> None:
-        crab.config.save_pretrained(folder)
-        weights = {k: v.detach().contiguous() for k, v in crab.state_dict().items() if any(p in k for p in _TRAINED)}
-        save_file(weights, folder / AVS_WEIGHTS_NAME, metadata={"format": "pt"})
+        save_avs_weights(crab, folder)
         (folder / SUMMARY_NAME).write_text(summary_json("finetune_avs", setup, result, extra), encoding="utf-8")
 
     publish_stage(paths, write)

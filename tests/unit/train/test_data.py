@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from crab.avuie.avs import AvsLabel
+from crab.avuie.avs import format_answer as format_avs_answer
+from crab.avuie.schema import AvuieRecord
 from crab.errors import DataError
 from crab.features.store import FeatureStore, FeatureStoreError
 from crab.models.collator import IGNORE_INDEX
@@ -175,3 +178,20 @@ def test_replicas_split_every_global_batch() -> None:
     np.testing.assert_array_equal(ranks[0].epoch_order(0), ranks[1].epoch_order(0))
     with pytest.raises(ValueError, match="rank 2 outside"):
         ResumableBatchSampler(7, 2, seed=0, num_replicas=2, rank=2)
+
+
+def test_direct_record_of_a_mask_task_keeps_the_labelled_second_and_the_mask_block() -> None:
+    # A parsed AVS answer holds only the objects; the direct answer needs the label's frame for its "{nth}" second.
+    label = AvsLabel(frame=2, mask="gt/v1_3.png", objects=("dog",))
+    record = AvuieRecord(
+        id="s4/train/v1_3", task="s4", split="train", dataset="avsbench", item_id="v1_3", source="s4/train.jsonl",
+        video_id="v1", media={"video": "frames/v1", "audio": "v1.wav"}, instruction="Which object sounds?",
+        target=format_avs_answer(label, "A dog barks on the left, a cat sits silently."), reasoning=True,
+        label=label.to_dict(),
+    )  # fmt: skip
+    direct = direct_record(record)
+    assert direct.target == format_avs_answer(label, None)
+    assert "third second" in direct.target and direct.target.endswith(
+        "<mask_start><mask_0><mask_1><mask_2><mask_3><mask_4><mask_5><mask_end>."
+    )
+    assert not direct.reasoning

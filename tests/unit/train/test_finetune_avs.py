@@ -27,6 +27,7 @@ import crab.train.finetune_avs as avs_module
 from crab.avuie.avs import AvsLabel, format_answer
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params
+from crab.datasets.media import read_binary_mask
 from crab.errors import CrabError
 from crab.eval.generation import GenerationStats
 from crab.eval.run_avs import evaluate_masks
@@ -171,6 +172,9 @@ def test_mask_evaluation_scores_decoded_masks_and_counts_missing_mask_tokens_as_
     result = evaluate_masks(params, "s4")
     metrics = json.loads((stage_dir / "metrics/s4.json").read_text())
     assert (result.score_name, metrics["parse_failure_rate"], metrics["num_videos"]) == ("miou", 1.0, 3)
+    masks = stage_dir / "predictions/s4_masks"
+    assert sorted(p.name for p in masks.iterdir()) == [f"v{v}_{f}.png" for v in range(3) for f in (1, 2)]
+    assert not any(read_binary_mask(path).any() for path in masks.iterdir())  # the empty masks, written as scored
     # (the official F includes threshold 0, where every pixel counts as foreground, so even the empty mask has F > 0)
     assert {k: metrics[k] for k in ("miou", "f_score")} == metrics["baselines"]["empty_mask"]
     assert set(metrics["baselines"]) == {"empty_mask", "full_frame_mask"}
@@ -188,6 +192,14 @@ def test_mask_evaluation_scores_decoded_masks_and_counts_missing_mask_tokens_as_
     rows = [json.loads(line) for line in (stage_dir / "predictions/s4.jsonl").read_text().splitlines()]
     assert metrics["parse_failure_rate"] == 0.0 and metrics["object_accuracy"] == 1.0
     assert all(row["parsed"] == {"objects": ["dog_barking"]} for row in rows)
+    for row in rows:  # each frame's written mask is the one its IoU was computed from (binarised at 0.5)
+        predicted, truth = (
+            read_binary_mask(stage_dir / "predictions" / row["mask"]),
+            read_binary_mask(row["label"]["mask"]),
+        )
+        union = (predicted | truth).sum()
+        assert row["correct"] == pytest.approx((predicted & truth).sum() / union if union else 1.0, abs=1e-6)
+        assert row["media"] == {"video": f"raw/frames/{row['video_id']}", "audio": f"raw/{row['video_id']}.wav"}
     # every video has 2 frames, so the per-video mean of the rows' frame IoUs is the metric's mIoU
     assert metrics["miou"] == pytest.approx(sum(row["correct"] for row in rows) / len(rows), abs=1e-12)
     # the decoder's graded logits were scored, not the constant empty mask
