@@ -31,8 +31,10 @@ __all__ = [
     "parse_section",
 ]
 
-TaskName = Literal["ave", "avvp", "avqa", "s4", "ms3", "avcap"]  # tasks the model trains on (S4 / MS3 as text in F1)
-TextTaskName = Literal["ave", "avvp", "avqa"]  # tasks the `evaluate` stage scores from the answer text
+TaskName = Literal[
+    "ave", "avvp", "avqa", "arig", "s4", "ms3", "avcap"
+]  # tasks the model trains on (S4 / MS3 as text in F1)
+TextTaskName = Literal["ave", "avvp", "avqa", "arig"]  # tasks the `evaluate` stage scores from the answer text
 MaskTaskName = Literal["s4", "ms3"]  # tasks `finetune_avs` trains and `evaluate_avs` scores from predicted masks
 DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor"]
 

@@ -80,16 +80,18 @@ AVQA_GROUP_COLUMNS: tuple[str, ...] = ("Audio", "Visual", "Audio-Visual", "Avg")
 AVVP_KEYS: tuple[str, ...] = tuple(f"{level}_{score}" for level in AVVP_LEVELS for score in AVVP_SCORES)
 _AVVP_SCORE_NAMES = {"audio": "Audio", "visual": "Visual", "audio_visual": "Audio-Visual", "type_av": "Type@AV",
                      "event_av": "Event@AV"}  # fmt: skip
-_REAL = {"ave": "AVE test (real)", "avvp": "LLP test (real)", "avqa": "MUSIC-AVQA test (real)"}
+_REAL = {"ave": "AVE test (real)", "avvp": "LLP test (real)", "avqa": "MUSIC-AVQA test (real)",
+         "arig": "AVSBench S4 test (real)", "s4": "AVSBench S4 test (real)", "ms3": "AVSBench MS3 test (real)"}  # fmt: skip
 #: The columns each task fills in Tables 1 and 2: column -> result key in ``metrics/<task>.json``. AVVP's are
 #: the paper's "Segment-level" / "Event-level", i.e. Event@AV at each level (evaluation.md).
 _TASK_COLUMNS: dict[str, dict[str, str]] = {
     "ave": {"AVE Acc": "accuracy"},
     "avvp": {"AVVP Segment-level": "segment_event_av", "AVVP Event-level": "event_event_av"},
+    "arig": {"ARIG cIoU": "ciou", "ARIG AUC": "auc"},
     "avqa": {"AVQA Acc": "accuracy"},
     "ms3": {"MS3 mIoU": "miou", "MS3 F-score": "f_score"},
 }
-_TABLE1_TASKS = ("ave", "avvp", "avqa", "ms3")  # the evaluated tasks with a Table 1 column, in its order
+_TABLE1_TASKS = ("ave", "avvp", "arig", "avqa", "ms3")  # the evaluated tasks with a Table 1 column, in its order
 _TABLE2_TASKS = ("ave", "avvp")
 # What the tables read from a metrics file (checked by read_metrics) and which score ranks the baselines.
 # Restated here, not imported from crab.eval.run: that imports torch and transformers (~5 s), which the report
@@ -100,12 +102,13 @@ _REQUIRED_KEYS = {
     "avqa": ("task", "split", "dataset", "num_samples", "accuracy", "accuracy_per_group", "accuracy_per_type",
              "parse_failure_rate", "baselines"),
     "avvp": ("task", "split", "dataset", "num_samples", *AVVP_KEYS, "parse_failure_rate", "baselines"),
+    "arig": ("task", "split", "dataset", "num_samples", "ciou", "auc", "mean_ciou", "parse_failure_rate", "baselines"),
     **{task: ("task", "split", "dataset", "num_samples", "num_videos", "miou", "f_score", "object_accuracy",
               "parse_failure_rate", "baselines") for task in ("s4", "ms3")},
 }  # fmt: skip
 #: The keys every trivial baseline of a task must carry (at least the headline score that ranks them).
-_BASELINE_KEYS = {"ave": ("accuracy",), "avqa": ("accuracy",), "avvp": AVVP_KEYS, "s4": ("miou", "f_score"),
-                  "ms3": ("miou", "f_score")}  # fmt: skip
+_BASELINE_KEYS = {"ave": ("accuracy",), "avqa": ("accuracy",), "avvp": AVVP_KEYS, "arig": ("ciou", "auc", "mean_ciou"),
+                  "s4": ("miou", "f_score"), "ms3": ("miou", "f_score")}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ STAGES: dict[str, Stage] = {
                 "src/crab/avuie",
                 "src/crab/tasks.py",
                 "src/crab/datasets",
+                "src/crab/eval/metrics_arig.py",  # ARIG boxes from the S4 masks
             ),
             outs=("data/avuie",),
         ),

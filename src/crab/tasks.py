@@ -16,8 +16,8 @@ Crab (CVPR'25) solves these tasks with one set of weights; the canonical names a
 Other acronyms: AV-UIE, the paper's audio-visual unified instruction-tuning data; ERP, its explicit
 reasoning process (answers that say what is seen and heard, where and when, before the tagged answer).
 
-:data:`TASKS` maps each task built so far (``ave``, ``avvp``, ``avqa``, ``s4``, ``ms3``, ``avcap``) to its
-:class:`TaskSpec`; ``arig``, ``avss`` and ``ref_avs`` get theirs together with their builders. Each spec
+:data:`TASKS` maps each task built so far (``ave``, ``avvp``, ``avqa``, ``arig``, ``s4``, ``ms3``, ``avcap``) to its
+:class:`TaskSpec`; ``avss`` and ``ref_avs`` get theirs together with their builders. Each spec
 holds the ONE instruction used by training, evaluation and ``crab infer`` (Crab's scripts disagree between train, test and quick start, crab-reference section 7
 item 5; we fix one wording per task, in the standard AV prompt of section 1.6).
 
@@ -36,8 +36,9 @@ from typing import Any, Literal
 
 __all__ = [
     "AUDIO_PROMPT",
-    "NUM_AVS_OBJECT_FRAMES",
     "DIRECT_ANSWER_REQUEST",
+    "IMAGE_PROMPT",
+    "NUM_AVS_OBJECT_FRAMES",
     "TASKS",
     "VIDEO_PROMPT",
     "AudioCutting",
@@ -49,6 +50,8 @@ __all__ = [
 VIDEO_PROMPT = "This is a video:\n<video_start><video><video_end>\n"
 #: ``{A}``: the audio placeholder block, after the video block.
 AUDIO_PROMPT = "This is an audio:\n<audio_start><audio><audio_end>\n"
+#: ``{I}``: the image placeholder block (ARIG: one frame), before the audio block.
+IMAGE_PROMPT = "This is an image:\n<image_start><image><image_end>\n"
 
 #: Appended to a task's instruction to ask for the answer without the reasoning process. Only the tiny profile's
 #: pre-training uses it (``pretrain.direct_answers``): it aligns the projectors on direct answers, and the
@@ -178,6 +181,18 @@ TASKS: dict[Task, TaskSpec] = {
             prompt=VIDEO_PROMPT + AUDIO_PROMPT + "Please answer this question: {question}",
             audio_cutting="windows",
             answer_module="crab.avuie.avqa",
+        ),
+        TaskSpec(
+            task=Task.ARIG,
+            dataset="avsbench",
+            description="ARIG: the box of the object making the sound in a frame (AVSBench single source).",
+            # Crab's train wording ("its location coordinates"; its test prompt says "the location coordinates")
+            prompt=IMAGE_PROMPT
+            + AUDIO_PROMPT
+            + "Please recognize the category of object that makes the sound and then output its location coordinates.",
+            audio_cutting="segments",
+            answer_module="crab.avuie.arig",
+            num_audio_segments=NUM_AVS_OBJECT_FRAMES,  # the S4 clip's five 1-s segments (its audio features, shared)
         ),
         _avs_spec(Task.S4, "S4: segment the one object making the sound in a frame (AVSBench single source)."),
         # Crab's S4 wording for MS3 too (its MS3 test prompt always says "third second": crab-reference 4.5)

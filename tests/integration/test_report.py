@@ -112,6 +112,12 @@ def write_fake_outputs(root: Path) -> None:
                                  "reasons": ["unknown category 'Dog'"]}]},
     }})  # fmt: skip
     # reports/validation/avuie.json is left out: the data notebook must say "not available".
+    box = {"ciou": 0.0111, "auc": 0.0789, "mean_ciou": 0.05}
+    _write(root / "metrics/arig.json", {
+        "task": "arig", "split": "test", "dataset": "AV-Synth", "num_samples": 20, "ciou": 0.1234, "auc": 0.2468,
+        "mean_ciou": 0.3, "parse_failure_rate": 0.05, "generation": generation,
+        "baselines": {"centre_box": box, "full_frame": {**box, "ciou": 0.0}, "prior_box": {**box, "ciou": 0.0555}},
+    })  # fmt: skip
     for task, (miou, f_score) in (("s4", (0.4123, 0.5012)), ("ms3", (0.4321, 0.5487))):
         _write_mask_outputs(root, task, miou, f_score)
 
@@ -166,6 +172,8 @@ def test_report_writes_notebooks_and_offline_html(tiny_params: Params, workdir: 
     assert "NOT comparable" in results_html
     for number in ("41.23", "43.21", "54.87", "22.22", "58.21", "45.55", "55.60", "66.24"):  # S4 / MS3, Tables 1, 5
         assert number in results_html, number
+    for number in ("12.34", "0.25", "5.55", "41.78", "44.02"):  # ARIG: ours (cIoU %, AUC), best baseline, published
+        assert number in results_html, number
     assert "AV-Synth MS3 test (synthetic)" in results_html and "AVSBench / Ref-AVS test (real)" in results_html
     assert results_html.count("data:image/png;base64,") >= 3  # curves, S4 masks, MS3 masks (+ router when present)
     assert "finetune training curves: not available" in results_html
@@ -184,7 +192,7 @@ def test_report_writes_notebooks_and_offline_html(tiny_params: Params, workdir: 
         assert not re.search(r'class="jp-Cell jp-CodeCell(?![^"]*jp-mod-noInput)', html)  # every code input hidden
         assert "cdnjs" not in html and "<script src=" not in html
     executed = nbformat.read(workdir / "reports/results.ipynb", as_version=4)
-    assert executed.metadata.papermill.parameters["tasks"] == ["ave", "avvp", "avqa", "s4", "ms3"]
+    assert executed.metadata.papermill.parameters["tasks"] == ["ave", "avvp", "avqa", "arig", "s4", "ms3"]
     assert executed.metadata.kernelspec.name == "python3"
     assert sorted(p.name for p in (workdir / "reports").iterdir()) == [
         "data.html", "data.ipynb", "results.html", "results.ipynb", "validation"

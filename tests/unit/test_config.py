@@ -102,7 +102,7 @@ def test_params_rewritten_by_dvc_exp_run_set_param_still_load(tmp_path: Path) ->
     [
         ("evaluate", ["ave", "avvp"], r"evaluate\.tasks: \['avvp'\] not in finetune\.tasks \['ave', 'ms3', 's4'\]"),
         ("finetune_avs", ["s4", "ms3"], None),
-        ("evaluate", ["ave", "s4"], r"evaluate\.tasks\[1\]: expected one of \['ave', 'avvp', 'avqa'\]"),
+        ("evaluate", ["ave", "s4"], r"evaluate\.tasks\[1\]: expected one of \['ave', 'avvp', 'avqa', 'arig'\]"),
     ],
 )
 def test_task_lists_must_agree_with_finetune_tasks(tmp_path: Path, key: str, tasks: list, message: str | None) -> None:

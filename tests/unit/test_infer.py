@@ -227,8 +227,8 @@ def test_infer_features_equal_the_features_stage_store(in_workspace: Workspace, 
     question = QUESTION if task == "avqa" else None
     request = InferRequest.create(task, CLIP, question=question)
     encoders = load_infer_model(params).encoders
-    video, audio, levels = media_features(request, encoders, params)
-    assert levels is None  # a text task: no mask decoder levels
+    video, image, audio, levels = media_features(request, encoders, params)
+    assert levels is None and image is None  # a video task: no image, no mask decoder levels
     store = FeatureStore(params.features.out_dir)
     record = {"task": task, "media": {"video": CLIP, "audio": CLIP}}
     stored_video, stored_audio = store.video(video_key(record)), store.audio(audio_key(record, params))
@@ -300,8 +300,8 @@ def test_too_short_audio_is_a_clear_error(in_workspace: Workspace) -> None:
         (["--task", "avqa", "--video", CLIP], 'task avqa needs a question (--question / "question")'),
         (["--task", "ave", "--video", CLIP, "--question", "Why?"], "task ave takes no question"),
         (
-            ["--task", "arig", "--video", CLIP],
-            "task 'arig' is not supported by crab infer (supported: ave, avvp, avqa, s4, ms3)",
+            ["--task", "avss", "--video", CLIP],
+            "task 'avss' is not supported by crab infer (supported: ave, avvp, avqa, arig, s4, ms3)",
         ),
         (["--video", CLIP], "--task is required with --video"),
         (["--task", "s4", "--video", CLIP, "--second", "6"], "task s4: the second must be an integer in 1..5, got 6"),
@@ -344,10 +344,10 @@ def test_missing_trained_model_names_the_folder(workspace: Workspace, tmp_path: 
 def test_mask_task_features_are_five_frames_five_segments_and_the_levels(in_workspace: Workspace) -> None:
     params = in_workspace.params
     encoders = load_infer_model(params).encoders
-    video, audio, levels = media_features(InferRequest.create("s4", CLIP), encoders, params)
+    video, _, audio, levels = media_features(InferRequest.create("s4", CLIP), encoders, params)
     assert video.shape == (5, (32 // 16) ** 2, 32) and audio.shape[0] == 5  # AVSBench: 1 frame, 1 s per second
     assert levels is not None and levels.shape[0] == 5 and levels.shape[2:] == video.shape[1:]
-    video, audio, levels = media_features(InferRequest.create("ms3", "frames", "frames.wav"), encoders, params)
+    video, _, audio, levels = media_features(InferRequest.create("ms3", "frames", "frames.wav"), encoders, params)
     assert video.shape[0] == 4 and levels.shape[0] == 4 and audio.shape[0] == 5  # a frame folder: as it is
 
 
@@ -370,7 +370,7 @@ def test_s4_answer_with_mask_tokens_writes_the_asked_seconds_mask(
     assert written.shape == (32, 32)  # the clip's frame size
     # the mask is the decoder's on the asked second's levels (frame 1), through the evaluation's decoding path
     model = load_infer_model(in_workspace.params, masks=True)
-    video, audio, levels = media_features(InferRequest.create("s4", CLIP), model.encoders, in_workspace.params)
+    video, _, audio, levels = media_features(InferRequest.create("s4", CLIP), model.encoders, in_workspace.params)
     example = build_example(encode_prompt(tokenizer, record["prompt"]), [], model.mask_model.get_base_model().config,
                             video_features=video, audio_features=audio)  # fmt: skip
     logits = {f: predict_frame_mask(model.mask_model, example, list(ids), levels[f]) for f in (0, 1)}
@@ -491,7 +491,7 @@ def test_runs_on_the_authors_ave_example(in_workspace: Workspace) -> None:
         InferRequest.create("ave", str(SAMPLE_MP4)),  # 450x360, 25 fps, 44.1 kHz stereo AAC
         InferRequest.create("ave", str(SAMPLE_MP4), str(SAMPLE_MP4.with_suffix(".mp3"))),  # its 16 kHz mp3
     ]
-    video, audio, _ = media_features(requests[0], model.encoders, params)
+    video, _, audio, _ = media_features(requests[0], model.encoders, params)
     # Two 5 s segments: 498 fbank frames -> 31 patches of 16 x 8 BEATs tokens each.
     assert video.shape == (NUM_FRAMES, 4, 32) and audio.shape == (NUM_SEGMENTS, 248, 64)
     outcomes = infer(params, requests, model)
@@ -506,7 +506,7 @@ def test_runs_on_the_authors_avvp_example(in_workspace: Workspace) -> None:
     params = in_workspace.params
     model = load_infer_model(params)
     request = InferRequest.create("avvp", str(AVVP_SAMPLE), str(AVVP_SAMPLE.with_suffix(".mp3")))
-    video, audio, _ = media_features(request, model.encoders, params)
+    video, _, audio, _ = media_features(request, model.encoders, params)
     assert video.shape[0] == NUM_FRAMES and audio.shape[0] == NUM_SEGMENTS  # AVVP cuts audio like AVE
     (outcome,) = infer(params, [request], model)
     assert isinstance(outcome, dict) and outcome["task"] == "avvp"
@@ -529,3 +529,30 @@ def test_runs_on_the_authors_s4_example(in_workspace: Workspace, monkeypatch: py
     (record,) = infer(in_workspace.params, [request], masks_dir="sample_masks")
     assert record["answer"] == {"objects": ["guitar"]} and record["mask"] == "sample_masks/s4_0_s1.png"
     assert read_binary_mask(record["mask"]).shape == read_binary_mask(S4_SAMPLE / "0.png").shape == (540, 720)
+
+
+ARIG_SAMPLE = SAMPLES / "arig"
+
+
+def test_arig_reads_one_frame_as_the_image(in_workspace: Workspace, capsys: pytest.CaptureFixture) -> None:
+    params = in_workspace.params
+    features = media_features(InferRequest.create("arig", CLIP), load_infer_model(params).encoders, params)
+    assert features.video is None and features.levels is None
+    assert features.image.shape == ((32 // 16) ** 2, 32) and features.audio.shape[0] == 5  # S4's five segments
+    code, out, errors = _cli(in_workspace, capsys, "--task", "arig", "--video", "frames/frames_2.png", "--audio",
+                             "frames.wav")  # fmt: skip
+    assert (code, errors) == (0, [])
+    record = json.loads(out)
+    assert record["prompt"] == TASKS[Task.ARIG].instruction() and "mask" not in record
+    assert record == result_record(
+        InferRequest.create("arig", "frames/frames_2.png", "frames.wav"), record["generated"]
+    )
+    parsed = result_record(InferRequest.create("arig", CLIP), "So the corners are <obj>(10,20)(30,40)</obj>.")
+    assert parsed["answer"] == {"x0": 10, "y0": 20, "x1": 30, "y1": 40} and parsed["parse_ok"]
+
+
+@pytest.mark.skipif(not (ARIG_SAMPLE / "1.jpg").is_file(), reason="Crab example media not present")
+def test_runs_on_the_authors_arig_example(in_workspace: Workspace) -> None:
+    (record,) = infer(in_workspace.params, [InferRequest.create("arig", str(ARIG_SAMPLE / "1.jpg"),
+                                                                str(ARIG_SAMPLE / "audio.wav"))])  # fmt: skip
+    assert isinstance(record, dict) and record["task"] == "arig"

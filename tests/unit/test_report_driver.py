@@ -48,7 +48,9 @@ def test_notebook_parameters_follow_params():
     params = load_params(REPO / "params.yaml")
     values = notebook_parameters(params)
     assert (
-        values["tasks"] == [*params.evaluate.tasks, *params.finetune_avs.tasks] == ["ave", "avvp", "avqa", "s4", "ms3"]
+        values["tasks"]
+        == [*params.evaluate.tasks, *params.finetune_avs.tasks]
+        == ["ave", "avvp", "avqa", "arig", "s4", "ms3"]
     )
     assert values["training_logs"] == {
         "pretrain": str(StagePaths.of(params.pretrain.out_dir).log_dir),

@@ -135,7 +135,18 @@ TABLE1_VALUES = [
     "MS3 F-score", "AVSS mIoU", "AVSS F-score", "Ref-AVS Seen mIoU", "Ref-AVS Seen F-score",
 ]  # fmt: skip
 OURS_TABLE1 = ["AVE Acc", "AVVP Segment-level", "AVVP Event-level", "AVQA Acc", "MS3 mIoU", "MS3 F-score"]
-NOT_EVALUATED = [c for c in TABLE1_VALUES if c not in OURS_TABLE1]
+ARIG_COLUMNS = ["ARIG cIoU", "ARIG AUC"]
+NOT_EVALUATED = [c for c in TABLE1_VALUES if c not in OURS_TABLE1 + ARIG_COLUMNS]
+
+
+def arig_metrics(dataset="AV-Synth"):
+    return {
+        "task": "arig", "split": "test", "dataset": dataset, "num_samples": 50, "ciou": 0.12, "auc": 0.2345,
+        "mean_ciou": 0.2, "parse_failure_rate": 0.02,
+        "baselines": {"centre_box": {"ciou": 0.08, "auc": 0.15, "mean_ciou": 0.12},
+                      "full_frame": {"ciou": 0.0, "auc": 0.05, "mean_ciou": 0.06},
+                      "prior_box": {"ciou": 0.1, "auc": 0.18, "mean_ciou": 0.14}},
+    }  # fmt: skip
 
 
 def ms3_metrics(dataset="AV-Synth"):
@@ -150,7 +161,15 @@ TABLE2_VALUES = ["AVE Acc", "AVVP Segment-level", "AVVP Event-level"]
 
 
 def test_table1_puts_ours_and_best_baseline_beside_the_paper():
-    frame = table1({"avqa": avqa_metrics(), "avvp": avvp_metrics(), "ave": ave_metrics(), "ms3": ms3_metrics()})
+    frame = table1(
+        {
+            "avqa": avqa_metrics(),
+            "avvp": avvp_metrics(),
+            "ave": ave_metrics(),
+            "ms3": ms3_metrics(),
+            "arig": arig_metrics(),
+        }
+    )
     assert list(frame.columns) == ["Method", "Kind", "Evaluated on", "Source", *TABLE1_VALUES]
     assert list(frame["Kind"]) == ["published"] * 7 + ["ours", "trivial baseline"]
     crab = row(frame, "Crab")
@@ -158,17 +177,20 @@ def test_table1_puts_ours_and_best_baseline_beside_the_paper():
     assert crab["Evaluated on"] == "real benchmarks" and crab["ARIG AUC"] == 0.42  # a fraction, as printed
     ours = row(frame, "Crab (ours)")
     assert ours[OURS_TABLE1].tolist() == pytest.approx([61.25, 56.25, 37.5, 50.0, 42.1, 54.8])
-    assert all(math.isnan(ours[c]) for c in NOT_EVALUATED)  # ARIG, AVSS, Ref-AVS: not evaluated, never filled in
+    assert all(math.isnan(ours[c]) for c in NOT_EVALUATED)  # AVSS, Ref-AVS: not evaluated, never filled in
+    assert ours[ARIG_COLUMNS].tolist() == pytest.approx([12.0, 0.2345])  # cIoU in percent, AUC a fraction as printed
     assert ours["Evaluated on"] == (
-        "AV-Synth AVE test (synthetic); AV-Synth AVVP test (synthetic); AV-Synth AVQA test (synthetic); "
-        "AV-Synth MS3 test (synthetic)"
+        "AV-Synth AVE test (synthetic); AV-Synth AVVP test (synthetic); AV-Synth ARIG test (synthetic); "
+        "AV-Synth AVQA test (synthetic); AV-Synth MS3 test (synthetic)"
     )
     best = frame.iloc[-1]
     # AVVP's best by the headline segment Event@AV (prior_classes 25.0), not by event level (segment_prior 15.0).
     assert best["Method"] == (
-        "Best trivial baseline (ave: segment_majority, avvp: prior_classes, avqa: type_majority, ms3: full_frame_mask)"
+        "Best trivial baseline (ave: segment_majority, avvp: prior_classes, arig: prior_box, avqa: type_majority, "
+        "ms3: full_frame_mask)"
     )
     assert best[OURS_TABLE1].tolist() == pytest.approx([33.75, 25.0, 12.5, 45.0, 20.0, 30.0])
+    assert best[ARIG_COLUMNS].tolist() == pytest.approx([10.0, 0.18])
     assert math.isnan(row(frame, "VALOR")["AVE Acc"]) and math.isnan(row(frame, "VALOR")["AVVP Segment-level"])
     timechat = row(frame, "TimeChat")
     assert timechat["AVVP Segment-level"] == 51.28 and math.isnan(timechat["AVVP Event-level"])

@@ -19,28 +19,34 @@ def test_task_names_are_the_canonical_nine():
 
 
 def test_table_holds_the_tasks_built_so_far():
-    assert set(TASKS) == {Task.AVE, Task.AVVP, Task.AVQA, Task.S4, Task.MS3, Task.AVCAP}
+    assert set(TASKS) == {Task.AVE, Task.AVVP, Task.AVQA, Task.ARIG, Task.S4, Task.MS3, Task.AVCAP}
     datasets = {
         "ave": "ave",
         "avvp": "llp",
         "avqa": "music_avqa",
+        "arig": "avsbench",
         "s4": "avsbench",
         "ms3": "avsbench",
         "avcap": "valor",
     }
     assert {t: s.dataset for t, s in TASKS.items()} == datasets
     assert all(spec.task is task for task, spec in TASKS.items())
-    cutting = {"ave": "segments", "avvp": "segments", "avqa": "windows", "s4": "segments", "ms3": "segments",
-               "avcap": "segments"}  # fmt: skip
+    cutting = {"ave": "segments", "avvp": "segments", "avqa": "windows", "arig": "segments", "s4": "segments",
+               "ms3": "segments", "avcap": "segments"}  # fmt: skip
     assert {t: s.audio_cutting for t, s in TASKS.items()} == cutting
     # AVSBench fixes one 1-s audio segment per frame; the others follow media.num_audio_segments
-    assert {t: s.num_audio_segments for t, s in TASKS.items() if s.num_audio_segments} == {"s4": 5, "ms3": 5}
+    # (ARIG: the S4 clip's five, so it shares S4's audio features)
+    assert {t: s.num_audio_segments for t, s in TASKS.items() if s.num_audio_segments} == {"arig": 5, "s4": 5, "ms3": 5}
 
 
 def test_prompts_are_the_canonical_wordings():
     assert VIDEO_PROMPT + AUDIO_PROMPT == AV
     assert TASKS[Task.AVE].instruction() == AV + "Please describe the events and time range that occurred in the video."
     assert TASKS[Task.AVCAP].instruction() == AV + "Please describe this video and audio."
+    assert TASKS[Task.ARIG].instruction() == (
+        "This is an image:\n<image_start><image><image_end>\n" + AUDIO_PROMPT + "Please recognize the category of "
+        "object that makes the sound and then output its location coordinates."
+    )
     question = "Which {brace} is the <LR> instrument?"  # braces in the value are not format fields
     assert TASKS[Task.AVQA].instruction(question=question) == AV + "Please answer this question: " + question
     with pytest.raises(KeyError):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crab.avuie.arig_build import build_arig
 from crab.avuie.avcap import build_avcap
 from crab.avuie.ave import build_ave
 from crab.avuie.avvp_build import build_avvp
@@ -70,6 +71,7 @@ _SOURCES: dict[Task, _TaskSource] = {
     Task.AVE: _TaskSource(read_ave, ("train", "val", "test"), build_ave),
     Task.AVVP: _TaskSource(read_llp, ("train", "val", "test"), build_avvp),
     Task.AVQA: _TaskSource(read_music_avqa, ("train", "val", "test"), build_avqa),
+    Task.ARIG: _TaskSource(read_s4, ("train", "val", "test"), build_arig, "s4", "Single-source"),  # S4's frames
     Task.S4: _TaskSource(read_s4, ("train", "val", "test"), build_avs, "s4", "Single-source"),
     Task.MS3: _TaskSource(read_ms3, ("train", "val", "test"), build_avs, "ms3", "Multi-sources"),
     Task.AVCAP: _TaskSource(read_valor, ("train", "val"), build_avcap),  # Crab: train, and val for testing

@@ -23,7 +23,8 @@ Schema (one JSON object per line, keys sorted, ``ensure_ascii=False``, lines sor
 ``media`` (object)
     ``{"video": path, "audio": path}`` as the reader gave them (relative to the repository root with
     the default params); audio is the same mp4 when the clip carries its own audio track. For S4 / MS3
-    ``video`` is the clip's frame folder (AVSBench's PNG frames) and ``audio`` its wav.
+    ``video`` is the clip's frame folder (AVSBench's PNG frames) and ``audio`` its wav; ARIG has
+    ``{"image": path, "audio": path}`` instead (one frame, the clip's wav).
 ``instruction`` (str)
     the task's ONE canonical prompt (``crab.tasks.TASKS[task].instruction(...)``), placeholders included.
 ``target`` (str)
@@ -164,8 +165,8 @@ class AvuieRecord:
         if not isinstance(raw["reasoning"], bool):
             raise ValueError(f"reasoning: expected true/false, got {type(raw['reasoning']).__name__}")
         media = raw["media"]
-        if not (isinstance(media, dict) and set(media) == {"video", "audio"}):
-            raise ValueError('media: expected {"video": path, "audio": path}')
+        if not (isinstance(media, dict) and set(media) in ({"video", "audio"}, {"image", "audio"})):
+            raise ValueError('media: expected {"video": path, "audio": path} or {"image": path, "audio": path}')
         if not all(isinstance(v, str) for v in media.values()):
             raise ValueError("media: paths must be strings")
         if not isinstance(raw["label"], dict):

@@ -10,13 +10,13 @@ ave``). For one task it:
    the features of the ``features`` store) and decodes it greedily in length-sorted, left-padded batches
    with the KV cache (:mod:`crab.eval.generation`);
 3. parses each answer with the task's parser (``crab.tasks.TASKS[task].parse_answer``); an unparsable
-   answer counts as wrong (AVE: all ten seconds background; AVVP: no event in either modality) and is
-   counted in the parse-failure rate;
-4. scores the model with our ``evaluate`` modules (``ave_accuracy``, ``avqa_accuracy``, ``avvp_f``, loaded
-   from the package, offline) and checks that they agree with the pure metric functions, so a wrapper bug
-   cannot change a published number; scores the trivial baselines (chance, majority / prior;
-   :mod:`crab.eval.baselines`, :mod:`crab.eval.baselines_avvp`) on the same test labels, their priors
-   fitted on the train labels only;
+   answer counts as wrong (AVE: all ten seconds background; AVVP: no event in either modality; ARIG: an
+   empty box) and is counted in the parse-failure rate;
+4. scores the model with our ``evaluate`` modules (``ave_accuracy``, ``avqa_accuracy``, ``avvp_f``,
+   ``arig_ciou``, loaded from the package, offline) and checks that they agree with the pure metric
+   functions, so a wrapper bug cannot change a published number; scores the trivial baselines (chance,
+   majority / prior; :mod:`crab.eval.baselines`, :mod:`crab.eval.baselines_avvp`,
+   :mod:`crab.eval.baselines_arig`) on the same test labels, their priors fitted on the train labels only;
 5. writes ``predictions/<task>.jsonl`` (every record's generation, parsed answer, label and per-record score
    ``correct``, sorted by id) and ``metrics/<task>.json`` (the model's scores, parse-failure rate, baselines
    and decoding speed; the ``report`` stage reads both), each atomically (temp file + rename), and logs a
@@ -55,9 +55,11 @@ from crab.config import Params
 from crab.datasets.vocab_seg import LLP_CLASSES
 from crab.errors import CrabError
 from crab.eval.baselines import ave_baselines, avqa_baselines
+from crab.eval.baselines_arig import arig_baselines
 from crab.eval.baselines_avvp import avvp_baselines
 from crab.eval.generation import GenerationStats, generate_greedy
 from crab.eval.loading import load_metric
+from crab.eval.metrics_arig import arig_ciou, arig_sample_ciou, box_fields, box_map
 from crab.eval.metrics_ave import ave_accuracy
 from crab.eval.metrics_avqa import avqa_accuracy, normalise_answer
 from crab.eval.metrics_avvp import AVVP_LEVELS, AVVP_SCORES, avvp_f
@@ -89,7 +91,9 @@ PREDICTIONS_DIR = Path("predictions")
 METRICS_DIR = Path("metrics")
 
 #: Tasks with a metric, and the ``evaluate`` module that scores each.
-EVALUATED_TASKS: dict[Task, str] = {Task.AVE: "ave_accuracy", Task.AVQA: "avqa_accuracy", Task.AVVP: "avvp_f"}
+EVALUATED_TASKS: dict[Task, str] = {
+    Task.AVE: "ave_accuracy", Task.AVQA: "avqa_accuracy", Task.AVVP: "avvp_f", Task.ARIG: "arig_ciou"
+}  # fmt: skip
 #: The result keys the metrics file keeps per task, for the model and for every baseline. AVVP keeps the ten
 #: F values as ``avvp_f`` names them (``segment_audio`` ... ``event_event_av``), not its ``num_videos`` and
 #: ``num_parse_failures``: the file already holds ``num_samples`` and ``parse_failure_rate``, and for a
@@ -98,12 +102,14 @@ _RESULT_KEYS: dict[Task, tuple[str, ...]] = {
     Task.AVE: ("accuracy",),
     Task.AVQA: ("accuracy", "accuracy_per_group", "accuracy_per_type"),
     Task.AVVP: tuple(f"{level}_{score}" for level in AVVP_LEVELS for score in AVVP_SCORES),
+    Task.ARIG: ("ciou", "auc", "mean_ciou"),
 }
 #: The trivial baselines of each task: ``fit(train_labels, test_labels) -> {name: result dict}``.
 _BASELINES: dict[Task, Callable[[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]], dict[str, dict]]] = {
     Task.AVE: ave_baselines,
     Task.AVQA: avqa_baselines,
     Task.AVVP: avvp_baselines,
+    Task.ARIG: arig_baselines,
 }
 
 
@@ -220,6 +226,15 @@ def _model_scores(task: Task, parsed: Sequence[Any], labels: Sequence[Mapping[st
         # column is exactly the headline ``segment_event_av``, and it covers both modalities at once.
         correct = [
             avvp_f([p], [label], LLP_CLASSES)["segment_event_av"] for p, label in zip(predictions, labels, strict=True)
+        ]
+    elif task is Task.ARIG:
+        predictions = [_parsed_dict(p) for p in parsed]  # None stays None: an empty map
+        result = metric.compute(predictions=predictions, references=list(labels))
+        expected = arig_ciou(predictions, labels)
+        # the frame's own cIoU (the metric's "ciou" is the share of these >= 0.5)
+        correct = [
+            arig_sample_ciou(box_map(None if p is None else box_fields(p)), box_map(box_fields(label)))
+            for p, label in zip(predictions, labels, strict=True)
         ]
     else:
         answers = [None if p is None else p.answer for p in parsed]

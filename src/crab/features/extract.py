@@ -59,6 +59,7 @@ from crab.features.store import (
     audio_key,
     audio_scheme,
     shard_name,
+    image_key,
     video_key,
 )
 from crab.models.base import BaseModelPaths, load_audio, load_vision
@@ -90,15 +91,15 @@ class MediaItem:
     """One feature to compute.
 
     Attributes:
-        key: feature key (``video/<path>``, ``levels/<path>`` or ``audio/<scheme>/<path>``).
-        kind: ``"video"``, ``"levels"`` (the mask decoder's CLIP levels of a segmentation task's frames) or
-            ``"audio"``.
+        key: feature key (``video/<path>``, ``image/<path>``, ``levels/<path>`` or ``audio/<scheme>/<path>``).
+        kind: ``"video"``, ``"image"`` (one frame: ARIG), ``"levels"`` (the mask decoder's CLIP levels of a
+            segmentation task's frames) or ``"audio"``.
         path: the media file, as the AV-UIE record names it.
         cutting: audio only: how the clip is cut (:func:`crab.features.store.audio_cut`).
     """
 
     key: str
-    kind: Literal["video", "levels", "audio"]
+    kind: Literal["video", "image", "levels", "audio"]
     path: str
     cutting: AudioCut | None = None
 
@@ -111,7 +112,8 @@ class FeaturesResult:
         out_dir: the store folder.
         num_records: AV-UIE records whose media were featurised.
         num_excluded: records left out because ``validate_avuie`` quarantined them.
-        num_video / num_levels / num_audio: feature items in the store (levels: segmentation tasks' frames).
+        num_video / num_levels / num_audio / num_image: feature items in the store (levels: segmentation tasks'
+            frames; image: single frames, ARIG).
         num_shards / num_shards_computed: shards in the store / computed by this run (the rest were reused).
         num_frames / num_audio_clips: frames and audio clips encoded by this run.
         size_mb: size of the store on disk (shards + index), in MB (10^6 bytes).
@@ -133,6 +135,7 @@ class FeaturesResult:
     seconds: float
     video_seconds: float
     audio_seconds: float
+    num_image: int = 0
 
     @property
     def frames_per_s(self) -> float:
@@ -206,13 +209,18 @@ def plan_items(records: Iterable[AvuieRecord], params: Params) -> list[MediaItem
         params: reads ``media`` (the audio scheme is part of the key).
 
     Returns:
-        One video item per video file, one audio item per (audio file, scheme), one levels item per video of a
-        segmentation task (``TaskSpec.masks``).
+        One video item per video file (or image item per image file: ARIG), one audio item per (audio file,
+        scheme), one levels item per video of a segmentation task (``TaskSpec.masks``).
     """
     items: dict[str, MediaItem] = {}
     for record in records:
-        vkey, akey = video_key(record), audio_key(record, params)
-        items.setdefault(vkey, MediaItem(vkey, "video", record.media["video"]))
+        if "image" in record.media:
+            ikey = image_key(record)
+            items.setdefault(ikey, MediaItem(ikey, "image", record.media["image"]))
+        else:
+            vkey = video_key(record)
+            items.setdefault(vkey, MediaItem(vkey, "video", record.media["video"]))
+        akey = audio_key(record, params)
         items.setdefault(akey, MediaItem(akey, "audio", record.media["audio"], audio_cut(record.task, params.media)))
         if TASKS[Task(record.task)].masks:
             lkey = levels_key(record)
@@ -300,14 +308,16 @@ def compute_shard(
     """
     dtype, batch_size = _DTYPES[params.features.dtype], params.features.batch_size
     out: dict[str, Tensor] = {}
-    videos = [i for i in items if i.kind == "video"]
+    videos = [i for i in items if i.kind in ("video", "image")]  # an image is one frame, encoded alike
     if videos:
         start = time.perf_counter()
         size, layer = enc.processor.crop_size["height"], enc.feature_layer
-        frames = [_read_video(Path(i.path), params.media.num_frames, size) for i in videos]  # (T_i, S, S, 3) each
+        frames = [_read_video(Path(i.path), 1 if i.kind == "image" else params.media.num_frames, size)
+                  for i in videos]  # (T_i, S, S, 3) each; T = 1 for an image  # fmt: skip
         tokens = encode_frames(enc.vision, enc.processor, np.concatenate(frames), layer, batch_size)  # (sum T_i, P, D)
         for item, chunk in zip(videos, tokens.split([len(f) for f in frames]), strict=True):
-            out[item.key] = chunk.to(dtype, copy=True)  # (T, P, D), own storage
+            # (T, P, D), own storage; an image (P, D)
+            out[item.key] = (chunk[0] if item.kind == "image" else chunk).to(dtype, copy=True)
         counters.num_frames += len(tokens)
         counters.video_seconds += time.perf_counter() - start
     levels = [i for i in items if i.kind == "levels"]
@@ -478,11 +488,12 @@ def features(params: Params) -> FeaturesResult:
         seconds=time.perf_counter() - start,
         video_seconds=counters.video_seconds,
         audio_seconds=counters.audio_seconds,
+        num_image=sum(i.kind == "image" for i in items),
     )
     log.info(
-        "features: %d records (%d quarantined left out) -> %d video + %d levels + %d audio items in %d shards "
+        "features: %d records (%d quarantined left out) -> %d video + %d image + %d levels + %d audio items in %d shards "
         "(%d computed), %.1f MB in %s, %.1f s; video %d frames at %.1f frames/s, audio %d clips at %.1f clips/s",
-        result.num_records, result.num_excluded, result.num_video, result.num_levels, result.num_audio,
+        result.num_records, result.num_excluded, result.num_video, result.num_image, result.num_levels, result.num_audio,
         result.num_shards, result.num_shards_computed, result.size_mb, result.out_dir, result.seconds,
         result.num_frames, result.frames_per_s, result.num_audio_clips, result.clips_per_s,
     )  # fmt: skip

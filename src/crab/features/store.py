@@ -14,6 +14,7 @@ video) is stored once:
 
 * ``"video/<path>"``: ``(T, P, D)`` CLIP patch tokens of the ``T`` sampled frames (CLS dropped); the path is
   a clip file, or a frame folder whose frames are all taken (AVSBench);
+* ``"image/<path>"``: ``(P, D)`` CLIP patch tokens of one image (ARIG's frame);
 * ``"levels/<path>"``: ``(T, L, P, D)`` the mask decoder's L CLIP levels of the same frames, for the
   segmentation tasks' videos only;
 * ``"audio/<scheme>/<path>"``: ``(C, N, D)`` BEATs last-layer tokens of the ``C`` audio clips, where the
@@ -58,6 +59,7 @@ __all__ = [
     "audio_key",
     "audio_scheme",
     "fingerprint_of",
+    "image_key",
     "levels_key",
     "shard_name",
     "video_key",
@@ -132,6 +134,15 @@ def video_key(record: Any) -> str:
         record: an ``AvuieRecord`` or its JSON dict.
     """
     return f"video/{_field(record, 'media')['video']}"
+
+
+def image_key(record: Any) -> str:
+    """Feature key of a record's single image (ARIG's frame): ``"image/<media.image>"``.
+
+    Args:
+        record: an ``AvuieRecord`` or its JSON dict.
+    """
+    return f"image/{_field(record, 'media')['image']}"
 
 
 def levels_key(record: Any) -> str:
@@ -371,6 +382,12 @@ class FeatureStore:
         """CLIP patch tokens of a video key (:func:`video_key`): ``(T, P, D)``."""
         if not key.startswith("video/"):
             raise ValueError(f"not a video key: {key!r}")
+        return self.get(key)
+
+    def image(self, key: str) -> Tensor:
+        """CLIP patch tokens of an image key (:func:`image_key`): ``(P, D)``."""
+        if not key.startswith("image/"):
+            raise ValueError(f"not an image key: {key!r}")
         return self.get(key)
 
     def levels(self, key: str) -> Tensor:

@@ -1,7 +1,8 @@
 """The inputs of ``crab infer``: one validated request per clip, and batch files like Crab's ``example.json``.
 
-A request is a task (``ave``, ``avvp``, ``avqa``, ``s4`` or ``ms3``), a video, its audio (by default the video's own
-track) and, for AVQA, a question; for S4 / MS3, the second whose frame to segment (default 1). Crab's quick start reads ``data/example.json``, a list of objects with ``task``,
+A request is a task (``ave``, ``avvp``, ``avqa``, ``arig``, ``s4`` or ``ms3``), a video (ARIG: the frame, an image
+or a clip's middle frame), its audio (by default the video's own track) and, for AVQA, a question; for S4 / MS3,
+the second whose frame to segment (default 1). Crab's quick start reads ``data/example.json``, a list of objects with ``task``,
 ``video_path``, ``audio_path`` and ``question`` (crab-reference section 6); a batch file here is the same
 list, with ``video`` / ``audio`` accepted as shorter spellings. Paths are used as given (relative to the
 working directory). Entries are checked strictly (unknown keys are errors, so a typo such as ``audo`` cannot
@@ -24,7 +25,7 @@ from crab.tasks import NUM_AVS_OBJECT_FRAMES, TASKS, Task
 __all__ = ["INFER_TASKS", "InferRequest", "read_batch"]
 
 #: The tasks the pipeline trains and scores today, so the ones ``crab infer`` answers (S4 / MS3 with a mask).
-INFER_TASKS: tuple[Task, ...] = (Task.AVE, Task.AVVP, Task.AVQA, Task.S4, Task.MS3)
+INFER_TASKS: tuple[Task, ...] = (Task.AVE, Task.AVVP, Task.AVQA, Task.ARIG, Task.S4, Task.MS3)
 #: Batch-entry keys: ours, and Crab's ``example.json`` spelling of the media keys.
 _ENTRY_KEYS = frozenset({"task", "video", "video_path", "audio", "audio_path", "question", "second"})
 

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from peft import PeftModel
@@ -34,7 +34,7 @@ from crab.eval.generation import generate_greedy
 from crab.eval.metrics_avs import AVS_IOU_THRESHOLD, resize_logits
 from crab.eval.run_avs import predict_frame_mask
 from crab.features.extract import ExtractCounters, MediaItem, compute_shard, load_encoders
-from crab.features.store import audio_cut, audio_key, levels_key, video_key
+from crab.features.store import audio_cut, audio_key, image_key, levels_key, video_key
 from crab.infer.requests import InferRequest
 from crab.models.base import BaseModelPaths
 from crab.models.collator import CrabExample, build_example
@@ -43,7 +43,15 @@ from crab.train.data import encode_prompt
 from crab.train.finetune import adapter_folders, load_finetuned, use_task_adapter
 from crab.train.finetune_avs import AVS_WEIGHTS_NAME, load_finetuned_avs
 
-__all__ = ["InferModel", "check_trained_model", "infer", "load_infer_model", "media_features", "result_record"]
+__all__ = [
+    "InferModel",
+    "MediaFeatures",
+    "check_trained_model",
+    "infer",
+    "load_infer_model",
+    "media_features",
+    "result_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +132,24 @@ def load_infer_model(params: Params, masks: bool = False) -> InferModel:
     return InferModel(model, tokenizer, encoders, mask_model)
 
 
-def media_features(
-    request: InferRequest, encoders: Any, params: Params
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The request's video and audio features (and a mask task's CLIP levels), by the ``features`` stage's code.
+class MediaFeatures(NamedTuple):
+    """A request's features, as the feature store would hold them for its files.
+
+    Attributes:
+        video: ``(T, P, Dv)`` CLIP patch tokens of the sampled frames (``None`` for ARIG).
+        image: ``(P, Dv)`` CLIP patch tokens of ARIG's one frame (else ``None``).
+        audio: ``(C, N, Da)`` BEATs tokens of the audio clips.
+        levels: ``(T, L, P, Dv)`` the mask decoder's CLIP levels of a mask task's frames (else ``None``).
+    """
+
+    video: torch.Tensor | None
+    image: torch.Tensor | None
+    audio: torch.Tensor
+    levels: torch.Tensor | None
+
+
+def media_features(request: InferRequest, encoders: Any, params: Params) -> MediaFeatures:
+    """The request's features, computed by the ``features`` stage's own code (:func:`compute_shard`).
 
     Args:
         request: the input.
@@ -135,27 +157,34 @@ def media_features(
         params: reads ``media`` and ``features`` (dtype, batch size); the encoders carry the CLIP layers.
 
     Returns:
-        Video ``(T, P, Dv)`` CLIP patch tokens, audio ``(C, N, Da)`` BEATs tokens and, for a mask task, the
-        decoder's levels ``(T, L, P, Dv)`` (else ``None``), in ``features.dtype``: what the feature store would
-        hold for these files (T = ``min(media.num_frames, frames)``, a mask task's 5, a frame folder's count;
-        C and N from the task's audio cutting).
+        In ``features.dtype``: the video (T = ``min(media.num_frames, frames)``; a mask task's 5, a frame folder's
+        count) or, for ARIG, the image (one frame of the file: an image, or the middle of a clip); the audio (C
+        and N from the task's audio cutting); a mask task's decoder levels.
 
     Raises:
         DataError: a file is missing, undecodable or lacks the stream, or its audio is too short to cut.
     """
-    masks = TASKS[request.task].masks
-    if masks:  # AVSBench's clips: five frames, one per second (the audio cut already counts five segments)
+    spec = TASKS[request.task]
+    if spec.masks:  # AVSBench's clips: five frames, one per second (the audio cut already counts five segments)
         params = dataclasses.replace(params, media=dataclasses.replace(params.media, num_frames=NUM_AVS_OBJECT_FRAMES))
-    record = {"task": str(request.task), "media": {"video": request.video, "audio": request.audio}}
-    vkey, akey, lkey = video_key(record), audio_key(record, params), levels_key(record)
+    image = "<image>" in spec.prompt  # ARIG: one frame as <image>
+    record = {
+        "task": str(request.task),
+        "media": {"image" if image else "video": request.video, "audio": request.audio},
+    }
+    vkey = image_key(record) if image else video_key(record)
+    akey = audio_key(record, params)
     items = [
-        MediaItem(vkey, "video", request.video),
+        MediaItem(vkey, "image" if image else "video", request.video),
         MediaItem(akey, "audio", request.audio, audio_cut(request.task, params.media)),
     ]
-    if masks:
-        items.append(MediaItem(lkey, "levels", request.video))
+    if spec.masks:
+        items.append(MediaItem(levels_key(record), "levels", request.video))
     out = compute_shard(items, encoders, params, ExtractCounters())
-    return out[vkey], out[akey], out[lkey] if masks else None
+    return MediaFeatures(
+        video=None if image else out[vkey], image=out[vkey] if image else None, audio=out[akey],
+        levels=out[levels_key(record)] if spec.masks else None,
+    )  # fmt: skip
 
 
 def result_record(request: InferRequest, text: str, mask: str | None = None) -> dict[str, Any]:
@@ -275,17 +304,18 @@ def infer(
             log.warning("task %s is not in finetune.tasks %s: the model was not tuned for it", request.task,
                         list(params.finetune.tasks))  # fmt: skip
         try:
-            video, audio, frame_levels = media_features(request, model.encoders, params)  # (T,P,Dv), (C,N,Da)
+            features = media_features(request, model.encoders, params)
         except CrabError as err:
             outcomes[index] = err
             continue
         task_model = model.mask_model if TASKS[request.task].masks else model.model
         prompt_ids = encode_prompt(model.tokenizer, request.instruction())
         examples[index] = build_example(
-            prompt_ids, [], task_model.get_base_model().config, video_features=video, audio_features=audio
-        )
-        if frame_levels is not None:
-            levels[index] = frame_levels  # (T, L, P, Dv)
+            prompt_ids, [], task_model.get_base_model().config, video_features=features.video,
+            audio_features=features.audio, image_features=features.image,
+        )  # fmt: skip
+        if features.levels is not None:
+            levels[index] = features.levels  # (T, L, P, Dv)
     eos_id = model.tokenizer.eos_token_id
     pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else eos_id
     task_of = {i: str(outcomes[i].task) for i in examples}

@@ -51,11 +51,13 @@ SPLITS = ("train", "val", "test")
 _COLUMNS = (
     "location", "file_task", "file_split", "schema_error", "id", "canonical_id", "task", "split", "dataset",
     "item_id", "video_id", "instruction", "target", "media_error", "target_error",
-    "event", "start", "end", "answer", "question_type", "caption", "events_error", "objects_error",
+    "event", "start", "end", "answer", "question_type", "caption", "events_error", "objects_error", "box_error",
 )  # fmt: skip
 #: Exactly one ``<video>`` in the instruction, and it sits inside its start / end markers.
 _VIDEO_REGEX = r"(?s)^(?!.*<video>.*<video>).*<video_start><video><video_end>"
 _AUDIO_REGEX = r"(?s)^(?!.*<audio>.*<audio>).*<audio_start><audio><audio_end>"
+#: ARIG: exactly one ``<image>`` inside its markers, and no ``<video>``.
+_IMAGE_REGEX = r"(?s)^(?!.*<image>.*<image>)(?!.*<video>).*<image_start><image><image_end>"
 
 
 def _label_problem(task: str, label: dict[str, Any]) -> str | None:
@@ -67,6 +69,7 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
         "avcap": (("caption", str),),
         "s4": (("frame", int), ("mask", str)),
         "ms3": (("frame", int), ("mask", str)),
+        "arig": (("x0", int), ("y0", int), ("x1", int), ("y1", int), ("object", str), ("frame", int), ("mask", str)),
     }[task]
     for key, kind in fields:
         if key not in label:
@@ -124,6 +127,13 @@ def _target_problem(task: str, target: str, label: dict[str, Any]) -> str | None
         if not answers_match(parsed, label["answer"]):
             return f"<answer> {parsed.answer!r} differs from the label {label['answer']!r}"
         return None
+    if task == "arig":
+        if parsed is None:
+            return "no parsable <obj>(x0,y0)(x1,y1)</obj> tag"
+        box = tuple(label[k] for k in ("x0", "y0", "x1", "y1"))
+        if parsed.box != box:
+            return f"<obj> {parsed.box} differs from the label {box}"
+        return None
     if task in ("s4", "ms3"):
         if parsed is None:
             return "no <mask_start><mask_0>...<mask_5><mask_end> block (exactly one is needed)"
@@ -169,7 +179,7 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
         target_error=_target_problem(task, record.target, record.label),
     )
     missing = sorted({p for p in record.media.values() if not _media_exists(Path(p))})
-    if task in ("s4", "ms3") and not Path(record.label["mask"]).is_file():
+    if task in ("s4", "ms3", "arig") and not Path(record.label["mask"]).is_file():
         missing.append(record.label["mask"])
     if missing:
         row["media_error"] = "media file not found: " + ", ".join(missing)
@@ -182,6 +192,8 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
         row.update(answer=label["answer"], question_type=json.dumps(label["question_type"]))
     elif task in ("s4", "ms3"):
         row.update(objects_error=_avs_objects_problem(label))
+    elif task == "arig":
+        row.update(box_error=_arig_box_problem(label))
     else:
         row.update(caption=label["caption"])
     return row
@@ -190,6 +202,22 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
 def _media_exists(path: Path) -> bool:
     """A clip file, or a frame folder holding PNG frames (AVSBench's ``visual_frames/.../{name}/``)."""
     return path.is_file() or (path.is_dir() and any(path.glob("*.png")))
+
+
+def _arig_box_problem(label: dict[str, Any]) -> str | None:
+    """Why an ARIG label does not fit (box empty, reversed or outside the 224x224 frame, frame outside the clip,
+    object outside S4's 23), or None."""
+    from crab.avuie.arig import ArigLabel
+
+    try:
+        ArigLabel(label["x0"], label["y0"], label["x1"], label["y1"])
+    except ValueError as err:
+        return str(err)
+    if not 0 <= label["frame"] < NUM_AVS_OBJECT_FRAMES:
+        return f"frame {label['frame']} is not one of the clip's {NUM_AVS_OBJECT_FRAMES} (0-based)"
+    if label["object"] not in S4_CATEGORIES:
+        return f"object {label['object']!r} is not one of S4's {len(S4_CATEGORIES)} categories"
+    return None
 
 
 def _avs_objects_problem(label: dict[str, Any]) -> str | None:
@@ -218,6 +246,8 @@ def _avvp_events_problem(label: dict[str, Any]) -> str | None:
 
 def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
     """The AV-UIE checks for one task's records."""
+    visual = "image" if "<image>" in TASKS[Task(task)].prompt else "video"  # ARIG: one frame as <image>
+    regex = _IMAGE_REGEX if visual == "image" else _VIDEO_REGEX
     checks = [
         Check("schema_valid", "ExpectColumnValuesToBeNull", {"column": "schema_error"}, "schema: {schema_error}"),
         Check("id_unique", "ExpectColumnValuesToBeUnique", {"column": "id"}, "duplicate id {id!r}"),
@@ -239,8 +269,8 @@ def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
         ),
         Check("dataset_matches_task", "ExpectColumnValuesToBeInSet",
               {"column": "dataset", "value_set": [TASKS[Task(task)].dataset]}, "dataset {dataset!r} for task {task!r}"),
-        Check("video_placeholder", "ExpectColumnValuesToMatchRegex", {"column": "instruction", "regex": _VIDEO_REGEX},
-              "instruction needs exactly one <video>, as <video_start><video><video_end>"),
+        Check(f"{visual}_placeholder", "ExpectColumnValuesToMatchRegex", {"column": "instruction", "regex": regex},
+              f"instruction needs exactly one <{visual}>, as <{visual}_start><{visual}><{visual}_end>"),
         Check("audio_placeholder", "ExpectColumnValuesToMatchRegex", {"column": "instruction", "regex": _AUDIO_REGEX},
               "instruction needs exactly one <audio>, as <audio_start><audio><audio_end>"),
         Check("target_not_empty", "ExpectColumnValuesToMatchRegex", {"column": "target", "regex": r"\S"},
@@ -268,6 +298,8 @@ def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
         checks.append(
             Check("objects_valid", "ExpectColumnValuesToBeNull", {"column": "objects_error"}, "{objects_error}")
         )
+    elif task == "arig":
+        checks.append(Check("box_valid", "ExpectColumnValuesToBeNull", {"column": "box_error"}, "{box_error}"))
     elif task == "avqa":
         checks += [
             Check("answer_in_vocabulary", "ExpectColumnValuesToBeInSet",

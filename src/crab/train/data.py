@@ -34,7 +34,7 @@ from crab.avuie.schema import AvuieRecord, read_jsonl
 from crab.config import Params
 from crab.errors import DataError
 from crab.datasets.media import read_binary_mask
-from crab.features.store import FeatureStore, FeatureStoreError, audio_key, levels_key, video_key
+from crab.features.store import FeatureStore, FeatureStoreError, audio_key, image_key, levels_key, video_key
 from crab.models.collator import CrabExample, build_example
 from crab.models.configuration_crab import CrabConfig
 from crab.models.tokenizer import build_prompt
@@ -156,6 +156,7 @@ class EncodedRecord:
         answer_ids: target ids ending in EOS (empty for inference).
         video_key: feature-store key of the video, or ``None`` if the prompt has no ``<video>``.
         audio_key: feature-store key of the audio, or ``None`` if the prompt has no ``<audio>``.
+        image_key: feature-store key of the image, or ``None`` if the prompt has no ``<image>`` (ARIG has one).
         mask: for a dataset that trains the decoder, a mask task's ``(levels key, frame, mask file)``; else None.
     """
 
@@ -165,6 +166,7 @@ class EncodedRecord:
     answer_ids: tuple[int, ...]
     video_key: str | None
     audio_key: str | None
+    image_key: str | None = None
     mask: tuple[str, int, str] | None = None
 
 
@@ -222,13 +224,15 @@ class AvuieDataset(torch.utils.data.Dataset):
             answer_ids=tuple(encode_target(tokenizer, record.target)) if with_targets else (),
             video_key=video_key(record) if self.config.video_token_id in prompt_ids else None,
             audio_key=audio_key(record, params) if self.config.audio_token_id in prompt_ids else None,
+            image_key=image_key(record) if self.config.image_token_id in prompt_ids else None,
             mask=(levels_key(record), record.label["frame"], record.label["mask"])
             if self.with_masks and TASKS[Task(record.task)].masks
             else None,
         )
 
     def _check_store(self) -> None:
-        widths = {"video": self.config.vision_hidden_size, "audio": self.config.audio_hidden_size}
+        widths = {"video": self.config.vision_hidden_size, "audio": self.config.audio_hidden_size,
+                  "image": self.config.vision_hidden_size}  # fmt: skip
         keys = {m: sorted({k for i in self.items if (k := getattr(i, f"{m}_key")) is not None}) for m in widths}
         levels = sorted({i.mask[0] for i in self.items if i.mask is not None})
         missing = [k for m in widths for k in keys[m] if not self.store.has(k)] + [
@@ -240,12 +244,13 @@ class AvuieDataset(torch.utils.data.Dataset):
                 f"{', ...' if len(missing) > 3 else ''}); rerun `crab features` for the current AV-UIE and params"
             )
         for modality, width in widths.items():
+            rank, layout = (2, "(tokens, ") if modality == "image" else (3, "(segments, tokens, ")
             for key in keys[modality]:
                 shape = self.store.shape(key)
-                if len(shape) != 3 or shape[-1] != width:
+                if len(shape) != rank or shape[-1] != width:
                     raise FeatureStoreError(
-                        f"{self.store.out_dir}: {key!r} has shape {list(shape)}, expected (segments, tokens, "
-                        f"{width}) for the model's {modality} width"
+                        f"{self.store.out_dir}: {key!r} has shape {list(shape)}, expected {layout}{width}) for the "
+                        f"model's {modality} width"
                     )
 
     def __len__(self) -> int:
@@ -259,6 +264,7 @@ class AvuieDataset(torch.utils.data.Dataset):
             self.config,
             video_features=None if item.video_key is None else self.store.video(item.video_key),  # (T, P, Dv)
             audio_features=None if item.audio_key is None else self.store.audio(item.audio_key),  # (C, N, Da)
+            image_features=None if item.image_key is None else self.store.image(item.image_key),  # (P, Dv)
         )
         if item.mask is None:
             return example

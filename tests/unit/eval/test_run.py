@@ -21,6 +21,8 @@ import pytest
 import torch
 
 import crab.eval.run as run_module
+from crab.avuie.arig import ArigLabel
+from crab.avuie.arig import format_answer as arig_answer
 from crab.avuie.ave import AveLabel
 from crab.avuie.ave import format_answer as ave_answer
 from crab.avuie.avqa import AvqaLabel
@@ -379,3 +381,39 @@ def test_a_task_without_a_metric_is_refused(workspace: Workspace) -> None:
         evaluate(workspace.params, "avcap")
     with pytest.raises(CrabError, match="unknown task"):
         evaluate(workspace.params, "nope")
+
+
+def _arig_record(index: int, box: tuple[int, int, int, int]) -> AvuieRecord:
+    item = f"v{index}_1"
+    label = {**ArigLabel(*box).to_dict(), "object": "dog_barking", "frame": 0, "mask": f"gt/{item}.png"}
+    return AvuieRecord(
+        id=f"arig/test/{item}", task="arig", split="test", dataset="avsbench", item_id=item, source=f"meta.csv:{index}",
+        video_id=f"v{index}", media={"image": f"frames/{item}.png", "audio": f"v{index}.wav"},
+        instruction=TASKS[Task.ARIG].instruction(), target=arig_answer(ArigLabel(*box), "A dog barks."),
+        reasoning=True, label=label,
+    )  # fmt: skip
+
+
+def test_score_predictions_arig_ciou_auc_per_frame_ciou_and_baselines() -> None:
+    records = [
+        _arig_record(0, (0, 0, 100, 100)),
+        _arig_record(1, (100, 100, 200, 200)),
+        _arig_record(2, (0, 0, 10, 10)),
+    ]
+    texts = [
+        records[0].target,  # exact: cIoU 1
+        "So the corners are <obj>(100,100)(200,150)</obj>.",  # half the box, nothing outside: cIoU 0.5
+        "no box",  # a parse failure: an empty map, cIoU 0
+    ]
+    train = [{"x0": 0, "y0": 0, "x1": 224, "y1": 224}]
+    rows, scores = score_predictions("arig", records, texts, train)
+    assert [row["correct"] for row in rows] == [1.0, 0.5, 0.0]
+    assert [row["parsed"] for row in rows] == [{"x0": 0, "y0": 0, "x1": 100, "y1": 100},
+                                               {"x0": 100, "y0": 100, "x1": 200, "y1": 150}, None]  # fmt: skip
+    assert scores["ciou"] == pytest.approx(2 / 3) and scores["mean_ciou"] == pytest.approx(0.5)
+    assert scores["parse_failure_rate"] == pytest.approx(1 / 3)
+    # success rate over t = 0, 0.05, ..., 1: 1 at t = 0, 2/3 up to 0.5, 1/3 above; trapezoids:
+    # (1 + 2/3) / 2 * 0.05 + 9 * 0.05 * 2/3 + (2/3 + 1/3) / 2 * 0.05 + 9 * 0.05 / 3
+    assert scores["auc"] == pytest.approx(0.05 * 5 / 6 + 0.3 + 0.025 + 0.15)
+    assert set(scores["baselines"]) == {"centre_box", "full_frame", "prior_box"}
+    assert set(scores["baselines"]["full_frame"]) == {"ciou", "auc", "mean_ciou"}

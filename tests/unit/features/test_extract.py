@@ -342,6 +342,35 @@ def test_avsbench_frame_folder_and_five_audio_segments(workdir: Path, monkeypatc
     assert extract._media_digest(items, {}) != digest
 
 
+def test_arig_image_is_one_frame_sharing_the_s4_audio(workdir: Path, monkeypatch) -> None:
+    """ARIG media: one PNG frame as an ``image/`` item ``(P, D)``, the same CLIP layer as video frames."""
+    monkeypatch.chdir(workdir)
+    params = _params("data/f_arig")
+    folder = Path("data/raw/avsbench/arig")
+    folder.mkdir(parents=True)
+    image = np.random.default_rng(5).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    Image.fromarray(image).save(folder / "v_2.png")
+    samples = (0.3 * np.sin(2 * np.pi * 330 * np.arange(5 * 16000) / 16000) * 32767).astype(np.int16)
+    with wave.open(str(folder / "v.wav"), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(samples.tobytes())
+    record = dataclasses.replace(
+        _record("s4", "test", "v_2", (folder / "v.wav").as_posix()),
+        task="arig", media={"image": (folder / "v_2.png").as_posix(), "audio": (folder / "v.wav").as_posix()},
+    )  # fmt: skip
+    items = extract.plan_items([record], params)
+    ikey, akey = f"image/{folder.as_posix()}/v_2.png", f"audio/segments5/{folder.as_posix()}/v.wav"
+    assert [(i.key, i.kind) for i in items] == [(akey, "audio"), (ikey, "image")]  # no video, no levels
+    encoders = extract.load_encoders(Path("models/base"))
+    out = extract.compute_shard(items, encoders, params, extract.ExtractCounters())
+    assert out[ikey].shape == ((SIZE // 16) ** 2, 32) and out[akey].shape == (5, 48, 64)
+    vision, processor = load_vision("models/base/clip")
+    with torch.no_grad():
+        pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+        hidden = vision(pixel_values=pixels, output_hidden_states=True).hidden_states
+    torch.testing.assert_close(out[ikey], hidden[1][0, 1:, :], atol=1e-6, rtol=0)
+
+
 def test_frame_folder_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="frame folder not found"):
         read_frame_folder(tmp_path / "missing")

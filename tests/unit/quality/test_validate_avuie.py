@@ -16,6 +16,8 @@ import pytest
 from conftest import MediaKit, make_params
 from PIL import Image
 
+from crab.avuie.arig import ArigLabel
+from crab.avuie.arig import format_answer as arig_answer
 from crab.avuie.avcap import AvcapLabel
 from crab.avuie.avcap import format_answer as avcap_answer
 from crab.avuie.ave import AveLabel
@@ -53,6 +55,15 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         "avcap": {"caption": "A bell rings in a church."},
         "s4": {"frame": 2, "mask": (avs_root / "mask.png").as_posix(), "objects": ["dog_barking"]},
         "ms3": {"frame": 0, "mask": (avs_root / "mask.png").as_posix(), "objects": ["dog_barking", "playing_piano"]},
+        "arig": {
+            "x0": 10,
+            "y0": 20,
+            "x1": 60,
+            "y1": 90,
+            "object": "dog_barking",
+            "frame": 1,
+            "mask": (avs_root / "mask.png").as_posix(),
+        },
     }.get(task, {})
     label.update(changes.pop("label", {}))
     if task == "ave":
@@ -63,12 +74,16 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         target = avqa_answer(AvqaLabel(answer=label["answer"]), "A cello is heard.")
     elif task in ("s4", "ms3"):
         target = avs_answer(AvsLabel.from_dict(label), "A dog barks on the left.")
+    elif task == "arig":
+        target = arig_answer(ArigLabel(*(label[k] for k in ("x0", "y0", "x1", "y1"))), "A dog barks on the left.")
     else:
         target = avcap_answer(AvcapLabel(caption=label["caption"]), None) if label["caption"] else ""
     label.update(changes.pop("raw_label", {}))
     media = {"video": media_path, "audio": media_path}
     if task in ("s4", "ms3"):
         media = {"video": (avs_root / "frames").as_posix(), "audio": (avs_root / "audio.wav").as_posix()}
+    if task == "arig":
+        media = {"image": (avs_root / "frames" / "v_1.png").as_posix(), "audio": (avs_root / "audio.wav").as_posix()}
     instruction = {"avqa": {"question": AVQA_QUESTION}, "s4": {"nth": "third"}, "ms3": {"nth": "first"}}
     fields = {
         "id": f"{task}/{split}/{item_id}",
@@ -94,7 +109,7 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
     def line(
         task: str, split: str, item_id: str, reason: str | None = None, /, **changes: Any
     ) -> tuple[str, str | None]:
-        path = avs_media if task in ("s4", "ms3") else media
+        path = avs_media if task in ("s4", "ms3", "arig") else media
         return json.dumps(record(task, split, item_id, path, **changes), sort_keys=True, ensure_ascii=False), reason
 
     def drop_label_key(task: str, item_id: str, key: str, reason: str) -> tuple[str, str]:
@@ -182,6 +197,19 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
             drop_label_key("s4", "v_14", "objects", "schema: label: missing key 'objects'"),
         ],
         ("ms3", "train"): [line("ms3", "train", "m_1")],
+        ("arig", "test"): [
+            line("arig", "test", "v_2"),
+            line("arig", "test", "v_3", "x0 < x1", raw_label={"x1": 5}),
+            line("arig", "test", "v_4", "<obj> (10, 20, 60, 90) differs from the label (10, 20, 60, 91)",
+                 raw_label={"y1": 91}),
+            line("arig", "test", "v_5", "object 'dog' is not one of S4's 23 categories", raw_label={"object": "dog"}),
+            line("arig", "test", "v_6", "frame 7 is not one of the clip's 5", raw_label={"frame": 7}),
+            line("arig", "test", "v_7", "no parsable <obj>(x0,y0)(x1,y1)</obj> tag", target="The box is (1,2)(3,4)."),
+            line("arig", "test", "v_8", "media file not found: gone.png", raw_label={"mask": "gone.png"}),
+            line("arig", "test", "v_9", "schema: label.x0: expected int, got str", raw_label={"x0": "10"}),
+            line("arig", "test", "v_10", "instruction needs exactly one <image>",
+                 instruction=TASKS[Task.S4].instruction(nth="first")),
+        ],
     }  # fmt: skip
 
 
@@ -214,7 +242,7 @@ def avuie_run(
     )  # any existing file: the gate checks presence
     (workdir / "empty_folder").mkdir()
     good, bad = write_avuie(workdir, planted_lines(str(media_kit.files["good"]), avs.as_posix()))
-    params = make_params(workdir / "raw", ["ave", "avvp", "avqa", "avcap", "s4", "ms3"], max_failure_rate=1.0)
+    params = make_params(workdir / "raw", ["ave", "avvp", "avqa", "avcap", "s4", "ms3", "arig"], max_failure_rate=1.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workdir)
         result = validate_avuie(params)
@@ -232,7 +260,7 @@ def test_bad_lines_quarantined_with_reason_and_good_records_pass(avuie_run) -> N
         )
     assert sum(g.num_passed for g in result.groups.values()) == len(good)
     assert {name: g.num_items for name, g in result.groups.items()} == {
-        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 12, "ms3": 1
+        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 12, "ms3": 1, "arig": 9
     }  # fmt: skip
 
 
@@ -240,7 +268,15 @@ def test_report_and_quarantined_ids(avuie_run) -> None:
     workdir, _, _, _ = avuie_run
     path = workdir / "reports/validation/avuie.json"
     report = json.loads(path.read_text(encoding="utf-8"))
-    assert report["stage"] == "validate_avuie" and set(report["tasks"]) == {"ave", "avvp", "avqa", "avcap", "s4", "ms3"}
+    assert report["stage"] == "validate_avuie" and set(report["tasks"]) == {
+        "ave",
+        "avvp",
+        "avqa",
+        "avcap",
+        "s4",
+        "ms3",
+        "arig",
+    }
     ids = load_quarantined_avuie(path)
     assert {"ave/train/dog", "ave/train/dupid", "avqa/train/q3", "avcap/train/c2", "avvp/test/p3"} <= ids
     assert not {"ave/train/good1", "avqa/train/q1", "avcap/val/c5", "avvp/test/p1", "avvp/test/p2"} & ids

@@ -106,6 +106,9 @@ def _params(root: Path) -> Params:
             lora=dataclasses.replace(params.finetune.lora, r=4, alpha=8, dropout=0.05, num_heads=3),
             optim=dataclasses.replace(optim, epochs=1.0),
         ),
+        # consistent task lists (load_params checks them when a test writes this as params.yaml)
+        evaluate=dataclasses.replace(params.evaluate, tasks=["ave", "avqa"]),
+        finetune_avs=dataclasses.replace(params.finetune_avs, tasks=[]),
     )  # fmt: skip
 
 

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from crab.avuie.arig import ArigLabel
+from crab.avuie.arig import format_answer as format_arig_answer
 from crab.avuie.avs import AvsLabel
 from crab.avuie.avs import format_answer as format_avs_answer
 from crab.avuie.schema import AvuieRecord
 from crab.errors import DataError
-from crab.features.store import FeatureStore, FeatureStoreError
-from crab.models.collator import IGNORE_INDEX
+from crab.features.store import FeatureStore, FeatureStoreError, StoreWriter, audio_key, image_key
+from crab.models.collator import IGNORE_INDEX, collate
 from crab.models.tokenizer import build_prompt
 from crab.train.data import (
     AvuieDataset,
@@ -29,6 +31,7 @@ from crab.train.data import (
     plain_target,
     training_dataset,
 )
+from crab.tasks import TASKS, Task
 from crab.train.pretrain import build_crab_model
 
 QUARANTINED_ID = "ave/train/av004"
@@ -195,3 +198,43 @@ def test_direct_record_of_a_mask_task_keeps_the_labelled_second_and_the_mask_blo
         "<mask_start><mask_0><mask_1><mask_2><mask_3><mask_4><mask_5><mask_end>."
     )
     assert not direct.reasoning
+
+
+def test_arig_examples_carry_the_image_features_through_the_model(
+    workspace: Any, tmp_path: Path, model_and_tokenizer: tuple[Any, Any]
+) -> None:
+    # ARIG: one frame as <image> (P, Dv) and the clip's audio; no <video>.
+    model, tokenizer = model_and_tokenizer
+    config, params = model.config, workspace.params
+    record = AvuieRecord(
+        id="arig/train/v_1", task="arig", split="train", dataset="avsbench", item_id="v_1", source="meta.csv:1",
+        video_id="v", media={"image": "frames/v_1.png", "audio": "v.wav"}, instruction=TASKS[Task.ARIG].instruction(),
+        target=format_arig_answer(ArigLabel(10, 20, 60, 90), "A dog barks."), reasoning=True,
+        label={**ArigLabel(10, 20, 60, 90).to_dict(), "object": "dog_barking", "frame": 0, "mask": "gt/v_1.png"},
+    )  # fmt: skip
+    num_patches = 4
+    generator = torch.Generator().manual_seed(3)
+    tensors = {
+        image_key(record): torch.randn(num_patches, config.vision_hidden_size, generator=generator),
+        audio_key(record, params): torch.randn(5, 6, config.audio_hidden_size, generator=generator),
+    }
+    writer = StoreWriter(tmp_path / "store", {"fixture": "arig"})
+    writer.begin()
+    writer.write(0, tensors)
+    writer.finish([sorted(tensors)])
+    dataset = AvuieDataset([record], tokenizer, config, FeatureStore(tmp_path / "store"), params)
+    example = dataset[0]
+    assert example.video_features is None and torch.equal(example.image_features, tensors[image_key(record)])
+    assert example.input_ids.count(config.image_token_id) == config.num_visual_queries
+    assert example.input_ids.count(config.video_token_id) == 0
+    batch = collate([example, example], pad_token_id=tokenizer.pad_token_id)
+    assert batch["image_features"].shape == (2, num_patches, config.vision_hidden_size)
+    loss = model(**batch).loss
+    assert torch.isfinite(loss)
+    wrong = {**tensors, image_key(record): torch.randn(1, num_patches, config.vision_hidden_size)}
+    writer = StoreWriter(tmp_path / "bad", {"fixture": "arig"})
+    writer.begin()
+    writer.write(0, wrong)
+    writer.finish([sorted(wrong)])
+    with pytest.raises(FeatureStoreError, match=r"expected \(tokens, "):
+        AvuieDataset([record], tokenizer, config, FeatureStore(tmp_path / "bad"), params)
