@@ -14,6 +14,7 @@ as printed except Null, printed as a fraction.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +181,7 @@ def mask_figure(examples: Sequence[MaskExample]) -> Any:
             ax.imshow(example.frame)
             if mask is not None:
                 ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.55, vmin=0, vmax=1)
-            ax.set_title(title, fontsize=8)
+            ax.set_title(textwrap.fill(title, 34), fontsize=7)  # long object lists wrap instead of overlapping
             ax.axis("off")
     fig.tight_layout()
     return fig
