@@ -177,7 +177,10 @@ def setup_finetune_avs(params: Params) -> TrainSetup:
 def _with_adapter(model: CrabForConditionalGeneration, finetune_dir: str | Path) -> PeftModel:
     folders = adapter_folders(finetune_dir)
     if list(folders) != ["default"]:
-        raise CrabError(f"{finetune_dir}: finetune_avs needs the shared adapter, not per-task ones ({list(folders)})")
+        raise CrabError(
+            f"{finetune_dir}: finetune_avs needs the shared adapter, not per-task ones ({list(folders)}); with "
+            "finetune.adapter=single_task reproduce the text tasks only (`dvc exp run ... evaluate`)"
+        )
     return PeftModel.from_pretrained(model, folders["default"], is_trainable=False)
 
 

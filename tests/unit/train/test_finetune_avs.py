@@ -154,6 +154,13 @@ def test_missing_inputs_are_named(avs_params: Params, stage_dir: Path) -> None:
     )
     with pytest.raises(CrabError, match="no vision.mask_feature_layers"):
         finetune_avs(params)
+    # the single-task baseline's per-task adapters: no shared adapter for F2 to start from
+    single = stage_dir / "models/single_task"
+    shutil.copytree(Path(avs_params.finetune.out_dir), single / "s4")
+    (single / "train_summary.json").write_text(json.dumps({"adapter": "single_task", "tasks": ["s4"]}))
+    params = dataclasses.replace(avs_params, finetune=dataclasses.replace(avs_params.finetune, out_dir=str(single)))
+    with pytest.raises(CrabError, match=r"needs the shared adapter, not per-task ones \(\['s4'\]\).*evaluate`\)"):
+        finetune_avs(params)
 
 
 def _with_test_split(params: Params, stage_dir: Path, max_new_tokens: int) -> Params:
