@@ -36,7 +36,7 @@ import pandas as pd
 from crab.errors import DataError
 from crab.eval.metrics_avvp import AVVP_LEVELS, AVVP_SCORES
 from crab.eval.scoring import HEADLINE_SCORES
-from crab.tasks import AUDIO_PROMPT, VIDEO_PROMPT
+from crab.tasks import AUDIO_PROMPT, IMAGE_PROMPT, VIDEO_PROMPT
 
 __all__ = [
     "AVQA_GROUP_COLUMNS",
@@ -555,8 +555,10 @@ def parse_failure_table(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.
 
 
 def _question(instruction: str) -> str:
-    """The instruction without the video / audio placeholder blocks."""
-    return instruction.replace(VIDEO_PROMPT, "").replace(AUDIO_PROMPT, "").strip()
+    """The instruction without the video / image / audio placeholder blocks."""
+    for block in (VIDEO_PROMPT, IMAGE_PROMPT, AUDIO_PROMPT):
+        instruction = instruction.replace(block, "")
+    return instruction.strip()
 
 
 def _verdict(record: Mapping[str, Any]) -> str:

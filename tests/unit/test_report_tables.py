@@ -11,6 +11,7 @@ import pytest
 from crab.errors import DataError
 from crab.eval.run import _RESULT_KEYS, EVALUATED_TASKS, HEADLINE_SCORES
 from crab.eval.run_avs import _RESULT_KEYS as _MASK_RESULT_KEYS
+from crab.tasks import TASKS, Task
 from crab.report_tables import (
     _BASELINE_KEYS,
     _REQUIRED_KEYS,
@@ -419,6 +420,10 @@ def test_example_predictions_alternate_and_mark_results():
     assert list(frame["Result"]) == ["✓ correct", "✗ incorrect", "✓ correct", "◐ partly correct (70%)"]
     assert frame["Instruction"][0] == "Question 1?"
     assert example_predictions(records, 10)["Result"].tolist()[-1] == "✗ parse failure"
+    arig = {**rec(6, 0.25), "instruction": TASKS[Task.ARIG].instruction()}  # the <image> block goes too
+    assert example_predictions([arig], 1)["Instruction"][0] == (
+        "Please recognize the category of object that makes the sound and then output its location coordinates."
+    )
 
 
 def test_example_predictions_with_avvp_records():
