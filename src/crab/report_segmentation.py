@@ -1,9 +1,10 @@
-"""The report's segmentation parts: the paper's Table 5 layout, the mask tasks' scores and a mask figure.
+"""The report's spatial parts: the paper's Table 5 layout, the mask tasks' scores, the mask and ARIG box figures.
 
 Inputs are the ``evaluate_avs`` stage's outputs (:mod:`crab.eval.run_avs`): ``metrics/<task>.json`` (mIoU and F
 per video, object accuracy, the ``empty_mask`` / ``full_frame_mask`` baselines) and ``predictions/<task>.jsonl``
 (per frame: the label with its ground-truth mask, the record's media, the frame's IoU as ``correct`` and the
-predicted mask file under ``predictions/<task>_masks/``). Light imports only (pandas, numpy, PIL through
+predicted mask file under ``predictions/<task>_masks/``), and the ``evaluate`` stage's ARIG predictions (the
+parsed and ground-truth boxes in the 224x224 frame, the frame in ``media.image``). Light imports only (pandas, numpy, PIL through
 :mod:`crab.datasets.media`): the report driver and the notebook kernel must not load torch.
 
 Published numbers: the Crab paper (Du et al., CVPR 2025, arXiv:2503.13068) Table 5, comparison with specialised
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crab.datasets.media import read_binary_mask, read_frame_folder
+from crab.avuie.arig import ARIG_FRAME_SIZE
+from crab.datasets.media import read_binary_mask, read_frame_folder, read_image
 from crab.report_tables import (
     BASELINE,
     OUR_METHOD,
@@ -39,7 +41,10 @@ __all__ = [
     "MASK_TASKS",
     "PAPER_TABLE5",
     "TABLE5_COLUMNS",
+    "BoxExample",
     "MaskExample",
+    "box_examples",
+    "box_figure",
     "mask_examples",
     "mask_figure",
     "segmentation_table",
@@ -183,5 +188,69 @@ def mask_figure(examples: Sequence[MaskExample]) -> Any:
                 ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.55, vmin=0, vmax=1)
             ax.set_title(textwrap.fill(title, 34), fontsize=7)  # long object lists wrap instead of overlapping
             ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+@dataclass(frozen=True)
+class BoxExample:
+    """One ARIG test frame for the figure: the frame at 224x224, the ground-truth and the predicted box.
+
+    Attributes:
+        record_id: the AV-UIE record id.
+        frame: ``(224, 224, 3)`` uint8, the frame resized as the model saw it (boxes live in this frame).
+        truth: ``(x0, y0, x1, y1)`` end-exclusive.
+        prediction: the parsed box, or ``None`` when the answer had no well-formed box.
+        ciou: the frame's cIoU (``correct`` in the predictions).
+    """
+
+    record_id: str
+    frame: np.ndarray
+    truth: tuple[int, int, int, int]
+    prediction: tuple[int, int, int, int] | None
+    ciou: float
+
+
+def _box(item: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    return int(item["x0"]), int(item["y0"]), int(item["x1"]), int(item["y1"])
+
+
+def box_examples(rows: Sequence[Mapping[str, Any]], num: int) -> list[BoxExample]:
+    """``num`` ARIG test frames spread over the cIoU range (as :func:`mask_examples`), each with its frame read.
+
+    Raises:
+        DataError: a frame is missing or unreadable.
+    """
+    from PIL import Image
+
+    ranked = sorted(rows, key=lambda r: (float(r["correct"]), r["id"]))
+    count = min(num, len(ranked))
+    picks = sorted({round(i * (len(ranked) - 1) / max(count - 1, 1)) for i in range(count)}) if count else []
+    examples = []
+    for row in (ranked[i] for i in picks):
+        image = Image.fromarray(read_image(row["media"]["image"])).resize((ARIG_FRAME_SIZE, ARIG_FRAME_SIZE))
+        parsed = row.get("parsed")
+        examples.append(BoxExample(row["id"], np.asarray(image), _box(row["label"]),
+                                   None if parsed is None else _box(parsed), float(row["correct"])))  # fmt: skip
+    return examples
+
+
+def box_figure(examples: Sequence[BoxExample]) -> Any:
+    """A matplotlib figure: each frame with the ground-truth box (green) and ours (red, dashed), titled by cIoU."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    fig, axes = plt.subplots(1, max(len(examples), 1), figsize=(2.6 * max(len(examples), 1), 2.9), squeeze=False)
+    for ax, example in zip(axes[0], examples, strict=False):
+        ax.imshow(example.frame)
+        boxes = [(example.truth, "lime", "-")]
+        if example.prediction is not None:
+            boxes.append((example.prediction, "red", "--"))
+        for (x0, y0, x1, y1), colour, style in boxes:  # end-exclusive pixel edges: the box covers x0..x1
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour,
+                                   linestyle=style, linewidth=1.5))  # fmt: skip
+        ours = "no box" if example.prediction is None else f"cIoU {example.ciou:.2f}"
+        ax.set_title(textwrap.fill(f"{example.record_id.split('/')[-1]}: {ours}", 30), fontsize=7)
+        ax.axis("off")
     fig.tight_layout()
     return fig

@@ -120,6 +120,15 @@ def write_fake_outputs(root: Path) -> None:
     })  # fmt: skip
     for task, (miou, f_score) in (("s4", (0.4123, 0.5012)), ("ms3", (0.4321, 0.5487))):
         _write_mask_outputs(root, task, miou, f_score)
+    frame = root / "data/raw/arig/v_1.png"
+    frame.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((30, 40, 3), 120, np.uint8)).save(frame)
+    arig_rows = [{"id": f"arig/test/v{i}_1", "task": "arig", "video_id": f"v{i}", "instruction": "Locate.",
+                  "target": "<obj>(1,2)(30,40)</obj>", "prediction": "<obj>(1,2)(20,40)</obj>" if i else "none",
+                  "parsed": {"x0": 1, "y0": 2, "x1": 20, "y1": 40} if i else None, "correct": 0.65 * i,
+                  "label": {"x0": 1, "y0": 2, "x1": 30, "y1": 40, "object": "dog_barking", "frame": 0, "mask": "m"},
+                  "media": {"image": str(frame.relative_to(root)), "audio": "a.wav"}} for i in range(2)]  # fmt: skip
+    (root / "predictions/arig.jsonl").write_text("".join(json.dumps(r) + "\n" for r in arig_rows), encoding="utf-8")
 
 
 def _write_mask_outputs(root: Path, task: str, miou: float, f_score: float) -> None:
@@ -175,7 +184,7 @@ def test_report_writes_notebooks_and_offline_html(tiny_params: Params, workdir: 
     for number in ("12.34", "0.25", "5.55", "41.78", "44.02"):  # ARIG: ours (cIoU %, AUC), best baseline, published
         assert number in results_html, number
     assert "AV-Synth MS3 test (synthetic)" in results_html and "AVSBench / Ref-AVS test (real)" in results_html
-    assert results_html.count("data:image/png;base64,") >= 3  # curves, S4 masks, MS3 masks (+ router when present)
+    assert results_html.count("data:image/png;base64,") >= 4  # curves, S4 and MS3 masks, ARIG boxes (+ router)
     assert "finetune training curves: not available" in results_html
     assert "finetune_avs training curves: not available" in results_html
     assert "pretrain training curves: not available" not in results_html

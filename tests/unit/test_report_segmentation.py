@@ -13,6 +13,8 @@ from crab.errors import DataError
 from crab.report_segmentation import (
     PAPER_TABLE5,
     TABLE5_COLUMNS,
+    box_examples,
+    box_figure,
     mask_examples,
     mask_figure,
     segmentation_table,
@@ -111,3 +113,27 @@ def test_report_segmentation_does_not_import_torch():
     code = "import sys, crab.report_segmentation; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_box_examples_read_the_frame_at_224_and_both_boxes(tmp_path) -> None:
+    frame = np.zeros((60, 80, 3), np.uint8)
+    frame[:, 40:] = 200  # right half bright: after the resize to 224, columns 112.. are bright
+    Image.fromarray(frame).save(tmp_path / "f.png")
+    rows = [
+        {"id": f"arig/test/v{i}_1", "correct": c, "media": {"image": str(tmp_path / "f.png"), "audio": "a.wav"},
+         "label": {"x0": 10, "y0": 20, "x1": 60, "y1": 90, "object": "dog_barking", "frame": 0, "mask": "m.png"},
+         "parsed": None if c == 0 else {"x0": 10, "y0": 20, "x1": 35, "y1": 90}}
+        for i, c in enumerate([0.5, 0.0, 0.25])
+    ]  # fmt: skip
+    examples = box_examples(rows, 2)
+    assert [e.ciou for e in examples] == [0.0, 0.5] and examples[0].prediction is None
+    assert examples[1].truth == (10, 20, 60, 90) and examples[1].prediction == (10, 20, 35, 90)
+    assert (
+        examples[1].frame.shape == (224, 224, 3)
+        and examples[1].frame[0, 0, 0] == 0
+        and examples[1].frame[0, 223, 0] == 200
+    )
+    fig = box_figure(examples)
+    assert [ax.get_title() for ax in fig.axes] == ["v1_1: no box", "v0_1: cIoU 0.50"]
+    assert [len(ax.patches) for ax in fig.axes] == [1, 2]  # ground truth only where nothing parsed
+    assert box_examples([], 3) == []

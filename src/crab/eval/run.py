@@ -17,7 +17,7 @@ ave``). For one task it:
    functions, so a wrapper bug cannot change a published number; scores the trivial baselines (chance,
    majority / prior; :mod:`crab.eval.baselines`, :mod:`crab.eval.baselines_avvp`,
    :mod:`crab.eval.baselines_arig`) on the same test labels, their priors fitted on the train labels only;
-5. writes ``predictions/<task>.jsonl`` (every record's generation, parsed answer, label and per-record score
+5. writes ``predictions/<task>.jsonl`` (every record's generation, parsed answer, label, media and per-record score
    ``correct``, sorted by id) and ``metrics/<task>.json`` (the model's scores, parse-failure rate, baselines
    and decoding speed; the ``report`` stage reads both), each atomically (temp file + rename), and logs a
    one-line summary with the task's headline score (:data:`HEADLINE_SCORES`);
@@ -293,6 +293,7 @@ def score_predictions(
             "prediction": text,
             "parsed": _parsed_dict(p),
             "label": record.label,
+            "media": record.media,  # the report's figures read the frame (ARIG's image)
             "correct": c,
         }
         for record, text, p, c in zip(records, texts, parsed, correct, strict=True)

@@ -96,7 +96,7 @@ AVQA_BASELINES = {
     },
 }
 
-PREDICTION_KEYS = {"id", "task", "video_id", "instruction", "target", "prediction", "parsed", "label", "correct"}
+PREDICTION_KEYS = {"id", "task", "video_id", "instruction", "target", "prediction", "parsed", "label", "media", "correct"}
 GENERATION_KEYS = {"max_new_tokens", "targets_over_max_new_tokens", "seconds", "tokens_per_s"}
 
 
