@@ -113,6 +113,15 @@ def segmentation_table(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.D
     return frame
 
 
+def _spread_by_score(rows: Sequence[Mapping[str, Any]], num: int) -> list[Mapping[str, Any]]:
+    """Up to ``num`` rows at evenly spaced ranks of their score (``correct``; ids break ties), worst first."""
+    ranked = sorted(rows, key=lambda r: (float(r["correct"]), r["id"]))
+    count = min(num, len(ranked))
+    if count <= 0:
+        return []
+    return [ranked[i] for i in sorted({round(i * (len(ranked) - 1) / max(count - 1, 1)) for i in range(count)})]
+
+
 @dataclass(frozen=True)
 class MaskExample:
     """One test frame for the figure: the frame, its ground truth and our predicted mask, with the frame's IoU.
@@ -156,13 +165,8 @@ def mask_examples(rows: Sequence[Mapping[str, Any]], predictions_dir: str | Path
     Raises:
         DataError: a frame folder, ground-truth or predicted mask file is missing or unreadable.
     """
-    ranked = sorted(rows, key=lambda r: (float(r["correct"]), r["id"]))
-    if not ranked or num <= 0:
-        return []
-    count = min(num, len(ranked))
-    picks = sorted({round(i * (len(ranked) - 1) / max(count - 1, 1)) for i in range(count)})
     examples = []
-    for row in (ranked[i] for i in picks):
+    for row in _spread_by_score(rows, num):
         label = row["label"]
         truth = read_binary_mask(label["mask"])
         prediction = read_binary_mask(Path(predictions_dir) / row["mask"], size=truth.shape[0])
@@ -223,11 +227,8 @@ def box_examples(rows: Sequence[Mapping[str, Any]], num: int) -> list[BoxExample
     """
     from PIL import Image
 
-    ranked = sorted(rows, key=lambda r: (float(r["correct"]), r["id"]))
-    count = min(num, len(ranked))
-    picks = sorted({round(i * (len(ranked) - 1) / max(count - 1, 1)) for i in range(count)}) if count else []
     examples = []
-    for row in (ranked[i] for i in picks):
+    for row in _spread_by_score(rows, num):
         image = Image.fromarray(read_image(row["media"]["image"])).resize((ARIG_FRAME_SIZE, ARIG_FRAME_SIZE))
         parsed = row.get("parsed")
         examples.append(BoxExample(row["id"], np.asarray(image), _box(row["label"]),

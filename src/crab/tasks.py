@@ -123,6 +123,11 @@ class TaskSpec:
         return self.prompt.format(**fields)
 
     @property
+    def visual(self) -> Literal["video", "image"]:
+        """The visual input the prompt asks for: ``"image"`` (one frame, ARIG) or ``"video"`` (frames)."""
+        return "image" if "<image>" in self.prompt else "video"
+
+    @property
     def format_answer(self) -> Callable[..., str]:
         """``format_answer(label, reasoning_text | None) -> str``: the target text for a label."""
         return importlib.import_module(self.answer_module).format_answer

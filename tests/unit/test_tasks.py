@@ -34,6 +34,7 @@ def test_table_holds_the_tasks_built_so_far():
     cutting = {"ave": "segments", "avvp": "segments", "avqa": "windows", "arig": "segments", "s4": "segments",
                "ms3": "segments", "avcap": "segments"}  # fmt: skip
     assert {t: s.audio_cutting for t, s in TASKS.items()} == cutting
+    assert {t for t, s in TASKS.items() if s.visual == "image"} == {"arig"}  # the others read video frames
     # AVSBench fixes one 1-s audio segment per frame; the others follow media.num_audio_segments
     # (ARIG: the S4 clip's five, so it shares S4's audio features)
     assert {t: s.num_audio_segments for t, s in TASKS.items() if s.num_audio_segments} == {"arig": 5, "s4": 5, "ms3": 5}

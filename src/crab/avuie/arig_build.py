@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crab.avuie.arig import ArigLabel, format_answer
-from crab.avuie.avs_build import S4_WORDS
+from crab.avuie.avs_build import S4_WORDS, scene_has_sounding, scene_words
 from crab.avuie.schema import AvuieRecord, make_id
 from crab.datasets.media import read_binary_mask
 from crab.eval.metrics_arig import box_from_mask, resize_mask
@@ -45,18 +45,12 @@ _SOUNDING = ("The sound comes from {the} {where}.", "Of these, {the} {where} mak
 _FROM_LABEL = ("The audio contains {sound_of}, and {a} can be seen in the image.",)
 
 
-def _category(name: str) -> str | None:
-    from crab.synth.avsbench import s4_category
-
-    return s4_category(name)
-
-
 def arig_reasoning(scene: Scene | None, category: str, frame: int, rng: random.Random) -> str:
     """Heard, shown (left to right), then where the sounding object is (module docstring)."""
     if scene is None:
         w = S4_WORDS[category]
         return rng.choice(_FROM_LABEL).format(sound_of=w.sound_of, a=w.a)
-    words = {o.name: S4_WORDS[c] for o in scene.objects if (c := _category(o.name)) is not None}
+    words = scene_words(scene)
     sounding = [o for o in scene.on_screen if o.is_visible_at(frame) and o.is_audible_at(frame) and o.name in words]
     shown = [o for o in scene.on_screen if o.is_visible_at(frame) and o.name in words and o.slot is not None]
     sentences = []
@@ -101,7 +95,7 @@ def build_arig(
     out = []
     for rec in records:
         scene = scenes.get(rec.video_id)
-        if scene is not None and rec.category not in {_category(o.name) for o in scene.objects if o.audible}:
+        if scene is not None and not scene_has_sounding(scene, rec.category):
             scene = None  # a scene that contradicts the metadata's category: label-only reasoning (as S4)
         for frame, mask_path in enumerate(rec.mask_paths):
             box = box_from_mask(resize_mask(read_binary_mask(mask_path)))  # in the 224x224 frame

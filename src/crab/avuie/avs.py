@@ -96,6 +96,10 @@ class AvsAnswer:
 
     objects: tuple[str, ...] | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON: ``{"objects": [...] | None}`` (a list, as predictions and ``crab infer`` print it)."""
+        return {"objects": None if self.objects is None else list(self.objects)}
+
 
 def _check_names(objects: Sequence[str]) -> None:
     for name in objects:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # annotations only: keeps this module free of media imports
     from crab.datasets.avsbench import AvsObjectRecord
     from crab.synth.scene import Interval, Scene, SceneObject
 
-__all__ = ["S4_WORDS", "build_avs", "frame_objects", "reasoning_from_scene"]
+__all__ = ["S4_WORDS", "build_avs", "frame_objects", "reasoning_from_scene", "scene_has_sounding", "scene_words"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,16 @@ def _category(obj: SceneObject) -> str | None:
     return s4_category(obj.name)
 
 
+def scene_words(scene: Scene) -> dict[str, EventWords]:
+    """The prose words of the scene's objects that are S4 categories, by object name."""
+    return {o.name: S4_WORDS[c] for o in scene.objects if (c := _category(o)) is not None}
+
+
+def scene_has_sounding(scene: Scene, category: str) -> bool:
+    """Whether the scene makes a sound of ``category``; a scene that does not contradicts the metadata's label."""
+    return category in {_category(o) for o in scene.objects if o.audible}
+
+
 def frame_objects(scene: Scene, frame: int) -> tuple[str, ...]:
     """S4 categories of the on-screen objects seen and heard in second ``frame``, left to right (the mask's)."""
     objects = [o for o in scene.on_screen if o.is_visible_at(frame) and o.is_audible_at(frame)]
@@ -107,7 +117,7 @@ def frame_objects(scene: Scene, frame: int) -> tuple[str, ...]:
 def reasoning_from_scene(scene: Scene, frame: int, rng: random.Random) -> str:
     """Heard, seen, then the labelled second (module docstring)."""
     dur, at = scene.duration_s, rng.choice(_AT).format(nth=nth_second(frame))
-    words = {o.name: S4_WORDS[c] for o in scene.objects if (c := _category(o)) is not None}
+    words = scene_words(scene)
     sentences = []
     for obj in scene.objects:
         if obj.audible and obj.name in words:
@@ -166,11 +176,7 @@ def build_avs(
     for rec in records:
         task = Task(rec.task)
         scene = scenes.get(rec.video_id)
-        if (
-            scene is not None
-            and rec.task == "s4"
-            and rec.category not in {_category(o) for o in scene.objects if o.audible}
-        ):
+        if scene is not None and rec.task == "s4" and not scene_has_sounding(scene, rec.category):
             log.warning(
                 "%s: the scene's sounding object is not the category %r; label-only targets", rec.source, rec.category
             )

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from crab.atomic import replace_dir, write_text_atomic
@@ -59,13 +60,34 @@ from crab.tasks import TASKS, Task
 from crab.train.data import AvuieDataset
 from crab.train.finetune_avs import load_finetuned_avs
 
-__all__ = ["EMPTY_LOGIT", "evaluate_masks", "mask_baselines", "masks_dir", "predict_frame_mask"]
+__all__ = [
+    "EMPTY_LOGIT",
+    "binary_mask",
+    "decode_mask_answers",
+    "evaluate_masks",
+    "mask_baselines",
+    "masks_dir",
+    "predict_frame_mask",
+]
 
 log = logging.getLogger(__name__)
 
 #: Logit of a pixel predicted as background with certainty (sigmoid ~ 2e-9): the empty-mask prediction.
 EMPTY_LOGIT = -20.0
 _RESULT_KEYS = ("miou", "f_score")
+
+
+def decode_mask_answers(tokenizer: Any, answer_ids: Sequence[Sequence[int]]) -> list[str]:
+    """Answer texts of a mask task: ``<mask_start>`` ... ``<mask_end>`` are special tokens and ARE the answer, so
+    only EOS and padding are dropped (``skip_special_tokens`` would drop the mask block too)."""
+    eos_id = tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    return [tokenizer.decode([t for t in ids if t not in (eos_id, pad_id)]) for ids in answer_ids]
+
+
+def binary_mask(logits: torch.Tensor) -> np.ndarray:
+    """``(H, W)`` bool mask of ``(H, W)`` logits: probability above the IoU threshold, as the metric counts it."""
+    return (torch.sigmoid(logits) > AVS_IOU_THRESHOLD).numpy()
 
 
 def masks_dir(task: str) -> Path:
@@ -132,7 +154,7 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
             pad_token_id=pad_id, lengths=[len(item.prompt_ids) for item in prompts.items], cache=cfg.cache,
         )  # fmt: skip
     # <mask_start> / <mask_end> are special tokens: keep them (they are the answer), drop only EOS and padding
-    texts = [tokenizer.decode([t for t in ids if t not in (eos_id, pad_id)]) for ids in answer_ids]
+    texts = decode_mask_answers(tokenizer, answer_ids)
     parse = TASKS[evaluated].parse_answer
     parsed: list[AvsAnswer | None] = [parse(text) for text in texts]
 
@@ -152,9 +174,9 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
             logits = resize_logits(logits[None], tuple(truth.shape))[0]
         by_video[record.video_id].append((label.frame, logits, truth))
         iou = float(frame_ious(torch.sigmoid(logits)[None], truth[None], AVS_IOU_THRESHOLD)[0])
-        found = None if parsed[index] is None else {"objects": parsed[index].objects}
+        found = None if parsed[index] is None else parsed[index].to_dict()
         mask_name = f"{record.id.rsplit('/', 1)[-1]}.png"  # ids are "<task>/<split>/<item_id>"
-        masks[mask_name] = (torch.sigmoid(logits) > AVS_IOU_THRESHOLD).numpy()  # (H, W) bool, as the IoU counts it
+        masks[mask_name] = binary_mask(logits)
         rows.append({"id": record.id, "task": record.task, "video_id": record.video_id,
                      "instruction": record.instruction, "target": record.target, "prediction": text, "parsed": found,
                      "label": record.label, "media": record.media, "correct": iou,

@@ -31,8 +31,8 @@ from crab.config import Params
 from crab.datasets.media import probe, read_frame_folder, write_binary_mask
 from crab.errors import CrabError
 from crab.eval.generation import generate_greedy
-from crab.eval.metrics_avs import AVS_IOU_THRESHOLD, resize_logits
-from crab.eval.run_avs import predict_frame_mask
+from crab.eval.metrics_avs import resize_logits
+from crab.eval.run_avs import binary_mask, decode_mask_answers, predict_frame_mask
 from crab.features.extract import ExtractCounters, MediaItem, compute_shard, load_encoders
 from crab.features.store import audio_cut, audio_key, image_key, levels_key, video_key
 from crab.infer.requests import InferRequest
@@ -167,7 +167,7 @@ def media_features(request: InferRequest, encoders: Any, params: Params) -> Medi
     spec = TASKS[request.task]
     if spec.masks:  # AVSBench's clips: five frames, one per second (the audio cut already counts five segments)
         params = dataclasses.replace(params, media=dataclasses.replace(params.media, num_frames=NUM_AVS_OBJECT_FRAMES))
-    image = "<image>" in spec.prompt  # ARIG: one frame as <image>
+    image = spec.visual == "image"  # ARIG: one frame as <image>
     record = {
         "task": str(request.task),
         "media": {"image" if image else "video": request.video, "audio": request.audio},
@@ -204,7 +204,7 @@ def result_record(request: InferRequest, text: str, mask: str | None = None) -> 
         ``"mask"``.
     """
     parsed = TASKS[request.task].parse_answer(text)
-    if parsed is not None and hasattr(parsed, "to_dict"):  # a label with its own JSON layout (AVVP)
+    if parsed is not None and hasattr(parsed, "to_dict"):  # its own JSON layout (AVVP label, S4 / MS3 objects)
         answer = parsed.to_dict()
     else:
         answer = None if parsed is None else dataclasses.asdict(parsed)
@@ -217,8 +217,6 @@ def result_record(request: InferRequest, text: str, mask: str | None = None) -> 
         "parse_ok": parsed is not None,
     }
     if TASKS[request.task].masks:
-        if parsed is not None:  # the objects as a JSON list, as printed
-            record["answer"] = {"objects": None if parsed.objects is None else list(parsed.objects)}
         record["mask"] = mask
         record["parse_ok"] = parsed is not None and mask is not None
     return record
@@ -245,7 +243,7 @@ def _write_mask(model: PeftModel, example: CrabExample, answer: list[int], level
     if logits is None:
         return None
     logits = resize_logits(logits[None], _frame_size(request.video))[0]  # (H, W) at the frame's resolution
-    return str(write_binary_mask(mask_path(masks_dir, request), (torch.sigmoid(logits) > AVS_IOU_THRESHOLD).numpy()))
+    return str(write_binary_mask(mask_path(masks_dir, request), binary_mask(logits)))
 
 
 def _check_media(request: InferRequest) -> None:
@@ -333,8 +331,8 @@ def infer(
             max_new_tokens=params.evaluate.max_new_tokens, eos_token_id=eos_id, pad_token_id=pad_id,
             cache=params.evaluate.cache,
         )  # fmt: skip
-        if task_model is model.mask_model:  # the mask tokens are special tokens: keep them, drop EOS and padding
-            texts = [model.tokenizer.decode([t for t in ids if t not in (eos_id, pad_id)]) for ids in answer_ids]
+        if task_model is model.mask_model:  # the mask block is special tokens: keep it
+            texts = decode_mask_answers(model.tokenizer, answer_ids)
         else:
             texts = model.tokenizer.batch_decode(answer_ids, skip_special_tokens=True)
         for index, ids, text in zip(order, answer_ids, texts, strict=True):

@@ -246,7 +246,7 @@ def _avvp_events_problem(label: dict[str, Any]) -> str | None:
 
 def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
     """The AV-UIE checks for one task's records."""
-    visual = "image" if "<image>" in TASKS[Task(task)].prompt else "video"  # ARIG: one frame as <image>
+    visual = TASKS[Task(task)].visual  # ARIG: one frame as <image>
     regex = _IMAGE_REGEX if visual == "image" else _VIDEO_REGEX
     checks = [
         Check("schema_valid", "ExpectColumnValuesToBeNull", {"column": "schema_error"}, "schema: {schema_error}"),
