@@ -36,7 +36,7 @@ TaskName = Literal[
 ]  # tasks the model trains on (S4 / MS3 as text in F1)
 TextTaskName = Literal["ave", "avvp", "avqa", "arig"]  # tasks the `evaluate` stage scores from the answer text
 MaskTaskName = Literal["s4", "ms3"]  # tasks `finetune_avs` trains and `evaluate_avs` scores from predicted masks
-DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor"]
+DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor", "ref_avs"]
 
 
 class ConfigError(CrabError):
@@ -205,6 +205,46 @@ class SynthAvsConfig:
 
 
 @dataclass(frozen=True)
+class SynthRefAvsConfig:
+    """AV-Synth clips in the Ref-AVS layout: referring expressions over 10-s clips of 2-3 objects.
+
+    Ref-AVS's splits fix the clip length (10 s, 10 frames) and the test splits' meaning (``test_s`` seen
+    categories, ``test_u`` unseen ones, ``test_n`` null expressions over the ``test_s`` clips), so only
+    the sizes and shares are parameters; they are validated because a zero size or a probability
+    outside [0, 1] would silently write an empty split or a degenerate one.
+
+    Attributes:
+        num_train_videos / num_val_videos / num_test_s_videos / num_test_u_videos: clips per split
+            (``test_n`` has one null row per ``test_s`` clip).
+        expressions_per_video: referring expressions written per clip (fewer when the clip's objects
+            allow fewer unique descriptions).
+        null_prob: per train / val clip, probability of one extra null row (an expression that matches
+            no object, with empty masks).
+        partly_visible_prob: share of objects on screen for only part of the clip (one span of 3..9 s);
+            their masks are empty in the other frames.
+    """
+
+    num_train_videos: int
+    num_val_videos: int
+    num_test_s_videos: int
+    num_test_u_videos: int
+    expressions_per_video: int
+    null_prob: float
+    partly_visible_prob: float
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            self,
+            "num_train_videos",
+            "num_val_videos",
+            "num_test_s_videos",
+            "num_test_u_videos",
+            "expressions_per_video",
+        )
+        _check_unit_interval(self, "null_prob", "partly_visible_prob")
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """AV-Synth, the embedded benchmark written in the public datasets' native layouts."""
 
@@ -218,6 +258,7 @@ class SynthConfig:
     ms3: SynthAvsConfig
     music_avqa: SynthMusicAvqaConfig
     valor: SynthValorConfig
+    ref_avs: SynthRefAvsConfig
 
 
 @dataclass(frozen=True)
@@ -230,6 +271,7 @@ class DatasetsConfig:
     avsbench: str  # AVSBench-object v1 (``avsbench_data``): S4 and MS3
     music_avqa: str
     valor: str
+    ref_avs: str  # Ref-AVS (``REFAVS``): metadata.csv, media/, gt_mask/
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ SYNTH_SIZES = {
     "ms3": {"num_train": 1, "num_val": 1, "num_test": 1},
     "music_avqa": {"num_train_videos": 2, "num_val_videos": 1, "num_test_videos": 2, "duration_s": 4},
     "valor": {"num_train": 2, "num_val": 1, "duration_s": 4},
+    "ref_avs": {"num_train_videos": 2, "num_val_videos": 1, "num_test_s_videos": 1, "num_test_u_videos": 1},
 }
 
 

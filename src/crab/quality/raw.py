@@ -13,7 +13,9 @@ S4 and MS3 are two datasets over one root (``datasets.avsbench``, holding ``Sing
 ``Multi-sources/``), each present when its own sub-folder is. Their media are a wav (decoded, no
 video stream) and PNGs: every frame and mask is decoded once with PIL (header, then one pass over the
 pixels, a mask's histogram taken in the same pass) on a thread pool, and the findings become columns the
-suite checks (:func:`inspect_avs_images`).
+suite checks (:func:`inspect_avs_images`). Ref-AVS (``datasets.ref_avs``, one row per referring
+expression) is checked the same way: its wav is decoded once per clip, and each distinct JPEG frame and
+PNG mask once (rows of one clip share frames), :func:`inspect_ref_avs_images`.
 
 Outputs (repository root = working directory): ``reports/validation/raw.json`` (the quarantine, keyed
 by the readers' stable ``source``, which ``avuie_build`` excludes through
@@ -50,6 +52,7 @@ from crab.datasets.llp import LLP_SPLIT_FILES, LlpEvent, LlpRecord, read_llp
 from crab.datasets.media import verify_decodes
 from crab.datasets.music_avqa import AVQA_SPLITS, read_music_avqa
 from crab.datasets.records import AvqaRecord, Rejection
+from crab.datasets.ref_avs import REF_AVS_SPLITS, RefAvsRecord, read_ref_avs
 from crab.datasets.valor import VALOR_SPLITS, read_valor
 from crab.errors import CrabError, DataError
 from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
@@ -63,6 +66,7 @@ from crab.quality.suites import (
     llp_suite,
     ms3_suite,
     music_avqa_suite,
+    ref_avs_suite,
     s4_suite,
     valor_suite,
 )
@@ -71,7 +75,7 @@ from crab.tasks import TASKS, Task
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DOCS_DIR", "REPORT_PATH", "inspect_avs_images", "probe_media", "validate_raw"]
+__all__ = ["DOCS_DIR", "REPORT_PATH", "inspect_avs_images", "inspect_ref_avs_images", "probe_media", "validate_raw"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +129,8 @@ class _DatasetSpec:
     def row(self, record: Any) -> dict[str, Any]:
         """A record's annotation columns (list-valued fields as JSON strings, as the files store them)."""
         values = {name: getattr(record, name, None) for name in self.columns}
-        values["video_path"] = str(record.video_path)
+        video_path = getattr(record, "video_path", None)  # Ref-AVS has none (``encode`` names its media folder)
+        values["video_path"] = None if video_path is None else str(video_path)
         if self.encode is not None:
             values.update(self.encode(record))
         return values
@@ -182,7 +187,8 @@ class _Png:
     Attributes:
         size: (width, height) in pixels.
         mode: PIL mode (``"RGB"``, ``"L"``, ``"1"``, ``"P"`` ...).
-        values: the distinct values of a grey (``L``) image read as a mask; ``()`` otherwise.
+        values: the distinct values of a grey (``L``) or 1-bit (``1``, read as 0 / 255) image read as a mask;
+            ``()`` otherwise.
     """
 
     size: tuple[int, int]
@@ -196,7 +202,7 @@ def _read_png(path: Path, is_mask: bool) -> _Png | str:
         with Image.open(path) as image:
             image.load()  # a truncated or corrupt body raises here, not at open
             values: tuple[int, ...] = ()
-            if is_mask and image.mode == "L":
+            if is_mask and image.mode in _MASK_MODES:  # a 1-bit image's histogram has bins 0 and 255
                 values = tuple(v for v, count in enumerate(image.histogram()) if count)  # 256 bins, in C
             return _Png(image.size, image.mode, values)
     except FileNotFoundError:
@@ -221,14 +227,17 @@ def _mask_frames(record: AvsObjectRecord) -> str:
     return ",".join(str(n) for n in sorted(int(m.group(1)) for m in map(pattern.fullmatch, names) if m))
 
 
-def _avs_image_columns(record: AvsObjectRecord) -> dict[str, Any]:
-    """The image columns of one video (:func:`inspect_avs_images`)."""
-    frames = [_read_png(path, is_mask=False) for path in record.frame_paths]
-    masks = [_read_png(path, is_mask=True) for path in record.mask_paths]
+def _mask_rule_problems(
+    mask_paths: Sequence[Path],
+    masks: Sequence[_Png | str],
+    frame_paths: Sequence[Path],
+    frames: Sequence[_Png | str],
+) -> dict[str, str | None]:
+    """``mask_mode_problems``, ``mask_value_problems`` and ``mask_size_problems`` of decoded masks and frames."""
     modes: list[str] = []
     values: list[str] = []
     sizes: list[str] = []
-    for mask_path, mask, frame_path, frame in zip(record.mask_paths, masks, record.frame_paths, frames, strict=False):
+    for mask_path, mask, frame_path, frame in zip(mask_paths, masks, frame_paths, frames, strict=False):
         if not isinstance(mask, _Png):
             continue
         if mask.mode not in _MASK_MODES:
@@ -241,15 +250,25 @@ def _avs_image_columns(record: AvsObjectRecord) -> dict[str, Any]:
             (mw, mh), (fw, fh) = mask.size, frame.size
             sizes.append(f"{mask_path.name} is {mw}x{mh} px, frame {frame_path.name} {fw}x{fh} px")
     return {
-        "frame_problems": _joined(
-            [f"{p.name}: {r}" for p, r in zip(record.frame_paths, frames, strict=True) if isinstance(r, str)]
-        ),
-        "mask_problems": _joined(
-            [f"{p.name}: {r}" for p, r in zip(record.mask_paths, masks, strict=True) if isinstance(r, str)]
-        ),
         "mask_mode_problems": _joined(modes),
         "mask_value_problems": _joined(values),
         "mask_size_problems": _joined(sizes),
+    }
+
+
+def _decode_problems(paths: Sequence[Path], images: Sequence[_Png | str]) -> str | None:
+    """``"<file>: <reason>"`` of each image that does not decode."""
+    return _joined([f"{p.name}: {r}" for p, r in zip(paths, images, strict=True) if isinstance(r, str)])
+
+
+def _avs_image_columns(record: AvsObjectRecord) -> dict[str, Any]:
+    """The image columns of one video (:func:`inspect_avs_images`)."""
+    frames = [_read_png(path, is_mask=False) for path in record.frame_paths]
+    masks = [_read_png(path, is_mask=True) for path in record.mask_paths]
+    return {
+        "frame_problems": _decode_problems(record.frame_paths, frames),
+        "mask_problems": _decode_problems(record.mask_paths, masks),
+        **_mask_rule_problems(record.mask_paths, masks, record.frame_paths, frames),
         "mask_frames": _mask_frames(record),
     }
 
@@ -280,6 +299,80 @@ def inspect_avs_images(records: Sequence[AvsObjectRecord]) -> list[dict[str, Any
         )
 
 
+# --------------------------------------------------------------------------------------------------
+# Ref-AVS frames and masks
+# --------------------------------------------------------------------------------------------------
+
+_FRAME_FILE = re.compile(r"\d+\.jpg")
+
+
+def _num_frame_files(folder: Path) -> int:
+    """How many ``{i}.jpg`` files a clip's ``frames`` folder holds (0 if it cannot be listed)."""
+    try:
+        return sum(1 for name in os.listdir(folder) if _FRAME_FILE.fullmatch(name))
+    except OSError:
+        return 0
+
+
+def _ref_avs_image_columns(record: RefAvsRecord, images: dict[Path, _Png | str]) -> dict[str, Any]:
+    """The image columns of one Ref-AVS row from its decoded files (:func:`inspect_ref_avs_images`)."""
+    frames = [images[path] for path in record.frame_paths]
+    masks = [images[path] for path in record.mask_paths]
+    decoded = [(path, mask) for path, mask in zip(record.mask_paths, masks, strict=True) if isinstance(mask, _Png)]
+    marked = [path.name for path, mask in decoded if any(v > 0 for v in mask.values)]
+    null_marked = empty = None
+    if record.is_null and marked:
+        null_marked = ", ".join(marked)
+    if not record.is_null and not marked and len(decoded) == len(masks):  # undecodable masks are reported already
+        empty = f"all {len(masks)} masks of {record.mask_paths[0].parent if masks else 'its mask folder'} are empty"
+    return {
+        "frame_problems": _decode_problems(record.frame_paths, frames),
+        "mask_problems": _decode_problems(record.mask_paths, masks),
+        **_mask_rule_problems(record.mask_paths, masks, record.frame_paths, frames),
+        "num_frame_files": _num_frame_files(record.frame_paths[0].parent),
+        "null_mask_problems": null_marked,
+        "empty_mask_problems": empty,
+    }
+
+
+def inspect_ref_avs_images(records: Sequence[RefAvsRecord]) -> list[dict[str, Any]]:
+    """Decode every distinct frame and mask of Ref-AVS rows once and return the suite's image columns.
+
+    Rows of one clip share its frames (and rows about one object its masks), so each file is decoded once.
+
+    Args:
+        records: Ref-AVS rows (``crab.datasets.ref_avs``).
+
+    Returns:
+        Per record, in order: ``frame_problems`` / ``mask_problems`` (files that do not decode),
+        ``mask_mode_problems`` / ``mask_value_problems`` / ``mask_size_problems`` (as
+        :func:`inspect_avs_images`), ``num_frame_files`` (``{i}.jpg`` files in the clip's ``frames``
+        folder), ``null_mask_problems`` (a null row's masks that mark pixels) and ``empty_mask_problems``
+        (a referring row whose masks all decode and are all empty); None when there is nothing to report.
+    """
+    frames = sorted({path for r in records for path in r.frame_paths})
+    masks = sorted({path for r in records for path in r.mask_paths})
+    jobs = [(path, False) for path in frames] + [(path, True) for path in masks]
+    workers = min(_MAX_PROBE_THREADS, os.cpu_count() or 1)  # PIL releases the GIL while decoding
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        decoded = list(
+            tqdm(
+                pool.map(lambda job: _read_png(*job), jobs),
+                total=len(jobs),
+                desc="decode frames",
+                unit="image",
+                disable=None,
+            )
+        )
+    images = {path: image for (path, _), image in zip(jobs, decoded, strict=True)}
+    return [_ref_avs_image_columns(record, images) for record in records]
+
+
+def _ref_avs_columns(record: RefAvsRecord) -> dict[str, Any]:
+    """The wav (the one media file decoded) and, as ``video_path``, the clip's media folder."""
+    return {"audio_path": str(record.audio_path), "video_path": str(record.audio_path.parent)}
+
+
 _COMMON = ("item_id", "split", "source", "video_id", "video_path")
 _MEDIA = ("media_error", "duration_s", "audio_sample_rate")
 _AVS_IMAGES = (
@@ -289,6 +382,16 @@ _AVS_IMAGES = (
     "mask_value_problems",
     "mask_size_problems",
     "mask_frames",
+)
+_REF_AVS_IMAGES = (
+    "frame_problems",
+    "mask_problems",
+    "mask_mode_problems",
+    "mask_value_problems",
+    "mask_size_problems",
+    "num_frame_files",
+    "null_mask_problems",
+    "empty_mask_problems",
 )
 
 
@@ -345,6 +448,19 @@ _SPECS: dict[str, _DatasetSpec] = {
     ),
     "valor": _DatasetSpec(
         splits=VALOR_SPLITS, read=read_valor, columns=(*_COMMON, "caption"), derive=None, suite=valor_suite
+    ),
+    "ref_avs": _DatasetSpec(
+        splits=REF_AVS_SPLITS,
+        read=read_ref_avs,
+        columns=(*_COMMON, "audio_path", "media_id", "object_name", "fid", "expression"),
+        derive=None,
+        suite=ref_avs_suite,
+        encode=_ref_avs_columns,
+        media_column="audio_path",
+        need_video=False,
+        one_file=True,
+        inspect=inspect_ref_avs_images,
+        inspected=_REF_AVS_IMAGES,
     ),
 }
 

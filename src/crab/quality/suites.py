@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from crab.datasets.avsbench import AVSBENCH_SPLITS, NUM_AVS_OBJECT_FRAMES
 from crab.datasets.music_avqa import count_placeholders
+from crab.datasets.ref_avs import REF_AVS_NUM_FRAMES, REF_AVS_SPLITS
 from crab.datasets.vocab import (
     AVE_CATEGORIES,
     AVQA_ANSWERS,
@@ -39,7 +40,7 @@ from crab.datasets.vocab import (
     AVQA_QUESTION_TYPES,
     AVQA_TEMPLATES,
 )
-from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS, S4_CATEGORIES
+from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS, REF_AVS_OBJECTS, S4_CATEGORIES
 from crab.quality.quarantine import Severity
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ __all__ = [
     "ms3_suite",
     "music_avqa_suite",
     "normalize_template",
+    "ref_avs_suite",
     "s4_suite",
     "valor_suite",
 ]
@@ -621,3 +623,91 @@ def ms3_suite(validation: ValidationConfig) -> list[Check]:
     return _avs_object_checks(
         validation, _MS3_MASK_STATES, "{split} video has masks for frames [{mask_frames}]; MS3 annotates all 5"
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Ref-AVS
+# --------------------------------------------------------------------------------------------------
+
+
+def ref_avs_suite(validation: ValidationConfig) -> list[Check]:
+    """The Ref-AVS suite (dataset-layouts.md section 6): a 10-s wav, 10 frames, 10 binary masks, the row's fields.
+
+    The image columns are filled by ``crab.quality.raw`` (each distinct JPEG frame and PNG mask decoded once):
+    as for AVSBench (:func:`s4_suite`), plus ``num_frame_files`` (``{i}.jpg`` files in the clip's ``frames``
+    folder: the release has exactly 10, one per second), ``null_mask_problems`` (masks of a null row, whose
+    expression matches no object, that mark pixels) and ``empty_mask_problems`` (a row referring to an
+    object whose 10 masks are all empty: the object is never marked, so the row cannot be scored by IoU).
+    Masks may be 8-bit grey with values 0 / 255 (dataset-layouts 6.5) or 1-bit. Split, object and a
+    non-empty expression are checked too, though the reader already rejects rows that break them, so a
+    frame built another way is held to the same rules.
+    """
+    return [
+        *media_checks(validation, float(REF_AVS_NUM_FRAMES), media_column="audio_path"),
+        Check(
+            "frames_decode",
+            "ExpectColumnValuesToBeNull",
+            {"column": "frame_problems"},
+            "frame not decodable: {frame_problems}",
+        ),
+        Check(
+            "ten_frames",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "num_frame_files", "value_set": [REF_AVS_NUM_FRAMES]},
+            f"{{num_frame_files}} frame files in {{video_path}}/frames, expected {REF_AVS_NUM_FRAMES}",
+        ),
+        Check(
+            "masks_decode",
+            "ExpectColumnValuesToBeNull",
+            {"column": "mask_problems"},
+            "mask not decodable: {mask_problems}",
+        ),
+        Check(
+            "masks_single_channel",
+            "ExpectColumnValuesToBeNull",
+            {"column": "mask_mode_problems"},
+            "mask not single-channel 8-bit (L) or 1-bit (1): {mask_mode_problems}",
+        ),
+        Check(
+            "masks_binary",
+            "ExpectColumnValuesToBeNull",
+            {"column": "mask_value_problems"},
+            "mask values other than 0 (background) and 255 (referred object): {mask_value_problems}",
+        ),
+        Check(
+            "mask_size_is_frame_size",
+            "ExpectColumnValuesToBeNull",
+            {"column": "mask_size_problems"},
+            "mask size differs from its frame's: {mask_size_problems}",
+        ),
+        Check(
+            "null_masks_empty",
+            "ExpectColumnValuesToBeNull",
+            {"column": "null_mask_problems"},
+            "null row (no object matches) has non-empty masks: {null_mask_problems}",
+        ),
+        Check(
+            "referred_object_masked",
+            "ExpectColumnValuesToBeNull",
+            {"column": "empty_mask_problems"},
+            "the referred object {object_name!r} is never marked: {empty_mask_problems}",
+        ),
+        Check(
+            "expression_not_empty",
+            "ExpectColumnValuesToMatchRegex",
+            {"column": "expression", "regex": r"\S"},
+            "empty expression",
+        ),
+        Check(
+            "split_known",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "split", "value_set": list(REF_AVS_SPLITS)},
+            f"unknown split {{split!r}} (expected one of {list(REF_AVS_SPLITS)})",
+        ),
+        Check(
+            "object_in_vocabulary",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "object_name", "value_set": list(REF_AVS_OBJECTS)},
+            f"unknown object {{object_name!r}} (not one of Ref-AVS's {len(REF_AVS_OBJECTS)} categories)",
+        ),
+    ]

@@ -80,7 +80,9 @@ __all__ = [
     "s4_category",
     "sounding_masks",
     "write_ms3",
+    "write_png",
     "write_s4",
+    "write_wav",
 ]
 
 logger = logging.getLogger(__name__)
@@ -258,13 +260,13 @@ class _Item:
     masks: tuple[Path, ...]  # the first len(masks) frames are annotated
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
+def write_png(path: Path, array: np.ndarray) -> None:
     """RGB (H, W, 3) or grey (H, W) uint8 as PNG; PIL's encoder adds no timestamp, so bytes are reproducible."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, format="PNG")
 
 
-def _write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     """(N,) float32 samples in [-1, 1] as 16-bit PCM mono."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
@@ -282,10 +284,10 @@ def _write_annotations(
     frames = render_frames(item.scene, video, difficulty)[avs_frame_indices(video.fps)]  # (5, H, W, 3)
     masks = sounding_masks(item.scene, video, difficulty)  # (5, H, W)
     for path, frame in zip(item.frames, frames, strict=True):
-        _write_png(path, frame)
+        write_png(path, frame)
     for path, mask in zip(item.masks, masks, strict=False):  # S4 train: the first mask only
-        _write_png(path, mask.astype(np.uint8) * 255)
-    _write_wav(item.audio, render_audio(item.scene, audio, difficulty), audio.sample_rate)
+        write_png(path, mask.astype(np.uint8) * 255)
+    write_wav(item.audio, render_audio(item.scene, audio, difficulty), audio.sample_rate)
 
 
 def _annotate(items: list[_Item], settings: _Settings, desc: str) -> None:

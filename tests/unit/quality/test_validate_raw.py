@@ -62,7 +62,9 @@ def test_report_matches_contract(raw_run) -> None:
         "expect_column_pair_values_a_to_be_greater_than_b",
         "expect_column_values_to_be_null",
     }
-    expected = {name: set(p.bad) for name, p in planted.items()} | dict.fromkeys(("llp", "s4", "ms3"), set())  # absent
+    expected = {name: set(p.bad) for name, p in planted.items()} | dict.fromkeys(
+        ("llp", "s4", "ms3", "ref_avs"), set()
+    )  # absent
     assert load_quarantined(workdir / "reports/validation/raw.json") == expected
 
 
