@@ -32,10 +32,11 @@ __all__ = [
 ]
 
 TaskName = Literal[
-    "ave", "avvp", "avqa", "arig", "s4", "ms3", "avcap"
-]  # tasks the model trains on (S4 / MS3 as text in F1)
+    "ave", "avvp", "avqa", "arig", "s4", "ms3", "ref_avs", "avcap"
+]  # tasks the model trains on (S4 / MS3 / Ref-AVS as text in F1)
 TextTaskName = Literal["ave", "avvp", "avqa", "arig"]  # tasks the `evaluate` stage scores from the answer text
-MaskTaskName = Literal["s4", "ms3"]  # tasks `finetune_avs` trains and `evaluate_avs` scores from predicted masks
+#: tasks `finetune_avs` trains and `evaluate_avs` scores from predicted masks
+MaskTaskName = Literal["s4", "ms3", "ref_avs"]
 DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor", "ref_avs"]
 
 

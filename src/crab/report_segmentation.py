@@ -52,10 +52,18 @@ __all__ = [
 ]
 
 #: The mask tasks the pipeline evaluates, in Table 5's order.
-MASK_TASKS: tuple[str, ...] = ("s4", "ms3")
+MASK_TASKS: tuple[str, ...] = ("s4", "ms3", "ref_avs")
 #: Table 5's columns (mIoU, except Null: Ref-AVS's S on the null split, a fraction, lower is better).
 TABLE5_COLUMNS: tuple[str, ...] = ("S4", "MS3", "AVSS", "Ref-AVS Seen", "Ref-AVS Unseen", "Ref-AVS Null (S, lower)")
-_TABLE5_TASK_COLUMN = {"s4": "S4", "ms3": "MS3"}
+#: The Table 5 columns each mask task fills: column -> result key, and whether the paper prints it as a fraction.
+_TABLE5_TASK_COLUMNS: dict[str, dict[str, tuple[str, bool]]] = {
+    "s4": {"S4": ("miou", False)},
+    "ms3": {"MS3": ("miou", False)},
+    "ref_avs": {"Ref-AVS Seen": ("seen_miou", False), "Ref-AVS Unseen": ("unseen_miou", False),
+                "Ref-AVS Null (S, lower)": ("null_s", True)},
+}  # fmt: skip
+#: Ref-AVS's test subsets, each a row of the per-task mask table (null: its S only).
+_REF_AVS_SUBSETS = ("seen", "unseen", "null")
 #: Table 5 as printed ("-" is None); the backbone each method uses is part of its name.
 PAPER_TABLE5 = published_rows(
     f"{PAPER}, Table 5",
@@ -76,7 +84,8 @@ def table5(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Table 5 layout: the published rows, our mIoU per evaluated mask task and each task's trivial baselines.
 
     Args:
-        metrics_by_task: task -> its metrics; ``s4`` and ``ms3`` are read, other tasks are ignored.
+        metrics_by_task: task -> its metrics; ``s4``, ``ms3`` and ``ref_avs`` are read, other tasks are ignored. A
+            Ref-AVS subset without test samples leaves its cell empty.
 
     Returns:
         Columns ``Method, Kind, Evaluated on, Source`` and :data:`TABLE5_COLUMNS` (percent; NaN = not reported).
@@ -84,30 +93,50 @@ def table5(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """
     tasks = [t for t in MASK_TASKS if t in metrics_by_task]
 
-    def miou(task: str, result: Mapping[str, Any]) -> dict[str, float]:
-        return {_TABLE5_TASK_COLUMN[task]: percent(result["miou"])}
+    def values(task: str, result: Mapping[str, Any]) -> dict[str, float]:
+        return {column: float(result.get(key, np.nan)) if fraction else percent(result.get(key))
+                for column, (key, fraction) in _TABLE5_TASK_COLUMNS[task].items()}  # fmt: skip
 
-    return comparison_table(PAPER_TABLE5, metrics_by_task, tasks, miou, TABLE5_COLUMNS)
+    return comparison_table(PAPER_TABLE5, metrics_by_task, tasks, values, TABLE5_COLUMNS)
+
+
+def _mask_rows(task: str, result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The per-task table's score cells of one result (ours or a baseline's): one row for S4 / MS3, one per
+    Ref-AVS subset present (``Task`` ``ref_avs/seen``, ...)."""
+    if task != "ref_avs":
+        return [{"Task": task, "mIoU": percent(result["miou"]), "F-score": percent(result["f_score"])}]
+    rows = []
+    for subset in _REF_AVS_SUBSETS:
+        if subset == "null" and "null_s" in result:
+            rows.append({"Task": "ref_avs/null", "Null S (lower)": float(result["null_s"])})
+        elif f"{subset}_miou" in result:
+            rows.append({"Task": f"ref_avs/{subset}", "mIoU": percent(result[f"{subset}_miou"]),
+                         "F-score": percent(result[f"{subset}_f_score"])})  # fmt: skip
+    return rows
 
 
 def segmentation_table(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Per evaluated mask task: our mIoU, F, object accuracy and parse failures, and every trivial baseline.
+    """Per evaluated mask task (Ref-AVS: per test subset): our mIoU, F, object accuracy and parse failures, and
+    every trivial baseline.
 
     Returns:
-        Columns ``Task, Method, Kind, Evaluated on, mIoU, F-score, Object accuracy, Parse failures (%)`` (percent;
-        NaN where not applicable: a baseline names no object and parses nothing).
+        Columns ``Task, Method, Kind, Evaluated on, mIoU, F-score, Null S (lower), Object accuracy, Parse failures
+        (%)`` (percent, except Ref-AVS's null S, a fraction; NaN where not applicable: a baseline names no object
+        and parses nothing, only the null subset has an S).
     """
     rows = []
     for task in (t for t in MASK_TASKS if t in metrics_by_task):
         m = metrics_by_task[task]
         on = dataset_label(m)
-        rows.append({"Task": task, "Method": OUR_METHOD, "Kind": OURS, "Evaluated on": on, "mIoU": percent(m["miou"]),
-                     "F-score": percent(m["f_score"]), "Object accuracy": percent(m["object_accuracy"]),
-                     "Parse failures (%)": percent(m["parse_failure_rate"])})  # fmt: skip
+        ours = {"Method": OUR_METHOD, "Kind": OURS, "Evaluated on": on, "Object accuracy": percent(m["object_accuracy"]),
+                "Parse failures (%)": percent(m["parse_failure_rate"])}  # fmt: skip
+        rows += [{**ours, **cells} for cells in _mask_rows(task, m)]
         for name, result in sorted(m["baselines"].items()):
-            rows.append({"Task": task, "Method": name, "Kind": BASELINE, "Evaluated on": on,
-                         "mIoU": percent(result["miou"]), "F-score": percent(result["f_score"])})  # fmt: skip
-    columns = ["Task", "Method", "Kind", "Evaluated on", "mIoU", "F-score", "Object accuracy", "Parse failures (%)"]
+            rows += [
+                {"Method": name, "Kind": BASELINE, "Evaluated on": on, **cells} for cells in _mask_rows(task, result)
+            ]
+    columns = ["Task", "Method", "Kind", "Evaluated on", "mIoU", "F-score", "Null S (lower)", "Object accuracy",
+               "Parse failures (%)"]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
     frame[columns[4:]] = frame[columns[4:]].astype(float)
     return frame

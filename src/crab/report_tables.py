@@ -81,7 +81,10 @@ AVVP_KEYS: tuple[str, ...] = tuple(f"{level}_{score}" for level in AVVP_LEVELS f
 _AVVP_SCORE_NAMES = {"audio": "Audio", "visual": "Visual", "audio_visual": "Audio-Visual", "type_av": "Type@AV",
                      "event_av": "Event@AV"}  # fmt: skip
 _REAL = {"ave": "AVE test (real)", "avvp": "LLP test (real)", "avqa": "MUSIC-AVQA test (real)",
-         "arig": "AVSBench S4 test (real)", "s4": "AVSBench S4 test (real)", "ms3": "AVSBench MS3 test (real)"}  # fmt: skip
+         "arig": "AVSBench S4 test (real)", "s4": "AVSBench S4 test (real)", "ms3": "AVSBench MS3 test (real)",
+         "ref_avs": "Ref-AVS test (real)"}  # fmt: skip
+#: How a task is written in prose where its acronym is not its name upper-cased.
+_TASK_ACRONYMS = {"ref_avs": "Ref-AVS"}
 #: The columns each task fills in Tables 1 and 2: column -> result key in ``metrics/<task>.json``. AVVP's are
 #: the paper's "Segment-level" / "Event-level", i.e. Event@AV at each level (evaluation.md).
 _TASK_COLUMNS: dict[str, dict[str, str]] = {
@@ -90,8 +93,10 @@ _TASK_COLUMNS: dict[str, dict[str, str]] = {
     "arig": {"ARIG cIoU": "ciou", "ARIG AUC": "auc"},
     "avqa": {"AVQA Acc": "accuracy"},
     "ms3": {"MS3 mIoU": "miou", "MS3 F-score": "f_score"},
+    "ref_avs": {"Ref-AVS Seen mIoU": "seen_miou", "Ref-AVS Seen F-score": "seen_f_score"},
 }
-_TABLE1_TASKS = ("ave", "avvp", "arig", "avqa", "ms3")  # the evaluated tasks with a Table 1 column, in its order
+#: The evaluated tasks with a Table 1 column, in its order.
+_TABLE1_TASKS = ("ave", "avvp", "arig", "avqa", "ms3", "ref_avs")
 _TABLE2_TASKS = ("ave", "avvp")
 # What the tables read from a metrics file (checked by read_metrics) and which score ranks the baselines.
 # Restated here, not imported from crab.eval.run: that imports torch and transformers (~5 s), which the report
@@ -105,10 +110,14 @@ _REQUIRED_KEYS = {
     "arig": ("task", "split", "dataset", "num_samples", "ciou", "auc", "mean_ciou", "parse_failure_rate", "baselines"),
     **{task: ("task", "split", "dataset", "num_samples", "num_videos", "miou", "f_score", "object_accuracy",
               "parse_failure_rate", "baselines") for task in ("s4", "ms3")},
+    "ref_avs": ("task", "split", "dataset", "num_samples", "num_seen", "num_unseen", "num_null", "seen_miou",
+                "seen_f_score", "unseen_miou", "unseen_f_score", "null_s", "object_accuracy", "parse_failure_rate",
+                "baselines"),
 }  # fmt: skip
 #: The keys every trivial baseline of a task must carry (at least the headline score that ranks them).
 _BASELINE_KEYS = {"ave": ("accuracy",), "avqa": ("accuracy",), "avvp": AVVP_KEYS, "arig": ("ciou", "auc", "mean_ciou"),
-                  "s4": ("miou", "f_score"), "ms3": ("miou", "f_score")}  # fmt: skip
+                  "s4": ("miou", "f_score"), "ms3": ("miou", "f_score"),
+                  "ref_avs": ("seen_miou", "seen_f_score", "unseen_miou", "unseen_f_score", "null_s")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -311,7 +320,7 @@ def dataset_label(metrics: Mapping[str, Any]) -> str:
     """What our numbers of one task were measured on, e.g. ``"AV-Synth AVQA test (synthetic)"``."""
     task, split = metrics["task"], metrics.get("split", "test")
     if metrics["dataset"] == "AV-Synth":
-        return f"AV-Synth {task.upper()} {split} (synthetic)"
+        return f"AV-Synth {_TASK_ACRONYMS.get(task, task.upper())} {split} (synthetic)"
     return _REAL.get(task, f"{task} (real)").replace("test", split)
 
 
@@ -397,9 +406,9 @@ def table1(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Table 1 layout (every column, :data:`TABLE1_COLUMNS`): published rows, ours, best baselines.
 
     Args:
-        metrics_by_task: task -> its ``metrics/<task>.json`` content; ``ave``, ``avvp``, ``avqa`` and ``ms3`` fill
-            their columns, other tasks are ignored; a column without our number (a task not evaluated: ARIG,
-            AVSS, Ref-AVS so far) is empty in our rows (no task at all: no our rows).
+        metrics_by_task: task -> its ``metrics/<task>.json`` content; ``ave``, ``avvp``, ``arig``, ``avqa``,
+            ``ms3`` and ``ref_avs`` fill their columns, other tasks are ignored; a column without our number (a
+            task not evaluated: AVSS so far) is empty in our rows (no task at all: no our rows).
 
     Returns:
         Columns ``Method, Kind, Evaluated on, Source`` and :data:`TABLE1_COLUMNS` (percent, except the

@@ -87,6 +87,8 @@ STAGES: dict[str, Stage] = {
                 "src/crab/tasks.py",
                 "src/crab/datasets",
                 "src/crab/eval/metrics_arig.py",  # ARIG boxes from the S4 masks
+                "src/crab/synth/avsbench.py",  # scene object -> S4 category (the reasoning's words)
+                "src/crab/synth/ref_avs.py",  # scene object -> Ref-AVS category (the expression's referent)
             ),
             outs=("data/avuie",),
         ),

@@ -16,8 +16,8 @@ Crab (CVPR'25) solves these tasks with one set of weights; the canonical names a
 Other acronyms: AV-UIE, the paper's audio-visual unified instruction-tuning data; ERP, its explicit
 reasoning process (answers that say what is seen and heard, where and when, before the tagged answer).
 
-:data:`TASKS` maps each task built so far (``ave``, ``avvp``, ``avqa``, ``arig``, ``s4``, ``ms3``, ``avcap``) to its
-:class:`TaskSpec`; ``avss`` and ``ref_avs`` get theirs together with their builders. Each spec
+:data:`TASKS` maps each task built so far (``ave``, ``avvp``, ``avqa``, ``arig``, ``s4``, ``ms3``, ``ref_avs``,
+``avcap``) to its :class:`TaskSpec`; ``avss`` gets its own together with its builder. Each spec
 holds the ONE instruction used by training, evaluation and ``crab infer`` (Crab's scripts disagree between train, test and quick start, crab-reference section 7
 item 5; we fix one wording per task, in the standard AV prompt of section 1.6).
 
@@ -39,6 +39,7 @@ __all__ = [
     "DIRECT_ANSWER_REQUEST",
     "IMAGE_PROMPT",
     "NUM_AVS_OBJECT_FRAMES",
+    "NUM_REF_AVS_FRAMES",
     "TASKS",
     "VIDEO_PROMPT",
     "AudioCutting",
@@ -64,6 +65,13 @@ AudioCutting = Literal["segments", "windows"]
 
 #: Frames of an AVSBench-object clip (S4, MS3), one per second; each has its 1-s audio segment.
 NUM_AVS_OBJECT_FRAMES = 5
+
+#: Frames of a Ref-AVS clip (10 s), one per second; the audio is cut into ``media.num_audio_segments`` segments.
+NUM_REF_AVS_FRAMES = 10
+
+#: The Ref-AVS request: Crab's training prompt (crab-reference 4.6), ``{expression}`` from
+#: ``crab.avuie.ref_avs.phrase`` (Crab's test and quick-start prompts say it otherwise; one wording here).
+_REF_AVS_REQUEST = "Please segment out {expression} at the {nth} second in the video."
 
 #: The AVSBench request of crab-reference 4.5 (``{nth}`` = "first" ... "fifth", from ``crab.avuie.avs.nth_second``).
 _AVS_REQUEST = (
@@ -126,6 +134,17 @@ class TaskSpec:
     def visual(self) -> Literal["video", "image"]:
         """The visual input the prompt asks for: ``"image"`` (one frame, ARIG) or ``"video"`` (frames)."""
         return "image" if "<image>" in self.prompt else "video"
+
+    @property
+    def label_from_dict(self) -> Callable[[dict[str, Any]], Any]:
+        """``label_from_dict(record.label) -> label``: a mask task's label object from its JSON form (S4 / MS3
+        :class:`crab.avuie.avs.AvsLabel`, Ref-AVS :class:`crab.avuie.ref_avs.RefAvsLabel`).
+
+        Raises:
+            AttributeError: the task's answer module has no such function (a text task: its labels are parsed
+                from the target).
+        """
+        return importlib.import_module(self.answer_module).label_from_dict
 
     @property
     def format_answer(self) -> Callable[..., str]:
@@ -202,6 +221,15 @@ TASKS: dict[Task, TaskSpec] = {
         _avs_spec(Task.S4, "S4: segment the one object making the sound in a frame (AVSBench single source)."),
         # Crab's S4 wording for MS3 too (its MS3 test prompt always says "third second": crab-reference 4.5)
         _avs_spec(Task.MS3, "MS3: segment every object making the sound in a frame (AVSBench multiple sources)."),
+        TaskSpec(
+            task=Task.REF_AVS,
+            dataset="ref_avs",
+            description="Ref-AVS: segment the object a referring expression names, by sound, sight or both.",
+            prompt=VIDEO_PROMPT + AUDIO_PROMPT + _REF_AVS_REQUEST,
+            audio_cutting="segments",
+            answer_module="crab.avuie.ref_avs",
+            masks=True,
+        ),
         TaskSpec(
             task=Task.AVCAP,
             dataset="valor",

@@ -50,7 +50,7 @@ def test_notebook_parameters_follow_params():
     assert (
         values["tasks"]
         == [*params.evaluate.tasks, *params.finetune_avs.tasks]
-        == ["ave", "avvp", "avqa", "arig", "s4", "ms3"]
+        == ["ave", "avvp", "avqa", "arig", "s4", "ms3", "ref_avs"]
     )
     assert values["training_logs"] == {
         "pretrain": str(StagePaths.of(params.pretrain.out_dir).log_dir),

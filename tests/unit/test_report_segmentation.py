@@ -137,3 +137,38 @@ def test_box_examples_read_the_frame_at_224_and_both_boxes(tmp_path) -> None:
     assert [ax.get_title() for ax in fig.axes] == ["v1_1: no box", "v0_1: cIoU 0.50"]
     assert [len(ax.patches) for ax in fig.axes] == [1, 2]  # ground truth only where nothing parsed
     assert box_examples([], 3) == []
+
+
+def ref_avs_metrics(seen=(0.3, 0.4), unseen=(0.2, 0.25), null_s=0.3):
+    def scores(s, u, n):
+        return {"seen_miou": s[0], "seen_f_score": s[1], "unseen_miou": u[0], "unseen_f_score": u[1], "null_s": n}
+
+    return {
+        "task": "ref_avs", "split": "test", "dataset": "AV-Synth", "num_samples": 30, "num_seen": 1, "num_unseen": 1,
+        "num_null": 1, **scores(seen, unseen, null_s), "object_accuracy": 0.25, "parse_failure_rate": 0.0,
+        "baselines": {"empty_mask": scores((0.05, 0.1), (0.06, 0.11), 0.0),
+                      "full_frame_mask": scores((0.15, 0.2), (0.16, 0.21), 1.0)},
+    }  # fmt: skip
+
+
+def test_table5_fills_the_ref_avs_columns_null_s_as_a_fraction():
+    frame = table5({"ref_avs": ref_avs_metrics(), "s4": mask_metrics("s4", 0.412, 0.5)})
+    ours = row(frame, "Crab (ours)")
+    assert ours[["S4", "Ref-AVS Seen", "Ref-AVS Unseen", "Ref-AVS Null (S, lower)"]].tolist() == pytest.approx(
+        [41.2, 30.0, 20.0, 0.3]
+    )
+    assert math.isnan(ours["MS3"]) and math.isnan(ours["AVSS"])
+    full = frame[(frame["Method"] == "full_frame_mask") & (frame["Source"] == "metrics/ref_avs.json")].iloc[0]
+    assert full[["Ref-AVS Seen", "Ref-AVS Null (S, lower)"]].tolist() == pytest.approx([15.0, 1.0])
+    no_null = ref_avs_metrics()
+    del no_null["null_s"]
+    assert math.isnan(row(table5({"ref_avs": no_null}), "Crab (ours)")["Ref-AVS Null (S, lower)"])
+
+
+def test_segmentation_table_has_a_row_per_ref_avs_subset():
+    frame = segmentation_table({"ref_avs": ref_avs_metrics()})
+    assert list(frame["Task"]) == ["ref_avs/seen", "ref_avs/unseen", "ref_avs/null"] * 3
+    ours = frame[frame["Method"] == "Crab (ours)"]
+    assert ours["mIoU"].tolist()[:2] == pytest.approx([30.0, 20.0]) and math.isnan(ours["mIoU"].tolist()[2])
+    assert ours["Null S (lower)"].tolist()[2] == pytest.approx(0.3) and math.isnan(ours["Null S (lower)"].tolist()[0])
+    assert ours["Object accuracy"].tolist() == pytest.approx([25.0] * 3)

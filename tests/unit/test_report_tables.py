@@ -446,3 +446,16 @@ def test_to_html_escapes_tags_and_formats_numbers():
     html = to_html(frame)
     assert "&lt;answer&gt; yes &lt;/answer&gt;" in html and "<answer>" not in html
     assert "61.25" in html and "61.254" not in html and "–" in html
+
+
+def test_table1_ref_avs_columns_seen_miou_in_percent_f_as_a_fraction():
+    scores = {"seen_miou": 0.3, "seen_f_score": 0.4, "unseen_miou": 0.2, "unseen_f_score": 0.25, "null_s": 0.3}
+    metrics = {"task": "ref_avs", "split": "test", "dataset": "AV-Synth", "num_samples": 30, **scores,
+               "baselines": {"empty_mask": {**scores, "seen_miou": 0.05, "seen_f_score": 0.1},
+                             "full_frame_mask": {**scores, "seen_miou": 0.15, "seen_f_score": 0.2}}}  # fmt: skip
+    frame = table1({"ref_avs": metrics})
+    ours, best = row(frame, "Crab (ours)"), frame.iloc[-1]
+    assert ours[["Ref-AVS Seen mIoU", "Ref-AVS Seen F-score"]].tolist() == pytest.approx([30.0, 0.4])
+    assert best["Method"] == "Best trivial baseline (ref_avs: full_frame_mask)"  # ranked by seen mIoU
+    assert best[["Ref-AVS Seen mIoU", "Ref-AVS Seen F-score"]].tolist() == pytest.approx([15.0, 0.2])
+    assert ours["Evaluated on"] == "AV-Synth Ref-AVS test (synthetic)"

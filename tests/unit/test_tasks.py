@@ -19,7 +19,7 @@ def test_task_names_are_the_canonical_nine():
 
 
 def test_table_holds_the_tasks_built_so_far():
-    assert set(TASKS) == {Task.AVE, Task.AVVP, Task.AVQA, Task.ARIG, Task.S4, Task.MS3, Task.AVCAP}
+    assert set(TASKS) == {Task.AVE, Task.AVVP, Task.AVQA, Task.ARIG, Task.S4, Task.MS3, Task.REF_AVS, Task.AVCAP}
     datasets = {
         "ave": "ave",
         "avvp": "llp",
@@ -27,12 +27,13 @@ def test_table_holds_the_tasks_built_so_far():
         "arig": "avsbench",
         "s4": "avsbench",
         "ms3": "avsbench",
+        "ref_avs": "ref_avs",
         "avcap": "valor",
     }
     assert {t: s.dataset for t, s in TASKS.items()} == datasets
     assert all(spec.task is task for task, spec in TASKS.items())
     cutting = {"ave": "segments", "avvp": "segments", "avqa": "windows", "arig": "segments", "s4": "segments",
-               "ms3": "segments", "avcap": "segments"}  # fmt: skip
+               "ms3": "segments", "ref_avs": "segments", "avcap": "segments"}  # fmt: skip
     assert {t: s.audio_cutting for t, s in TASKS.items()} == cutting
     assert {t for t, s in TASKS.items() if s.visual == "image"} == {"arig"}  # the others read video frames
     # AVSBench fixes one 1-s audio segment per frame; the others follow media.num_audio_segments

@@ -41,6 +41,7 @@ __all__ = [
     "AvsAnswer",
     "AvsLabel",
     "format_answer",
+    "label_from_dict",
     "nth_second",
     "parse_answer",
 ]
@@ -88,6 +89,11 @@ class AvsLabel:
     def from_dict(cls, raw: dict[str, Any]) -> AvsLabel:
         objects = raw["objects"]
         return cls(frame=raw["frame"], mask=raw["mask"], objects=None if objects is None else tuple(objects))
+
+
+def label_from_dict(raw: dict[str, Any]) -> AvsLabel:
+    """The label of a record's ``label`` field (``TaskSpec.label_from_dict``)."""
+    return AvsLabel.from_dict(raw)
 
 
 @dataclass(frozen=True)

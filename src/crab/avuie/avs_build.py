@@ -35,7 +35,16 @@ if TYPE_CHECKING:  # annotations only: keeps this module free of media imports
     from crab.datasets.avsbench import AvsObjectRecord
     from crab.synth.scene import Interval, Scene, SceneObject
 
-__all__ = ["S4_WORDS", "build_avs", "frame_objects", "reasoning_from_scene", "scene_has_sounding", "scene_words"]
+__all__ = [
+    "S4_WORDS",
+    "WHERE",
+    "build_avs",
+    "frame_objects",
+    "heard_and_seen",
+    "reasoning_from_scene",
+    "scene_has_sounding",
+    "scene_words",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +75,8 @@ S4_WORDS: dict[str, EventWords] = {
     "lawn_mowing": EventWords("a", "lawn mower", "drones", "engine drone"),
 }
 
-_WHERE = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
+#: Where an object's slot puts it, in prose.
+WHERE = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
 _HEARD = ("{sound_of} is heard {span}", "the audio contains {sound_of} {span}", "{the} {verb} {span}")
 _SEEN = ("{a} is visible {where} {span}", "{a} can be seen {where} {span}", "there is {a} {where} {span}")
 _AT = ("at the {nth} second", "in the {nth} second")
@@ -114,10 +124,10 @@ def frame_objects(scene: Scene, frame: int) -> tuple[str, ...]:
     return tuple(c for c in (_category(o) for o in objects) if c is not None)
 
 
-def reasoning_from_scene(scene: Scene, frame: int, rng: random.Random) -> str:
-    """Heard, seen, then the labelled second (module docstring)."""
-    dur, at = scene.duration_s, rng.choice(_AT).format(nth=nth_second(frame))
-    words = scene_words(scene)
+def heard_and_seen(scene: Scene, rng: random.Random) -> list[str]:
+    """The reasoning's first steps, one clause per object: what is heard and when, then what is seen where and
+    when, left to right (S4 / MS3 and Ref-AVS open their reasoning alike). Clauses are not capitalised."""
+    dur, words = scene.duration_s, scene_words(scene)
     sentences = []
     for obj in scene.objects:
         if obj.audible and obj.name in words:
@@ -127,16 +137,24 @@ def reasoning_from_scene(scene: Scene, frame: int, rng: random.Random) -> str:
     for obj in scene.on_screen:
         if obj.visible and obj.name in words and obj.slot is not None:
             pattern = rng.choice(_SEEN)
-            sentences.append(pattern.format(a=words[obj.name].a, where=_WHERE[obj.slot], span=_span(obj.visible, dur)))
+            sentences.append(pattern.format(a=words[obj.name].a, where=WHERE[obj.slot], span=_span(obj.visible, dur)))
+    return sentences
+
+
+def reasoning_from_scene(scene: Scene, frame: int, rng: random.Random) -> str:
+    """Heard, seen, then the labelled second (module docstring)."""
+    at = rng.choice(_AT).format(nth=nth_second(frame))
+    words = scene_words(scene)
+    sentences = heard_and_seen(scene, rng)
     both = [o for o in scene.on_screen if o.is_visible_at(frame) and o.is_audible_at(frame) and o.name in words]
     if both:
-        names = _join([f"{words[o.name].the} {_WHERE[o.slot]}" for o in both if o.slot is not None])
+        names = _join([f"{words[o.name].the} {WHERE[o.slot]}" for o in both if o.slot is not None])
         sentences.append(rng.choice(_BOTH).format(at=at, names=names, are="is" if len(both) == 1 else "are"))
     else:
         sentences.append(rng.choice(_NONE).format(at=at))
     for obj in scene.on_screen:
         if obj.name in words and obj.slot is not None and obj.is_visible_at(frame) and not obj.is_audible_at(frame):
-            sentences.append(rng.choice(_SILENT).format(the=words[obj.name].the, where=_WHERE[obj.slot], at=at))
+            sentences.append(rng.choice(_SILENT).format(the=words[obj.name].the, where=WHERE[obj.slot], at=at))
     for obj in scene.objects:
         if obj.name in words and obj.is_audible_at(frame) and not (obj.slot is not None and obj.is_visible_at(frame)):
             sentences.append(rng.choice(_UNSEEN).format(the=words[obj.name].the, at=at))

@@ -32,6 +32,7 @@ from crab.avuie.ave import build_ave
 from crab.avuie.avvp_build import build_avvp
 from crab.avuie.avqa import build_avqa
 from crab.avuie.avs_build import build_avs
+from crab.avuie.ref_avs_build import avuie_split, build_ref_avs
 from crab.atomic import replace_dir
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params
@@ -39,6 +40,7 @@ from crab.datasets.ave import read_ave
 from crab.datasets.avsbench import read_ms3, read_s4
 from crab.datasets.llp import read_llp
 from crab.datasets.music_avqa import read_music_avqa
+from crab.datasets.ref_avs import REF_AVS_SPLITS, read_ref_avs
 from crab.datasets.valor import read_valor
 from crab.errors import DataError
 from crab.quality.quarantine import load_quarantined, read_report
@@ -61,10 +63,11 @@ class _TaskSource:
     """Where a task's records come from and how they become AV-UIE records."""
 
     read: Callable[[Path, Any], Any]  # reader(root, split) -> ReadResult
-    splits: tuple[str, ...]
+    splits: tuple[str, ...]  # the AV-UIE splits written
     build: _Builder
     group: str | None = None  # its validate_raw group when not the task's dataset (S4 / MS3 share "avsbench")
     subdir: str = ""  # folder of avsynth_scenes.jsonl under the dataset root
+    read_splits: tuple[str, ...] | None = None  # the dataset's own splits, when not ``splits`` (Ref-AVS's tests)
 
 
 _SOURCES: dict[Task, _TaskSource] = {
@@ -74,6 +77,8 @@ _SOURCES: dict[Task, _TaskSource] = {
     Task.ARIG: _TaskSource(read_s4, ("train", "val", "test"), build_arig, "s4", "Single-source"),  # S4's frames
     Task.S4: _TaskSource(read_s4, ("train", "val", "test"), build_avs, "s4", "Single-source"),
     Task.MS3: _TaskSource(read_ms3, ("train", "val", "test"), build_avs, "ms3", "Multi-sources"),
+    # test_s / test_u / test_n -> test, the subset kept in the label (crab.avuie.ref_avs_build)
+    Task.REF_AVS: _TaskSource(read_ref_avs, ("train", "val", "test"), build_ref_avs, read_splits=REF_AVS_SPLITS),
     Task.AVCAP: _TaskSource(read_valor, ("train", "val"), build_avcap),  # Crab: train, and val for testing
 }
 
@@ -121,7 +126,7 @@ def avuie_build(params: Params) -> AvuieBuildResult:
             raise DataError(RAW_REPORT, reason)
         root = Path(getattr(params.datasets, spec.dataset))
         raw, num_rejected = [], 0
-        for split in source.splits:
+        for split in source.read_splits or source.splits:
             result = source.read(root, split)
             raw.extend(result.records)
             num_rejected += len(result.rejected)
@@ -146,7 +151,10 @@ def avuie_build(params: Params) -> AvuieBuildResult:
             "num_duplicates": len(duplicates),
             "duplicates": duplicates,
             "targets": dict(sorted(tally.items())),
-            "splits": {s: _split_stats(task, rs, sum(r.split == s for r in excluded)) for s, rs in by_split.items()},
+            "splits": {
+                s: _split_stats(task, rs, sum(_avuie_split(task, r.split) == s for r in excluded))
+                for s, rs in by_split.items()
+            },
         }
     stats = {"seed": params.avuie.seed, "use_reasoning": params.avuie.use_reasoning, "tasks": task_stats}
     _write_atomically(OUT_DIR, outputs, stats)
@@ -157,6 +165,11 @@ def avuie_build(params: Params) -> AvuieBuildResult:
         num_excluded={t: s["num_excluded"] for t, s in task_stats.items()},
         stats=stats,
     )
+
+
+def _avuie_split(task: Task, split: str) -> str:
+    """The AV-UIE split a raw record of ``split`` lands in (Ref-AVS's test splits are one ``test``)."""
+    return avuie_split(split)[0] if task is Task.REF_AVS else split
 
 
 def _drop_duplicates(records: Sequence[Any]) -> tuple[list[Any], list[str]]:

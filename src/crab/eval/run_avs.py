@@ -37,12 +37,19 @@ import numpy as np
 import torch
 
 from crab.atomic import replace_dir, write_text_atomic
-from crab.avuie.avs import AvsAnswer, AvsLabel
+from crab.avuie.avs import AvsAnswer
 from crab.config import Params
 from crab.datasets.media import read_binary_mask, write_binary_mask
 from crab.eval.generation import generate_greedy
 from crab.eval.loading import load_metric
-from crab.eval.metrics_avs import AVS_IOU_THRESHOLD, avs_scores, frame_ious, resize_logits
+from crab.eval.metrics_avs import (
+    AVS_IOU_THRESHOLD,
+    avs_scores,
+    frame_ious,
+    ref_avs_null_score,
+    ref_avs_scores,
+    resize_logits,
+)
 from crab.eval.router_stats import record_router_stats, router_stats_filename
 from crab.eval.run import (
     METRICS_DIR,
@@ -95,6 +102,10 @@ def masks_dir(task: str) -> Path:
     return PREDICTIONS_DIR / f"{task}_masks"
 
 
+#: The trivial masks every mask task is compared with, as constant logits: nothing sounds, everything sounds.
+TRIVIAL_MASKS: dict[str, float] = {"empty_mask": EMPTY_LOGIT, "full_frame_mask": -EMPTY_LOGIT}
+
+
 def mask_baselines(truths: Sequence[torch.Tensor]) -> dict[str, dict[str, float]]:
     """mIoU and F of the trivial masks on per-video ground truth ``(T, H, W)``: empty and full frame.
 
@@ -102,10 +113,60 @@ def mask_baselines(truths: Sequence[torch.Tensor]) -> dict[str, dict[str, float]
     >= 0) counts as foreground, so its F is the full frame's F at that threshold.
     """
     out = {}
-    for name, logit in (("empty_mask", EMPTY_LOGIT), ("full_frame_mask", -EMPTY_LOGIT)):
+    for name, logit in TRIVIAL_MASKS.items():
         scores = avs_scores([torch.full(t.shape, logit) for t in truths], list(truths))
         out[name] = {k: scores[k] for k in _RESULT_KEYS}
     return out
+
+
+def _sample_key(record: Any) -> str:
+    """What one scored sample is: an S4 / MS3 video (its frames), a Ref-AVS expression (its row's ``source``)."""
+    return record.source if record.task == Task.REF_AVS.value else record.video_id
+
+
+def _module_scores(config: str, predictions: list[torch.Tensor], truths: list[torch.Tensor] | None) -> dict:
+    """The ``avs_segmentation`` module's scores, checked against the pure function (``config``: ``s4``, ``ms3``,
+    ``ref_avs`` or ``ref_avs_null``); a wrapper (Arrow round trip) bug must not change a reported number."""
+    metric = load_metric("avs_segmentation", config_name=config)
+    result = metric.compute(predictions=predictions, references=truths)
+    if config == "ref_avs_null":
+        expected = ref_avs_null_score(predictions)
+    elif config == "ref_avs":
+        expected = ref_avs_scores(predictions, truths or [])
+    else:
+        expected = avs_scores(predictions, truths or [])
+    if result != expected:
+        raise RuntimeError(f"avs_segmentation[{config}] disagrees with the pure function: {result} != {expected}")
+    return result
+
+
+def _ref_avs_scores(
+    samples: Sequence[str], subsets: dict[str, str], predictions: dict, truths: dict
+) -> tuple[dict[str, float], dict[str, int], dict[str, dict[str, float]]]:
+    """Ref-AVS's official scores per test subset (evaluation.md): seen and unseen mIoU / F in batches of 4
+    expressions, null S; the same for the trivial masks. A subset without samples is left out.
+
+    Returns:
+        ``(scores, counts, baselines)``: scores ``seen_miou``, ``seen_f_score``, ``unseen_miou``,
+        ``unseen_f_score``, ``null_s``; counts ``num_<subset>`` expressions.
+    """
+    chosen = {subset: [k for k in samples if subsets[k] == subset] for subset in ("seen", "unseen", "null")}
+    counts = {f"num_{subset}": len(keys) for subset, keys in chosen.items()}
+
+    def score(masks: dict) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for subset in ("seen", "unseen"):
+            if chosen[subset]:
+                keys = chosen[subset]
+                result = _module_scores("ref_avs", [masks[k] for k in keys], [truths[k] for k in keys])
+                out.update({f"{subset}_{k}": result[k] for k in _RESULT_KEYS})
+        if chosen["null"]:
+            out["null_s"] = _module_scores("ref_avs_null", [masks[k] for k in chosen["null"]], None)["null_s"]
+        return out
+
+    baselines = {name: score({k: torch.full(t.shape, logit) for k, t in truths.items()})
+                 for name, logit in TRIVIAL_MASKS.items()}  # fmt: skip
+    return score(predictions), counts, baselines
 
 
 @torch.no_grad()
@@ -158,10 +219,11 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     parse = TASKS[evaluated].parse_answer
     parsed: list[AvsAnswer | None] = [parse(text) for text in texts]
 
-    by_video: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = defaultdict(list)  # frame, logits, truth
+    by_sample: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = defaultdict(list)  # frame, logits, truth
+    subsets: dict[str, str] = {}  # sample -> Ref-AVS test subset
     rows, masks = [], {}
     for index, (record, text, answer) in enumerate(zip(records, texts, parsed, strict=True)):
-        label = AvsLabel.from_dict(record.label)
+        label = TASKS[evaluated].label_from_dict(record.label)
         truth = torch.from_numpy(read_binary_mask(label.mask))  # (H, W) at the ground truth's resolution
         logits = None
         if answer is not None:
@@ -172,7 +234,9 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
             logits = torch.full(truth.shape, EMPTY_LOGIT)
         elif logits.shape != truth.shape:
             logits = resize_logits(logits[None], tuple(truth.shape))[0]
-        by_video[record.video_id].append((label.frame, logits, truth))
+        sample = _sample_key(record)
+        by_sample[sample].append((label.frame, logits, truth))
+        subsets[sample] = record.label.get("subset", "")
         iou = float(frame_ious(torch.sigmoid(logits)[None], truth[None], AVS_IOU_THRESHOLD)[0])
         found = None if parsed[index] is None else parsed[index].to_dict()
         mask_name = f"{record.id.rsplit('/', 1)[-1]}.png"  # ids are "<task>/<split>/<item_id>"
@@ -182,25 +246,24 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
                      "label": record.label, "media": record.media, "correct": iou,
                      "mask": f"{masks_dir(evaluated.value).name}/{mask_name}"})  # fmt: skip
 
-    videos = sorted(by_video)
-    predictions = [torch.stack([f[1] for f in sorted(by_video[v], key=lambda f: f[0])]) for v in videos]  # (T, H, W)
-    truths = [torch.stack([f[2] for f in sorted(by_video[v], key=lambda f: f[0])]) for v in videos]
-    result = load_metric("avs_segmentation", config_name=evaluated.value).compute(
-        predictions=predictions, references=truths
-    )
-    expected = avs_scores(predictions, truths)
-    if result != expected:  # a wrapper (Arrow round trip) bug must not change a reported number
-        raise RuntimeError(f"avs_segmentation module disagrees with the pure function: {result} != {expected}")
+    samples = sorted(by_sample) if evaluated is not Task.REF_AVS else list(by_sample)  # Ref-AVS: test order
+    predictions = {k: torch.stack([f[1] for f in sorted(by_sample[k], key=lambda f: f[0])]) for k in samples}
+    truths = {k: torch.stack([f[2] for f in sorted(by_sample[k], key=lambda f: f[0])]) for k in samples}  # (T, H, W)
+    if evaluated is Task.REF_AVS:
+        scores, counts, baselines = _ref_avs_scores(samples, subsets, predictions, truths)
+    else:
+        result = _module_scores(evaluated.value, [predictions[k] for k in samples], [truths[k] for k in samples])
+        scores, counts = {k: result[k] for k in _RESULT_KEYS}, {"num_videos": result["num_videos"]}
+        baselines = mask_baselines([truths[k] for k in samples])
     named = [(p, r.label["objects"]) for p, r in zip(parsed, records, strict=True) if r.label["objects"] is not None]
     object_accuracy = (
         sum(p is not None and list(p.objects or ()) == o for p, o in named) / len(named) if named else None
     )
     num_over = targets_over_limit(tokenizer, records, cfg.max_new_tokens)
-    scores = {k: result[k] for k in _RESULT_KEYS}
     metrics = {
         "task": evaluated.value, "split": cfg.split, "dataset": dataset, "num_samples": len(records),
-        "num_videos": result["num_videos"], **scores, "object_accuracy": object_accuracy,
-        "parse_failure_rate": parse_failure_rate(parsed), "baselines": mask_baselines(truths),
+        **counts, **scores, "object_accuracy": object_accuracy,
+        "parse_failure_rate": parse_failure_rate(parsed), "baselines": baselines,
         "generation": {"max_new_tokens": cfg.max_new_tokens, "targets_over_max_new_tokens": num_over,
                        "seconds": stats.seconds, "tokens_per_s": stats.tokens_per_s},
     }  # fmt: skip
@@ -216,12 +279,13 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     write_text_atomic(metrics_path, json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     write_text_atomic(router_path, json.dumps(router.summary(evaluated.value), indent=2, ensure_ascii=False) + "\n")
     headline = HEADLINE_SCORES[evaluated]
-    baselines = metrics["baselines"]
     best = max(baselines, key=lambda name: baselines[name][headline])
     log.info(
-        "evaluate %s (%s, %s, n=%d frames of %d videos): mIoU %.4f F %.4f | best baseline %s %.4f | "
-        "parse failures %.1f%%", evaluated, cfg.split, dataset, len(records), result["num_videos"], scores["miou"],
-        scores["f_score"], best, baselines[best][headline], 100 * metrics["parse_failure_rate"],
+        "evaluate %s (%s, %s, n=%d frames of %d %s): %s | best baseline %s %.4f | parse failures %.1f%%",
+        evaluated, cfg.split, dataset, len(records), len(samples),
+        "expressions" if evaluated is Task.REF_AVS else "videos",
+        " ".join(f"{k} {v:.4f}" for k, v in scores.items()), best, baselines[best][headline],
+        100 * metrics["parse_failure_rate"],
     )  # fmt: skip
     return EvaluateResult(
         task=evaluated.value, split=cfg.split, dataset=dataset, num_samples=len(records), num_excluded=num_excluded,

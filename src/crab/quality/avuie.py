@@ -9,7 +9,8 @@ file the line is in, the instruction's placeholders (exactly one ``<video>`` and
 wrapped as ``<video_start><video><video_end>`` / ``<audio_start><audio><audio_end>``), the labels (AVE
 category and ``0 <= start < end <= validation.ave_duration_s``; AVVP classes in LLP's 25 and spans on its
 ten 1-s segments; AVQA answer and question type, AVCAP caption; S4 / MS3 frame index, objects among S4's 23
-and the mask file), media existence (a clip file, or AVSBench's frame folder), and that the target says what the
+and the mask file; Ref-AVS frame index, object among Ref-AVS's categories, expression and test subset, nothing
+named in a null row), media existence (a clip file, or a frame folder), and that the target says what the
 label says. The target is parsed with the
 task's own parser (``crab.tasks.TASKS[task].parse_answer``, the one evaluation uses), so the gate checks
 exactly the format the model is trained and scored on.
@@ -29,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.config import Params, ValidationConfig
 from crab.datasets.vocab import AVE_CATEGORIES, AVQA_ANSWERS
-from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS, S4_CATEGORIES
+from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS, REF_AVS_NULL_OBJECT, REF_AVS_OBJECTS, S4_CATEGORIES
 from crab.errors import CrabError
 from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
 from crab.quality.runner import Gate, enforce_max_failure_rate, log_summary, open_gate
 from crab.quality.suites import AVQA_TYPE_STRINGS, Check
+from crab.datasets.ref_avs import REF_AVS_NUM_FRAMES
 from crab.tasks import NUM_AVS_OBJECT_FRAMES, TASKS, Task
 
 if TYPE_CHECKING:
@@ -48,6 +50,9 @@ REPORT_PATH = Path("reports/validation/avuie.json")
 DOCS_DIR = Path("reports/validation/avuie_docs")
 SPLITS = ("train", "val", "test")
 
+#: Tasks answered with the six mask tokens and an ``<object>`` tag (ARIG's mask is only the box's source).
+_MASK_TASKS = ("s4", "ms3", "ref_avs")
+_FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 _COLUMNS = (
     "location", "file_task", "file_split", "schema_error", "id", "canonical_id", "task", "split", "dataset",
     "item_id", "video_id", "instruction", "target", "media_error", "target_error",
@@ -69,6 +74,7 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
         "avcap": (("caption", str),),
         "s4": (("frame", int), ("mask", str)),
         "ms3": (("frame", int), ("mask", str)),
+        "ref_avs": (("frame", int), ("mask", str), ("objects", list), ("expression", str), ("subset", str)),
         "arig": (("x0", int), ("y0", int), ("x1", int), ("y1", int), ("object", str), ("frame", int), ("mask", str)),
     }[task]
     for key, kind in fields:
@@ -134,7 +140,7 @@ def _target_problem(task: str, target: str, label: dict[str, Any]) -> str | None
         if parsed.box != box:
             return f"<obj> {parsed.box} differs from the label {box}"
         return None
-    if task in ("s4", "ms3"):
+    if task in _MASK_TASKS:
         if parsed is None:
             return "no <mask_start><mask_0>...<mask_5><mask_end> block (exactly one is needed)"
         expected = None if label["objects"] is None else tuple(label["objects"])
@@ -179,7 +185,7 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
         target_error=_target_problem(task, record.target, record.label),
     )
     missing = sorted({p for p in record.media.values() if not _media_exists(Path(p))})
-    if task in ("s4", "ms3", "arig") and not Path(record.label["mask"]).is_file():
+    if task in (*_MASK_TASKS, "arig") and not Path(record.label["mask"]).is_file():
         missing.append(record.label["mask"])
     if missing:
         row["media_error"] = "media file not found: " + ", ".join(missing)
@@ -192,6 +198,8 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
         row.update(answer=label["answer"], question_type=json.dumps(label["question_type"]))
     elif task in ("s4", "ms3"):
         row.update(objects_error=_avs_objects_problem(label))
+    elif task == "ref_avs":
+        row.update(objects_error=_ref_avs_label_problem(label))
     elif task == "arig":
         row.update(box_error=_arig_box_problem(label))
     else:
@@ -200,8 +208,9 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
 
 
 def _media_exists(path: Path) -> bool:
-    """A clip file, or a frame folder holding PNG frames (AVSBench's ``visual_frames/.../{name}/``)."""
-    return path.is_file() or (path.is_dir() and any(path.glob("*.png")))
+    """A clip file, or a frame folder holding PNG or JPEG frames (AVSBench's ``visual_frames/.../{name}/``,
+    Ref-AVS's ``media/{vid}/frames/``)."""
+    return path.is_file() or (path.is_dir() and any(p.suffix.lower() in _FRAME_SUFFIXES for p in path.iterdir()))
 
 
 def _arig_box_problem(label: dict[str, Any]) -> str | None:
@@ -227,6 +236,28 @@ def _avs_objects_problem(label: dict[str, Any]) -> str | None:
     unknown = [o for o in label["objects"] or () if o not in S4_CATEGORIES]
     if unknown:
         return f"object {unknown[0]!r} is not one of AVSBench's {len(S4_CATEGORIES)} S4 categories"
+    return None
+
+
+def _ref_avs_label_problem(label: dict[str, Any]) -> str | None:
+    """Why a Ref-AVS label does not fit (frame outside the ten, object outside Ref-AVS's categories, more than
+    one object, empty expression, unknown subset, a null row that names an object), or None."""
+    from crab.avuie.ref_avs import REF_AVS_TEST_SUBSETS
+
+    if not 0 <= label["frame"] < REF_AVS_NUM_FRAMES:
+        return f"frame {label['frame']} is not one of the clip's {REF_AVS_NUM_FRAMES} (0-based)"
+    objects = label["objects"]
+    if len(objects) > 1 or not all(isinstance(o, str) for o in objects):
+        return f"objects {objects!r}: a referring expression names at most one object"
+    if objects and (objects[0] not in REF_AVS_OBJECTS or objects[0] == REF_AVS_NULL_OBJECT):
+        return f"object {objects[0]!r} is not one of Ref-AVS's {len(REF_AVS_OBJECTS) - 1} categories"
+    if not label["expression"].strip():
+        return "empty referring expression"
+    subsets = ("train", "val", *REF_AVS_TEST_SUBSETS.values())
+    if label["subset"] not in subsets:
+        return f"subset {label['subset']!r} is not one of {list(subsets)}"
+    if label["subset"] == "null" and objects:
+        return f"a null-subset row names the object {objects[0]!r}"
     return None
 
 
@@ -294,7 +325,7 @@ def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
         ]  # fmt: skip
     elif task == "avvp":
         checks.append(Check("events_valid", "ExpectColumnValuesToBeNull", {"column": "events_error"}, "{events_error}"))
-    elif task in ("s4", "ms3"):
+    elif task in _MASK_TASKS:
         checks.append(
             Check("objects_valid", "ExpectColumnValuesToBeNull", {"column": "objects_error"}, "{objects_error}")
         )

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from crab.avuie.avs import AvsLabel
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.avuie.schema import AvuieRecord, read_jsonl
 from crab.config import Params
@@ -123,7 +122,7 @@ def plain_target(record: AvuieRecord) -> str:
     if label is None:
         raise DataError(Path(record.source), f"record {record.id}: its target has no well-formed {record.task} answer")
     if spec.masks:  # a parsed mask answer holds only the objects; its sentence also names the labelled second
-        label = AvsLabel.from_dict(record.label)
+        label = spec.label_from_dict(record.label)
     return spec.format_answer(label, None)
 
 

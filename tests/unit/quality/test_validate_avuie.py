@@ -28,6 +28,8 @@ from crab.avuie.avs import MASK_BLOCK, AvsLabel
 from crab.avuie.avs import format_answer as avs_answer
 from crab.avuie.avvp import AvvpLabel
 from crab.avuie.avvp import format_answer as avvp_answer
+from crab.avuie.ref_avs import RefAvsLabel
+from crab.avuie.ref_avs import format_answer as ref_avs_answer
 from crab.errors import CrabError
 from crab.quality.avuie import validate_avuie
 from crab.quality.quarantine import ValidationResult, load_quarantined_avuie
@@ -55,6 +57,13 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         "avcap": {"caption": "A bell rings in a church."},
         "s4": {"frame": 2, "mask": (avs_root / "mask.png").as_posix(), "objects": ["dog_barking"]},
         "ms3": {"frame": 0, "mask": (avs_root / "mask.png").as_posix(), "objects": ["dog_barking", "playing_piano"]},
+        "ref_avs": {
+            "frame": 3,
+            "mask": (avs_root / "mask.png").as_posix(),
+            "objects": ["guitar"],
+            "expression": "The object on the left.",
+            "subset": "seen",
+        },
         "arig": {
             "x0": 10,
             "y0": 20,
@@ -74,17 +83,20 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         target = avqa_answer(AvqaLabel(answer=label["answer"]), "A cello is heard.")
     elif task in ("s4", "ms3"):
         target = avs_answer(AvsLabel.from_dict(label), "A dog barks on the left.")
+    elif task == "ref_avs":
+        target = ref_avs_answer(RefAvsLabel.from_dict(label), "A guitar is on the left.")
     elif task == "arig":
         target = arig_answer(ArigLabel(*(label[k] for k in ("x0", "y0", "x1", "y1"))), "A dog barks on the left.")
     else:
         target = avcap_answer(AvcapLabel(caption=label["caption"]), None) if label["caption"] else ""
     label.update(changes.pop("raw_label", {}))
     media = {"video": media_path, "audio": media_path}
-    if task in ("s4", "ms3"):
+    if task in ("s4", "ms3", "ref_avs"):
         media = {"video": (avs_root / "frames").as_posix(), "audio": (avs_root / "audio.wav").as_posix()}
     if task == "arig":
         media = {"image": (avs_root / "frames" / "v_1.png").as_posix(), "audio": (avs_root / "audio.wav").as_posix()}
-    instruction = {"avqa": {"question": AVQA_QUESTION}, "s4": {"nth": "third"}, "ms3": {"nth": "first"}}
+    instruction = {"avqa": {"question": AVQA_QUESTION}, "s4": {"nth": "third"}, "ms3": {"nth": "first"},
+                   "ref_avs": {"expression": "the object on the left", "nth": "fourth"}}  # fmt: skip
     fields = {
         "id": f"{task}/{split}/{item_id}",
         "task": task,
@@ -109,7 +121,7 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
     def line(
         task: str, split: str, item_id: str, reason: str | None = None, /, **changes: Any
     ) -> tuple[str, str | None]:
-        path = avs_media if task in ("s4", "ms3", "arig") else media
+        path = avs_media if task in ("s4", "ms3", "arig", "ref_avs") else media
         return json.dumps(record(task, split, item_id, path, **changes), sort_keys=True, ensure_ascii=False), reason
 
     def drop_label_key(task: str, item_id: str, key: str, reason: str) -> tuple[str, str]:
@@ -197,6 +209,20 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
             drop_label_key("s4", "v_14", "objects", "schema: label: missing key 'objects'"),
         ],
         ("ms3", "train"): [line("ms3", "train", "m_1")],
+        ("ref_avs", "test"): [
+            line("ref_avs", "test", "r_1"),
+            line("ref_avs", "test", "r_2", label={"objects": [], "subset": "null"}),
+            line("ref_avs", "test", "r_3", "object 'dog_barking' is not one of Ref-AVS's 51 categories",
+                 label={"objects": ["dog_barking"]}),
+            line("ref_avs", "test", "r_4", "a null-subset row names the object 'guitar'", raw_label={"subset": "null"}),
+            line("ref_avs", "test", "r_5", "frame 10 is not one of the clip's 10", raw_label={"frame": 10}),
+            line("ref_avs", "test", "r_6", "subset 'test_s' is not one of", raw_label={"subset": "test_s"}),
+            line("ref_avs", "test", "r_7", "<object> ('guitar',) differs from the label ('dog',)",
+                 raw_label={"objects": ["dog"]}),
+            drop_label_key("ref_avs", "r_8", "expression", "schema: label: missing key 'expression'"),
+            line("ref_avs", "test", "r_9", "empty referring expression", raw_label={"expression": " "}),
+            line("ref_avs", "test", "r_10", "media file not found: gone.png", raw_label={"mask": "gone.png"}),
+        ],
         ("arig", "test"): [
             line("arig", "test", "v_2"),
             line("arig", "test", "v_3", "x0 < x1", raw_label={"x1": 5}),
@@ -242,7 +268,8 @@ def avuie_run(
     )  # any existing file: the gate checks presence
     (workdir / "empty_folder").mkdir()
     good, bad = write_avuie(workdir, planted_lines(str(media_kit.files["good"]), avs.as_posix()))
-    params = make_params(workdir / "raw", ["ave", "avvp", "avqa", "avcap", "s4", "ms3", "arig"], max_failure_rate=1.0)
+    tasks = ["ave", "avvp", "avqa", "avcap", "s4", "ms3", "arig", "ref_avs"]
+    params = make_params(workdir / "raw", tasks, max_failure_rate=1.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workdir)
         result = validate_avuie(params)
@@ -260,7 +287,7 @@ def test_bad_lines_quarantined_with_reason_and_good_records_pass(avuie_run) -> N
         )
     assert sum(g.num_passed for g in result.groups.values()) == len(good)
     assert {name: g.num_items for name, g in result.groups.items()} == {
-        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 12, "ms3": 1, "arig": 9
+        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 12, "ms3": 1, "arig": 9, "ref_avs": 10
     }  # fmt: skip
 
 
@@ -276,6 +303,7 @@ def test_report_and_quarantined_ids(avuie_run) -> None:
         "s4",
         "ms3",
         "arig",
+        "ref_avs",
     }
     ids = load_quarantined_avuie(path)
     assert {"ave/train/dog", "ave/train/dupid", "avqa/train/q3", "avcap/train/c2", "avvp/test/p3"} <= ids
