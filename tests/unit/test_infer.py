@@ -34,6 +34,8 @@ from crab.avuie.avvp import AvvpLabel
 from crab.avuie.avvp import format_answer as avvp_answer
 from crab.avuie.avs import AvsLabel
 from crab.avuie.avs import format_answer as format_avs_answer
+from crab.avuie.ref_avs import RefAvsLabel
+from crab.avuie.ref_avs import format_answer as format_ref_avs_answer
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.cli import main
 from crab.config import Params, SynthAudioConfig, SynthVideoConfig, load_params
@@ -100,7 +102,8 @@ def _params(root: Path) -> Params:
             params.finetune, out_dir=str(root / "models/finetune"), tasks=["ave", "avqa", "s4", "ms3"],
             lora=dataclasses.replace(params.finetune.lora, r=4, alpha=8),
         ),
-        finetune_avs=dataclasses.replace(params.finetune_avs, out_dir=str(root / "models/finetune_avs")),
+        finetune_avs=dataclasses.replace(params.finetune_avs, out_dir=str(root / "models/finetune_avs"),
+                                         tasks=["s4", "ms3"]),
         evaluate=dataclasses.replace(params.evaluate, tasks=["ave", "avqa"], batch_size=2,
                                      max_new_tokens=MAX_NEW_TOKENS),
     )  # fmt: skip
@@ -302,13 +305,26 @@ def test_too_short_audio_is_a_clear_error(in_workspace: Workspace) -> None:
         (["--task", "ave", "--video", CLIP, "--question", "Why?"], "task ave takes no question"),
         (
             ["--task", "avss", "--video", CLIP],
-            "task 'avss' is not supported by crab infer (supported: ave, avvp, avqa, arig, s4, ms3)",
+            "task 'avss' is not supported by crab infer (supported: ave, avvp, avqa, arig, s4, ms3, ref_avs)",
         ),
         (["--video", CLIP], "--task is required with --video"),
         (["--task", "s4", "--video", CLIP, "--second", "6"], "task s4: the second must be an integer in 1..5, got 6"),
         (
             ["--task", "ave", "--video", CLIP, "--second", "2"],
-            "task ave takes no second (only the mask tasks: s4, ms3)",
+            "task ave takes no second (only the mask tasks: s4, ms3, ref_avs)",
+        ),
+        (
+            ["--task", "ref_avs", "--video", CLIP],
+            'task ref_avs needs a referring expression (--expression / "expression")',
+        ),
+        (
+            ["--task", "ref_avs", "--video", CLIP, "--expression", " . "],
+            'task ref_avs needs a referring expression (--expression / "expression")',
+        ),
+        (["--task", "s4", "--video", CLIP, "--expression", "The dog."], "task s4 takes no expression (only ref_avs)"),
+        (
+            ["--task", "ref_avs", "--video", CLIP, "--expression", "The dog.", "--second", "11"],
+            "task ref_avs: the second must be an integer in 1..10, got 11",
         ),
         (
             ["--task", "ms3", "--video", "frames"],
@@ -389,6 +405,28 @@ def test_s4_answer_with_mask_tokens_writes_the_asked_seconds_mask(
     assert not torch.equal(logits[0], logits[1])  # the frames' levels differ, so the asked second matters
 
 
+def test_ref_avs_reads_ten_frames_and_writes_the_asked_seconds_mask(
+    in_workspace: Workspace, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    label = RefAvsLabel(6, "unused.png", ("dog",), "The object making a sound.", "seen")
+    tokenizer, ids = _answer_every_prompt_with(format_ref_avs_answer(label, "A dog barks."), in_workspace, monkeypatch)
+    code, out, errors = _cli(in_workspace, capsys, "--task", "ref_avs", "--video", CLIP, "--second", "7",
+                             "--expression", "The object making a sound.", "--masks", "out")  # fmt: skip
+    assert (code, errors) == (0, [])
+    record = json.loads(out)
+    assert record["prompt"] == TASKS[Task.REF_AVS].instruction(expression="the object making a sound", nth="seventh")
+    assert record["answer"] == {"objects": ["dog"]} and record["mask"] == "out/ref_avs_synthclip01_s7.png"
+    model = load_infer_model(in_workspace.params, masks=True)
+    request = InferRequest.create("ref_avs", CLIP, expression="The dog.", second=7)
+    video, _, audio, levels = media_features(request, model.encoders, in_workspace.params)
+    assert video.shape[0] == levels.shape[0] == 10  # a Ref-AVS clip: one frame per second of ten
+    example = build_example(encode_prompt(tokenizer, record["prompt"]), [], model.mask_model.get_base_model().config,
+                            video_features=video, audio_features=audio)  # fmt: skip
+    logits = predict_frame_mask(model.mask_model, example, list(ids), levels[6])
+    written = read_binary_mask(record["mask"])
+    assert np.array_equal(written, (torch.sigmoid(resize_logits(logits[None], written.shape)[0]) > 0.5).numpy())
+
+
 def test_mask_task_without_mask_block_has_no_mask(in_workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     _answer_every_prompt_with("The dog barks. <object> dog_barking </object>", in_workspace, monkeypatch)
     request = InferRequest.create("ms3", "frames", "frames.wav", second=3)
@@ -452,7 +490,7 @@ def test_read_batch_reports_bad_entries_and_rejects_bad_files(tmp_path: Path) ->
     outcomes = read_batch(path)
     assert outcomes[-1] == InferRequest.create("s4", "a.mp4", second=4)
     assert [str(o) for o in outcomes[:-1]] == [
-        f"{path}[0]: unknown keys ['audo'] (allowed: audio, audio_path, question, second, task, video, video_path)",
+        f"{path}[0]: unknown keys ['audo'] (allowed: audio, audio_path, exp, expression, question, second, task, video, video_path)",
         f"{path}[1]: expected an object, got int",
         f'{path}[2]: no "video" (or "video_path")',
         f'{path}[3]: both "video" and "video_path"; give one',
@@ -565,3 +603,19 @@ def test_runs_on_the_authors_arig_example(in_workspace: Workspace) -> None:
     (record,) = infer(in_workspace.params, [InferRequest.create("arig", str(ARIG_SAMPLE / "1.jpg"),
                                                                 str(ARIG_SAMPLE / "audio.wav"))])  # fmt: skip
     assert isinstance(record, dict) and record["task"] == "arig"
+
+
+def test_ref_avs_request_fills_the_expression_and_second_into_the_prompt(tmp_path: Path) -> None:
+    request = InferRequest.create("ref_avs", CLIP, expression="  The object  making the loudest sound. ", second=10)
+    assert request.expression == "The object making the loudest sound."
+    assert request.instruction() == TASKS[Task.REF_AVS].instruction(
+        expression="the object making the loudest sound", nth="tenth"
+    )
+    assert request.inputs() == {"video": CLIP, "audio": CLIP, "question": None, "second": 10,
+                                "expression": "The object making the loudest sound."}  # fmt: skip
+    batch = tmp_path / "example.json"
+    batch.write_text(json.dumps([{"task": "ref_avs", "video_path": CLIP, "exp": "The dog."},
+                                 {"task": "ref_avs", "video": CLIP, "exp": "a", "expression": "b"}]))  # fmt: skip
+    first, second = read_batch(batch)
+    assert isinstance(first, InferRequest) and first.expression == "The dog." and first.second == 1
+    assert isinstance(second, CrabError) and 'both "expression" and "exp"' in str(second)

@@ -47,6 +47,7 @@ def infer_command(
     audio: str | None = None,
     question: str | None = None,
     second: int | None = None,
+    expression: str | None = None,
     batch: str | None = None,
     out: str | None = None,
     masks_dir: str = "masks",
@@ -57,8 +58,8 @@ def infer_command(
 
     Args:
         params: the loaded params (model folders, ``media``, ``features``, ``evaluate``).
-        task / video / audio / question / second: one input (``--task``, ``--video``, ...); ``audio`` defaults to
-            the video, ``second`` (S4 / MS3) to 1.
+        task / video / audio / question / second / expression: one input (``--task``, ``--video``, ...); ``audio``
+            defaults to the video, ``second`` (mask tasks) to 1; ``expression`` is Ref-AVS's.
         batch: a batch file instead of one input.
         out: a JSONL file to write the records to, instead of stdout.
         masks_dir: where S4 / MS3 masks are written as PNG.
@@ -74,15 +75,16 @@ def infer_command(
     if (batch is None) == (video is None):
         raise CrabError("give either --video (with --task) or --batch")
     if batch is not None:
-        if task or audio or question or second is not None:
+        if task or audio or question or expression or second is not None:
             raise CrabError(
-                "--task, --audio, --question and --second describe one input; a --batch file holds them per entry"
+                "--task, --audio, --question, --second and --expression describe one input; a --batch file holds "
+                "them per entry"
             )
         requests = read_batch(batch)
     else:
         if task is None:
             raise CrabError("--task is required with --video")
-        requests = [InferRequest.create(task, video, audio, question, second)]
+        requests = [InferRequest.create(task, video, audio, question, second, expression)]
     outcomes = infer(params, requests, masks_dir=masks_dir)
     if batch is None and isinstance(outcomes[0], CrabError):
         raise outcomes[0]

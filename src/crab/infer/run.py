@@ -35,10 +35,10 @@ from crab.eval.metrics_avs import resize_logits
 from crab.eval.run_avs import binary_mask, decode_mask_answers, predict_frame_mask
 from crab.features.extract import ExtractCounters, MediaItem, compute_shard, load_encoders
 from crab.features.store import audio_cut, audio_key, image_key, levels_key, video_key
-from crab.infer.requests import InferRequest
+from crab.infer.requests import MASK_TASK_FRAMES, InferRequest
 from crab.models.base import BaseModelPaths
 from crab.models.collator import CrabExample, build_example
-from crab.tasks import NUM_AVS_OBJECT_FRAMES, TASKS
+from crab.tasks import TASKS
 from crab.train.data import encode_prompt
 from crab.train.finetune import adapter_folders, load_finetuned, use_task_adapter
 from crab.train.finetune_avs import AVS_WEIGHTS_NAME, load_finetuned_avs
@@ -165,8 +165,9 @@ def media_features(request: InferRequest, encoders: Any, params: Params) -> Medi
         DataError: a file is missing, undecodable or lacks the stream, or its audio is too short to cut.
     """
     spec = TASKS[request.task]
-    if spec.masks:  # AVSBench's clips: five frames, one per second (the audio cut already counts five segments)
-        params = dataclasses.replace(params, media=dataclasses.replace(params.media, num_frames=NUM_AVS_OBJECT_FRAMES))
+    if spec.masks:  # one frame per second of the clip: AVSBench's five, Ref-AVS's ten (as the features stage reads)
+        num_frames = MASK_TASK_FRAMES[request.task]
+        params = dataclasses.replace(params, media=dataclasses.replace(params.media, num_frames=num_frames))
     image = spec.visual == "image"  # ARIG: one frame as <image>
     record = {
         "task": str(request.task),
@@ -238,7 +239,7 @@ def _frame_size(video: str) -> tuple[int, int]:
 def _write_mask(model: PeftModel, example: CrabExample, answer: list[int], levels: torch.Tensor,
                 request: InferRequest, masks_dir: str | Path) -> str | None:  # fmt: skip
     """Decode the answer's mask at the asked second and write it as PNG; ``None`` without a mask block."""
-    frame = min(request.second - 1, levels.shape[0] - 1)  # a frame folder may hold fewer than five frames
+    frame = min(request.second - 1, levels.shape[0] - 1)  # a frame folder may hold fewer frames than the clip
     logits = predict_frame_mask(model, example, answer, levels[frame])  # (S, S) or None
     if logits is None:
         return None
