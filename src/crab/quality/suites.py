@@ -533,6 +533,27 @@ _S4_MASK_STATES: list[tuple[str, str]] = [("train", "1"), ("val", AVS_ALL_MASK_F
 _MS3_MASK_STATES: list[tuple[str, str]] = [(split, AVS_ALL_MASK_FRAMES) for split in AVSBENCH_SPLITS]
 
 
+def _image_checks(foreground: str) -> tuple[list[Check], list[Check]]:
+    """The frame / mask checks AVSBench and Ref-AVS share, over ``crab.quality.raw``'s image columns: the
+    frames decode (first list); the masks decode, are single-channel, binary and the frame's size (second).
+    ``foreground`` names what the 255 pixels mark in the quarantine reason."""
+    frames = [
+        Check("frames_decode", "ExpectColumnValuesToBeNull", {"column": "frame_problems"},
+              "frame not decodable: {frame_problems}"),
+    ]  # fmt: skip
+    masks = [
+        Check("masks_decode", "ExpectColumnValuesToBeNull", {"column": "mask_problems"},
+              "mask not decodable: {mask_problems}"),
+        Check("masks_single_channel", "ExpectColumnValuesToBeNull", {"column": "mask_mode_problems"},
+              "mask not single-channel 8-bit (L) or 1-bit (1): {mask_mode_problems}"),
+        Check("masks_binary", "ExpectColumnValuesToBeNull", {"column": "mask_value_problems"},
+              f"mask values other than 0 (background) and 255 ({foreground}): {{mask_value_problems}}"),
+        Check("mask_size_is_frame_size", "ExpectColumnValuesToBeNull", {"column": "mask_size_problems"},
+              "mask size differs from its frame's: {mask_size_problems}"),
+    ]  # fmt: skip
+    return frames, masks
+
+
 def _avs_object_checks(
     validation: ValidationConfig, mask_states: list[tuple[str, str]], mask_reason: str
 ) -> list[Check]:
@@ -548,6 +569,7 @@ def _avs_object_checks(
     binary by construction); a 0/1 mask would read as nearly empty after the loaders' division by 255, and
     a palette or colour mask is not what the layout describes, so both are quarantined rather than guessed at.
     """
+    frames, masks = _image_checks("sounding object")
     return [
         *media_checks(validation, float(NUM_AVS_OBJECT_FRAMES), media_column="audio_path"),
         Check(
@@ -556,42 +578,14 @@ def _avs_object_checks(
             {"column": "item_id"},
             "name {item_id!r} occurs more than once (every copy quarantined)",
         ),
-        Check(
-            "frames_decode",
-            "ExpectColumnValuesToBeNull",
-            {"column": "frame_problems"},
-            "frame not decodable: {frame_problems}",
-        ),
-        Check(
-            "masks_decode",
-            "ExpectColumnValuesToBeNull",
-            {"column": "mask_problems"},
-            "mask not decodable: {mask_problems}",
-        ),
+        *frames,
         Check(
             "mask_frames_as_annotated",
             "ExpectColumnPairValuesToBeInSet",
             {"column_A": "split", "column_B": "mask_frames", "value_pairs_set": mask_states},
             mask_reason,
         ),
-        Check(
-            "masks_single_channel",
-            "ExpectColumnValuesToBeNull",
-            {"column": "mask_mode_problems"},
-            "mask not single-channel 8-bit (L) or 1-bit (1): {mask_mode_problems}",
-        ),
-        Check(
-            "masks_binary",
-            "ExpectColumnValuesToBeNull",
-            {"column": "mask_value_problems"},
-            "mask values other than 0 (background) and 255 (sounding object): {mask_value_problems}",
-        ),
-        Check(
-            "mask_size_is_frame_size",
-            "ExpectColumnValuesToBeNull",
-            {"column": "mask_size_problems"},
-            "mask size differs from its frame's: {mask_size_problems}",
-        ),
+        *masks,
     ]
 
 
@@ -642,44 +636,17 @@ def ref_avs_suite(validation: ValidationConfig) -> list[Check]:
     non-empty expression are checked too, though the reader already rejects rows that break them, so a
     frame built another way is held to the same rules.
     """
+    frames, masks = _image_checks("referred object")
     return [
         *media_checks(validation, float(REF_AVS_NUM_FRAMES), media_column="audio_path"),
-        Check(
-            "frames_decode",
-            "ExpectColumnValuesToBeNull",
-            {"column": "frame_problems"},
-            "frame not decodable: {frame_problems}",
-        ),
+        *frames,
         Check(
             "ten_frames",
             "ExpectColumnValuesToBeInSet",
             {"column": "num_frame_files", "value_set": [REF_AVS_NUM_FRAMES]},
             f"{{num_frame_files}} frame files in {{video_path}}/frames, expected {REF_AVS_NUM_FRAMES}",
         ),
-        Check(
-            "masks_decode",
-            "ExpectColumnValuesToBeNull",
-            {"column": "mask_problems"},
-            "mask not decodable: {mask_problems}",
-        ),
-        Check(
-            "masks_single_channel",
-            "ExpectColumnValuesToBeNull",
-            {"column": "mask_mode_problems"},
-            "mask not single-channel 8-bit (L) or 1-bit (1): {mask_mode_problems}",
-        ),
-        Check(
-            "masks_binary",
-            "ExpectColumnValuesToBeNull",
-            {"column": "mask_value_problems"},
-            "mask values other than 0 (background) and 255 (referred object): {mask_value_problems}",
-        ),
-        Check(
-            "mask_size_is_frame_size",
-            "ExpectColumnValuesToBeNull",
-            {"column": "mask_size_problems"},
-            "mask size differs from its frame's: {mask_size_problems}",
-        ),
+        *masks,
         Check(
             "null_masks_empty",
             "ExpectColumnValuesToBeNull",

@@ -50,24 +50,20 @@ reader does not use them). S4 names are 11-character YouTube-style ids, MS3 name
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import wave
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from crab.config import DifficultyConfig, SynthAudioConfig, SynthAvsConfig, SynthVideoConfig
 from crab.datasets.avsbench import NUM_AVS_OBJECT_FRAMES
 from crab.datasets.vocab_seg import S4_CATEGORIES
 from crab.synth.masks import object_masks
-from crab.synth.render import _Settings, render_audio, render_clips, render_frames
+from crab.synth.render import _Settings, render_audio, render_clips, render_frames, write_in_workers
 from crab.synth.scene import SCENES_FILENAME, Interval, Scene, SceneObject, Slot, scene_lines
 from crab.synth.world import audio_signature, item_seeds, split_rng, youtube_id
 
@@ -290,24 +286,6 @@ def _write_annotations(
     write_wav(item.audio, render_audio(item.scene, audio, difficulty), audio.sample_rate)
 
 
-def _annotate(items: list[_Item], settings: _Settings, desc: str) -> None:
-    """Write every clip's frames, masks and wav on all cores (spawned workers, as ``render_clips``).
-
-    Each clip's files depend only on its scene and the settings, so scheduling cannot change any byte.
-    """
-    workers = max(1, min(os.cpu_count() or 1, len(items)))
-    context = multiprocessing.get_context("spawn")
-    with tqdm(total=len(items), desc=desc, unit="clip", disable=len(items) <= 1) as bar:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [
-                pool.submit(_write_annotations, item, settings.video, settings.audio, settings.difficulty)
-                for item in items
-            ]
-            for future in as_completed(futures):
-                future.result()  # re-raises a worker's exception here
-                bar.update()
-
-
 def _split_scenes(
     dataset: Literal["s4", "ms3"],
     cfg: SynthAvsConfig,
@@ -406,7 +384,9 @@ def _write(
         item.video.parent.mkdir(parents=True, exist_ok=True)
     settings = _Settings(video, audio, difficulty)
     render_clips([(item.scene, item.video) for item in items], settings, f"synth {dataset}")
-    _annotate(items, settings, f"synth {dataset} frames")
+    write_in_workers(
+        _write_annotations, items, (settings.video, settings.audio, settings.difficulty), f"synth {dataset} frames"
+    )
     rows = [header, *(item.row for item in items)]
     (top / f"{dataset}_meta_data.csv").write_text("".join(r + "\n" for r in rows), encoding="utf-8", newline="\n")
     (top / SCENES_FILENAME).write_text(scene_lines([item.scene for item in items]), encoding="utf-8", newline="\n")

@@ -45,24 +45,20 @@ from __future__ import annotations
 
 import csv
 import logging
-import multiprocessing
-import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from crab.avuie.avs_build import S4_WORDS
+from crab.avuie.avs_build import S4_WORDS, WHERE
 from crab.config import DifficultyConfig, SynthAudioConfig, SynthRefAvsConfig, SynthVideoConfig
 from crab.datasets.ref_avs import REF_AVS_NUM_FRAMES
 from crab.datasets.vocab_seg import REF_AVS_NULL_OBJECT
 from crab.synth.avsbench import s4_category, write_png, write_wav
 from crab.synth.masks import object_masks
-from crab.synth.render import render_audio, render_frames
+from crab.synth.render import render_audio, render_frames, write_in_workers
 from crab.synth.scene import SCENES_FILENAME, Interval, Scene, SceneObject, Slot, scene_lines
 from crab.synth.world import audio_signature, item_seeds, youtube_id
 
@@ -115,7 +111,6 @@ EXPRESSION_KINDS: tuple[str, ...] = ("audio", "visual", "audio-visual")
 
 _DURATION_S = REF_AVS_NUM_FRAMES  # 10 s, one frame per second
 _SLOTS: tuple[Slot, ...] = ("left", "middle", "right")
-_WHERE: dict[str, str] = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
 _NTH: tuple[str, ...] = ("first", "second", "third")
 _NUM_OBJECTS = (2, 3)
 _SILENT_PROB = 0.35  # per object: silent for the whole clip
@@ -277,7 +272,7 @@ def _templates(scene: Scene) -> list[_Template]:
         _Template("audio", "The object that makes no sound.", match(lambda i, o: not o.audible), False),
     ]
     for slot in _SLOTS:
-        where = _WHERE[slot]
+        where = WHERE[slot]
         out.append(_Template("visual", f"The object {where}.", match(lambda i, o, s=slot: o.slot == s), False))
         out.append(
             _Template(
@@ -361,7 +356,7 @@ def _null_expression(rng: np.random.Generator, scene: Scene) -> str:
     present = {o.name for o in scene.objects}
     empty = [slot for slot in _SLOTS if slot not in {o.slot for o in scene.objects}]
     if empty and rng.random() < _NULL_SLOT_PROB:
-        return f"The object {_WHERE[empty[int(rng.integers(0, len(empty)))]]}."
+        return f"The object {WHERE[empty[int(rng.integers(0, len(empty)))]]}."
     absent = [REF_AVS_SCENE_NAMES[c] for c in REF_AVS_SEEN if REF_AVS_SCENE_NAMES[c] not in present]
     noun = object_noun(absent[int(rng.integers(0, len(absent)))])
     return f"The {noun}." if rng.random() < 0.5 else f"The {noun} making a sound."
@@ -395,18 +390,6 @@ def _write_clip(clip: _Clip, video: SynthVideoConfig, audio: SynthAudioConfig, d
         k = None if index is None else scene.on_screen.index(scene.objects[index])
         for i in range(REF_AVS_NUM_FRAMES):
             write_png(folder / f"{i:05d}.png", empty if k is None else masks[k, i].astype(np.uint8) * 255)
-
-
-def _write_clips(clips: list[_Clip], video: SynthVideoConfig, audio: SynthAudioConfig, difficulty: DifficultyConfig):
-    """Write every clip on all cores (spawned workers); each clip's bytes depend only on its scene and settings."""
-    workers = max(1, min(os.cpu_count() or 1, len(clips)))
-    context = multiprocessing.get_context("spawn")
-    with tqdm(total=len(clips), desc="synth ref_avs", unit="clip", disable=len(clips) <= 1) as bar:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_write_clip, clip, video, audio, difficulty) for clip in clips]
-            for future in as_completed(futures):
-                future.result()  # re-raises a worker's exception here
-                bar.update()
 
 
 def _clip_objects(rng: np.random.Generator, split: str) -> list[str]:
@@ -503,7 +486,7 @@ def write_ref_avs(
         clips.append(_Clip(scene, root / "media" / vid, tuple(masks)))
 
     root.mkdir(parents=True, exist_ok=True)
-    _write_clips(clips, video, audio, difficulty)
+    write_in_workers(_write_clip, clips, (video, audio, difficulty), "synth ref_avs")
     with (root / "metadata.csv").open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\r\n")
         writer.writerow(_HEADER)

@@ -29,11 +29,11 @@ import colorsys
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from pathlib import Path
 
 import av
@@ -429,6 +429,23 @@ def _encoder_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
             os.environ.pop("MALLOC_PERTURB_", None)
         else:
             os.environ["MALLOC_PERTURB_"] = previous
+
+
+def write_in_workers(write: Callable[..., None], items: Sequence[Any], settings: tuple, desc: str) -> None:
+    """Call ``write(item, *settings)`` for every item on all cores (spawned workers) with a progress bar.
+
+    For writers whose files depend only on the item and the settings (frames, masks, wavs: no encoder), so
+    scheduling cannot change any byte. ``write`` and its arguments must pickle (a module-level function).
+    A worker's exception is re-raised here.
+    """
+    workers = max(1, min(os.cpu_count() or 1, len(items)))
+    context = multiprocessing.get_context("spawn")
+    with tqdm(total=len(items), desc=desc, unit="clip", disable=len(items) <= 1) as bar:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(write, item, *settings) for item in items]
+            for future in as_completed(futures):
+                future.result()
+                bar.update()
 
 
 def render_clips(jobs: Sequence[tuple[Scene, Path]], synth: SynthConfig | _Settings, desc: str) -> None:
