@@ -37,7 +37,7 @@ TaskName = Literal[
 TextTaskName = Literal["ave", "avvp", "avqa", "arig"]  # tasks the `evaluate` stage scores from the answer text
 #: tasks `finetune_avs` trains and `evaluate_avs` scores from predicted masks
 MaskTaskName = Literal["s4", "ms3", "ref_avs"]
-DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor", "ref_avs"]
+DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor", "ref_avs", "avss"]
 
 
 class ConfigError(CrabError):
@@ -246,6 +246,30 @@ class SynthRefAvsConfig:
 
 
 @dataclass(frozen=True)
+class SynthAvssConfig:
+    """AV-Synth clips in the AVSBench-semantic v2 layout (AVSS): 10-s clips of 2-3 objects, class-index masks.
+
+    The v2 format fixes the clip length (10 s, 10 frames, every frame annotated), so only the split sizes
+    and the share of partly visible objects are parameters; they are validated because a zero size or a
+    probability outside [0, 1] would silently write an empty split or a degenerate one.
+
+    Attributes:
+        num_train / num_val / num_test: clips per split.
+        partly_visible_prob: share of objects on screen for only part of the clip (one span of 3..9 s);
+            outside it the object is in no frame, so its class is absent from those frames' masks.
+    """
+
+    num_train: int
+    num_val: int
+    num_test: int
+    partly_visible_prob: float
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_train", "num_val", "num_test")
+        _check_unit_interval(self, "partly_visible_prob")
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """AV-Synth, the embedded benchmark written in the public datasets' native layouts."""
 
@@ -260,6 +284,7 @@ class SynthConfig:
     music_avqa: SynthMusicAvqaConfig
     valor: SynthValorConfig
     ref_avs: SynthRefAvsConfig
+    avss: SynthAvssConfig
 
 
 @dataclass(frozen=True)
@@ -273,6 +298,7 @@ class DatasetsConfig:
     music_avqa: str
     valor: str
     ref_avs: str  # Ref-AVS (``REFAVS``): metadata.csv, media/, gt_mask/
+    avss: str  # AVSBench-semantic (``AVSBench_semantic``): metadata.csv, label2idx.json, v2/
 
 
 @dataclass(frozen=True)

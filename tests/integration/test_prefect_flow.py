@@ -54,6 +54,7 @@ SYNTH_SIZES = {
     "music_avqa": {"num_train_videos": 2, "num_val_videos": 1, "num_test_videos": 2, "duration_s": 4},
     "valor": {"num_train": 2, "num_val": 1, "duration_s": 4},
     "ref_avs": {"num_train_videos": 2, "num_val_videos": 1, "num_test_s_videos": 1, "num_test_u_videos": 1},
+    "avss": {"num_train": 2, "num_val": 1, "num_test": 1},
 }
 
 

@@ -15,7 +15,10 @@ video stream) and PNGs: every frame and mask is decoded once with PIL (header, t
 pixels, a mask's histogram taken in the same pass) on a thread pool, and the findings become columns the
 suite checks (:func:`inspect_avs_images`). Ref-AVS (``datasets.ref_avs``, one row per referring
 expression) is checked the same way: its wav is decoded once per clip, and each distinct JPEG frame and
-PNG mask once (rows of one clip share frames), :func:`inspect_ref_avs_images`.
+PNG mask once (rows of one clip share frames), :func:`inspect_ref_avs_images`. AVSS (``datasets.avss``,
+the AVSBench-semantic folder, subset v2 only: one row per clip) likewise: the wav, then every frame and
+both masks of each frame (``labels_semantic`` class indices, ``labels_rgb`` palette colours, compared
+pixel for pixel), :func:`inspect_avss_images`.
 
 Outputs (repository root = working directory): ``reports/validation/raw.json`` (the quarantine, keyed
 by the readers' stable ``source``, which ``avuie_build`` excludes through
@@ -38,29 +41,34 @@ import time
 import wave
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from crab.config import Params, ValidationConfig
 from crab.datasets.ave import AVE_SPLIT_FILES, read_ave
 from crab.datasets.avsbench import AVSBENCH_SPLITS, AvsObjectRecord, read_ms3, read_s4
+from crab.datasets.avss import AVSS_SPLITS, AVSS_SUBSETS, AvssRecord, read_avss
 from crab.datasets.llp import LLP_SPLIT_FILES, LlpEvent, LlpRecord, read_llp
 from crab.datasets.media import verify_decodes
 from crab.datasets.music_avqa import AVQA_SPLITS, read_music_avqa
-from crab.datasets.records import AvqaRecord, Rejection
+from crab.datasets.records import AvqaRecord, ReadResult, Rejection
 from crab.datasets.ref_avs import REF_AVS_SPLITS, RefAvsRecord, read_ref_avs
 from crab.datasets.valor import VALOR_SPLITS, read_valor
+from crab.datasets.vocab_seg import AVSS_CLASSES, AVSS_PALETTE
 from crab.errors import CrabError, DataError
 from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
 from crab.quality.runner import Gate, enforce_max_failure_rate, log_summary, open_gate
 from crab.quality.suites import (
     Check,
     ave_suite,
+    avss_suite,
     derive_ave,
+    derive_avss,
     derive_llp,
     derive_music_avqa,
     llp_suite,
@@ -75,7 +83,15 @@ from crab.tasks import TASKS, Task
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DOCS_DIR", "REPORT_PATH", "inspect_avs_images", "inspect_ref_avs_images", "probe_media", "validate_raw"]
+__all__ = [
+    "DOCS_DIR",
+    "REPORT_PATH",
+    "inspect_avs_images",
+    "inspect_avss_images",
+    "inspect_ref_avs_images",
+    "probe_media",
+    "validate_raw",
+]
 
 log = logging.getLogger(__name__)
 
@@ -189,22 +205,28 @@ class _Png:
         mode: PIL mode (``"RGB"``, ``"L"``, ``"1"``, ``"P"`` ...).
         values: the distinct values of a grey (``L``) or 1-bit (``1``, read as 0 / 255) image read as a mask;
             ``()`` otherwise.
+        pixels: the decoded pixels ((H, W) or (H, W, C) uint8) when asked for (AVSS compares two masks), else None.
     """
 
     size: tuple[int, int]
     mode: str
     values: tuple[int, ...] = ()
+    pixels: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
-def _read_png(path: Path, is_mask: bool) -> _Png | str:
-    """Decode an image once (header, then every row); its facts, or the reason it cannot be used."""
+def _read_png(path: Path, is_mask: bool, keep_pixels: bool = False) -> _Png | str:
+    """Decode an image once (header, then every row); its facts, or the reason it cannot be used.
+
+    ``keep_pixels``: also return the decoded pixels as an array (no second decode).
+    """
     try:
         with Image.open(path) as image:
             image.load()  # a truncated or corrupt body raises here, not at open
             values: tuple[int, ...] = ()
             if is_mask and image.mode in _MASK_MODES:  # a 1-bit image's histogram has bins 0 and 255
                 values = tuple(v for v, count in enumerate(image.histogram()) if count)  # 256 bins, in C
-            return _Png(image.size, image.mode, values)
+            pixels = np.asarray(image) if keep_pixels else None
+            return _Png(image.size, image.mode, values, pixels)
     except FileNotFoundError:
         return "file not found"
     except UnidentifiedImageError:
@@ -373,6 +395,144 @@ def _ref_avs_columns(record: RefAvsRecord) -> dict[str, Any]:
     return {"audio_path": str(record.audio_path), "video_path": str(record.audio_path.parent)}
 
 
+# --------------------------------------------------------------------------------------------------
+# AVSS (AVSBench-semantic v2) frames and masks
+# --------------------------------------------------------------------------------------------------
+
+_AVSS_SUBSET = "v2"
+#: Palette colours as 24-bit ints ``R << 16 | G << 8 | B``, by class index.
+_AVSS_COLOURS = np.array([(r << 16) | (g << 8) | b for r, g, b in AVSS_PALETTE], dtype=np.int64)  # (71,)
+_AVSS_PALETTE = np.array(AVSS_PALETTE, dtype=np.uint8)  # (71, 3)
+
+
+def _shown(items: Sequence[Any], limit: int = 5) -> str:
+    return ", ".join(map(str, items[:limit])) + (", ..." if len(items) > limit else "")
+
+
+def _avss_pair_problems(
+    name: str, semantic: _Png | str, rgb: _Png | str, frame: _Png | str, problems: dict[str, list[str]]
+) -> set[int] | None:
+    """Add the rule problems of one frame's two masks to ``problems`` (rule -> texts); return the class
+    indices its semantic map holds (None: the map does not decode, is not grey or holds a non-class value).
+
+    The masks are compared only when both are valid (decode, right mode, only palette colours / class
+    values, same size), so one bad file gets one reason.
+    """
+    classes: set[int] | None = None
+    rgb_ok = False
+    for folder, mask in (("labels_semantic", semantic), ("labels_rgb", rgb)):
+        if isinstance(mask, _Png) and isinstance(frame, _Png) and mask.size != frame.size:
+            (mw, mh), (fw, fh) = mask.size, frame.size
+            problems.setdefault("size", []).append(f"{folder}/{name} is {mw}x{mh} px, its frame {fw}x{fh} px")
+    if isinstance(semantic, _Png):
+        bad = [v for v in semantic.values if v >= len(AVSS_CLASSES)]
+        if semantic.mode != "L":
+            problems.setdefault("semantic_mode", []).append(f"labels_semantic/{name} is mode {semantic.mode}")
+        elif bad:
+            problems.setdefault("semantic_value", []).append(f"labels_semantic/{name} holds {_shown(bad)}")
+        else:
+            classes = set(semantic.values)
+    if isinstance(rgb, _Png) and rgb.pixels is not None:
+        if rgb.mode != "RGB":
+            problems.setdefault("rgb_mode", []).append(f"labels_rgb/{name} is mode {rgb.mode}")
+        else:
+            pixels = rgb.pixels.astype(np.int64)  # (H, W, 3)
+            colours = np.unique((pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2])
+            bad_colours = [f"({c >> 16},{(c >> 8) & 255},{c & 255})" for c in colours[~np.isin(colours, _AVSS_COLOURS)]]
+            if bad_colours:
+                problems.setdefault("rgb_colour", []).append(f"labels_rgb/{name} holds {_shown(bad_colours)}")
+            else:
+                rgb_ok = True
+    if classes is not None and rgb_ok and isinstance(semantic, _Png) and isinstance(rgb, _Png):
+        if semantic.size == rgb.size and semantic.pixels is not None and rgb.pixels is not None:
+            wrong = int(np.any(_AVSS_PALETTE[semantic.pixels] != rgb.pixels, axis=-1).sum())  # (H, W) -> count
+            if wrong:
+                problems.setdefault("agree", []).append(
+                    f"{name}: {wrong} pixels of labels_rgb are not the colour of labels_semantic"
+                )
+    return classes
+
+
+def _avss_image_columns(record: AvssRecord) -> dict[str, Any]:
+    """The image columns of one AVSS clip (:func:`inspect_avss_images`)."""
+    frames = [_read_png(path, is_mask=False) for path in record.frame_paths]
+    semantic = [_read_png(path, is_mask=True, keep_pixels=True) for path in record.semantic_mask_paths]
+    rgb = [_read_png(path, is_mask=True, keep_pixels=True) for path in record.rgb_mask_paths]
+    undecoded = [
+        f"{kind} {problems}"
+        for kind, paths, images in (
+            ("labels_semantic", record.semantic_mask_paths, semantic),
+            ("labels_rgb", record.rgb_mask_paths, rgb),
+        )
+        if (problems := _decode_problems(paths, images))
+    ]
+    by_rule: dict[str, list[str]] = {}
+    present = [
+        _avss_pair_problems(path.name, sem, colour, frame, by_rule)
+        for path, sem, colour, frame in zip(record.semantic_mask_paths, semantic, rgb, frames, strict=False)
+    ]
+    valid = bool(present) and all(p is not None for p in present)
+    classes = sorted(set().union(*(p for p in present if p is not None)) - {0})
+    return {
+        "frame_problems": _decode_problems(record.frame_paths, frames),
+        "num_frame_files": _num_frame_files(record.frame_paths[0].parent) if record.frame_paths else 0,
+        "mask_problems": _joined(undecoded),
+        "mask_size_problems": _joined(by_rule.get("size", [])),
+        "semantic_mode_problems": _joined(by_rule.get("semantic_mode", [])),
+        "semantic_value_problems": _joined(by_rule.get("semantic_value", [])),
+        "rgb_mode_problems": _joined(by_rule.get("rgb_mode", [])),
+        "rgb_colour_problems": _joined(by_rule.get("rgb_colour", [])),
+        "rgb_semantic_problems": _joined(by_rule.get("agree", [])),
+        "semantic_classes": "_".join(AVSS_CLASSES[k] for k in classes) if valid else None,
+    }
+
+
+def inspect_avss_images(records: Sequence[AvssRecord]) -> list[dict[str, Any]]:
+    """Decode every frame and both masks of every frame of AVSS (v2) clips once; return the suite's image columns.
+
+    Args:
+        records: AVSBench-semantic v2 clips (``crab.datasets.avss``).
+
+    Returns:
+        Per record, in order, each None when there is nothing to report: ``frame_problems`` /
+        ``mask_problems`` (files that do not decode), ``mask_size_problems`` (a mask whose size is not its
+        frame's), ``semantic_mode_problems`` (``labels_semantic`` not 8-bit grey), ``semantic_value_problems``
+        (values that are no AVSS class index, >= 71), ``rgb_mode_problems`` (``labels_rgb`` not RGB),
+        ``rgb_colour_problems`` (colours outside :data:`AVSS_PALETTE`), ``rgb_semantic_problems`` (a valid
+        colour mask that is not the palette colour of its valid semantic map, pixel for pixel); and
+        ``num_frame_files`` (``{i}.jpg`` files in the clip's ``frames`` folder) and ``semantic_classes``
+        (the class names present in the semantic maps, background left out, ``_``-joined as ``a_obj``;
+        None when some semantic map is missing, undecodable, not grey or holds a non-class value).
+    """
+    workers = min(_MAX_PROBE_THREADS, os.cpu_count() or 1)  # PIL releases the GIL while decoding
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(
+            tqdm(
+                pool.map(_avss_image_columns, records),
+                total=len(records),
+                desc="decode frames",
+                unit="clip",
+                disable=None,
+            )
+        )
+
+
+def _avss_columns(record: AvssRecord) -> dict[str, Any]:
+    """The wav (the one media file decoded) and, as ``video_path``, the clip's folder."""
+    return {"audio_path": str(record.audio_path), "video_path": str(record.audio_path.parent)}
+
+
+def _read_avss_v2(root: Path, split: str | None) -> ReadResult[AvssRecord]:
+    """``read_avss`` of the v2 subset; ``split=None`` (the extra read of a one-file dataset) returns only the
+    rejected rows no (split, subset) read reports: an unknown split or subset label, a wrong field count.
+    Rows of the v1 subsets (S4 / MS3, validated from their own layout) are left out."""
+    if split is not None:
+        return read_avss(root, split, subset=_AVSS_SUBSET)  # type: ignore[arg-type]
+    everything = read_avss(root)
+    known = {r.source for s in AVSS_SPLITS for sub in AVSS_SUBSETS for r in read_avss(root, s, sub).rejected}  # type: ignore[arg-type]
+    return ReadResult(rejected=[r for r in everything.rejected if r.source not in known])
+
+
 _COMMON = ("item_id", "split", "source", "video_id", "video_path")
 _MEDIA = ("media_error", "duration_s", "audio_sample_rate")
 _AVS_IMAGES = (
@@ -392,6 +552,18 @@ _REF_AVS_IMAGES = (
     "num_frame_files",
     "null_mask_problems",
     "empty_mask_problems",
+)
+_AVSS_IMAGES = (
+    "frame_problems",
+    "num_frame_files",
+    "mask_problems",
+    "mask_size_problems",
+    "semantic_mode_problems",
+    "semantic_value_problems",
+    "rgb_mode_problems",
+    "rgb_colour_problems",
+    "rgb_semantic_problems",
+    "semantic_classes",
 )
 
 
@@ -461,6 +633,19 @@ _SPECS: dict[str, _DatasetSpec] = {
         one_file=True,
         inspect=inspect_ref_avs_images,
         inspected=_REF_AVS_IMAGES,
+    ),
+    "avss": _DatasetSpec(
+        splits=AVSS_SPLITS,
+        read=_read_avss_v2,
+        columns=(*_COMMON, "audio_path", "sounding_object"),
+        derive=derive_avss,
+        suite=avss_suite,
+        encode=_avss_columns,
+        media_column="audio_path",
+        need_video=False,
+        one_file=True,
+        inspect=inspect_avss_images,
+        inspected=_AVSS_IMAGES,
     ),
 }
 

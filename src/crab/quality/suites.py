@@ -40,7 +40,7 @@ from crab.datasets.vocab import (
     AVQA_QUESTION_TYPES,
     AVQA_TEMPLATES,
 )
-from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS, REF_AVS_OBJECTS, S4_CATEGORIES
+from crab.datasets.vocab_seg import AVSS_CLASSES, LLP_CLASSES, LLP_NUM_SEGMENTS, REF_AVS_OBJECTS, S4_CATEGORIES
 from crab.quality.quarantine import Severity
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ __all__ = [
     "AVS_ALL_MASK_FRAMES",
     "Check",
     "ave_suite",
+    "avss_suite",
     "derive_ave",
+    "derive_avss",
     "derive_llp",
     "derive_music_avqa",
     "llp_suite",
@@ -676,5 +678,110 @@ def ref_avs_suite(validation: ValidationConfig) -> list[Check]:
             "ExpectColumnValuesToBeInSet",
             {"column": "object_name", "value_set": list(REF_AVS_OBJECTS)},
             f"unknown object {{object_name!r}} (not one of Ref-AVS's {len(REF_AVS_OBJECTS)} categories)",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# AVSS (AVSBench-semantic v2)
+# --------------------------------------------------------------------------------------------------
+
+#: Frames (and annotated frames) of a v2 clip (dataset-layouts 5.1).
+_AVSS_NUM_FRAMES = 10
+#: The names ``a_obj`` may hold: the 70 object classes (background is no sounding object).
+_AVSS_OBJECTS = frozenset(AVSS_CLASSES[1:])
+
+
+def derive_avss(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add AVSS's derived columns to a frame of v2 clips (``crab.quality.raw`` filled the image columns).
+
+    Adds, each null when there is nothing to report: ``unknown_objects`` (``a_obj`` names, ``_``-separated,
+    that are no AVSS object class) and ``unnamed_classes`` (classes a semantic map marks that ``a_obj``
+    does not name; not computed when ``semantic_classes`` is null, i.e. some map is unusable, which its
+    own check reports).
+
+    Args:
+        frame: columns ``sounding_object`` (``a_obj`` verbatim) and ``semantic_classes`` (``_``-joined
+            class names present in the clip's semantic maps, or null).
+
+    Returns:
+        The same frame (modified in place).
+    """
+    named = [str(a_obj).split("_") for a_obj in frame["sounding_object"]]
+    frame["unknown_objects"] = [_joined([repr(name) for name in names if name not in _AVSS_OBJECTS]) for names in named]
+    frame["unnamed_classes"] = [
+        _joined([repr(c) for c in classes.split("_") if c and c not in names]) if isinstance(classes, str) else None
+        for names, classes in zip(named, frame["semantic_classes"], strict=True)
+    ]
+    return frame
+
+
+def avss_suite(validation: ValidationConfig) -> list[Check]:
+    """The AVSS suite (dataset-layouts.md section 5, subset v2): a 10-s wav, 10 frames, 10 semantic and 10
+    colour masks that agree, and sounding objects named by ``a_obj``.
+
+    The image columns are filled by ``crab.quality.raw`` (:func:`crab.quality.raw.inspect_avss_images`, every
+    frame and mask decoded once). Masks must be what the release holds (5.4): ``labels_semantic`` 8-bit grey
+    (mode ``L``) whose values are class indices (< 71), ``labels_rgb`` 8-bit RGB whose colours are palette
+    colours, both the frame's size; the colour mask must be the palette colour of the semantic map pixel for
+    pixel (the official loader reads the colours, Crab the indices: a disagreement means two different
+    ground truths, so the clip is quarantined). Every class a semantic map marks must be named in ``a_obj``
+    (the target text is built from it), and ``a_obj`` may name only AVSS object classes: the reader keeps
+    unknown names with a warning only, so both are checked here.
+    """
+    frames, masks = _image_checks("sounding object")
+    decode_and_size = [c for c in masks if c.name in ("masks_decode", "mask_size_is_frame_size")]
+    num_classes = len(AVSS_CLASSES)
+    return [
+        *media_checks(validation, float(_AVSS_NUM_FRAMES), media_column="audio_path"),
+        *frames,
+        Check(
+            "ten_frames",
+            "ExpectColumnValuesToBeInSet",
+            {"column": "num_frame_files", "value_set": [_AVSS_NUM_FRAMES]},
+            f"{{num_frame_files}} frame files in {{video_path}}/frames, expected {_AVSS_NUM_FRAMES}",
+        ),
+        *decode_and_size,
+        Check(
+            "semantic_masks_grey",
+            "ExpectColumnValuesToBeNull",
+            {"column": "semantic_mode_problems"},
+            "labels_semantic mask not 8-bit grey (L): {semantic_mode_problems}",
+        ),
+        Check(
+            "semantic_values_are_classes",
+            "ExpectColumnValuesToBeNull",
+            {"column": "semantic_value_problems"},
+            f"labels_semantic values that are no AVSS class index (0..{num_classes - 1}): {{semantic_value_problems}}",
+        ),
+        Check(
+            "rgb_masks_rgb",
+            "ExpectColumnValuesToBeNull",
+            {"column": "rgb_mode_problems"},
+            "labels_rgb mask not 8-bit RGB: {rgb_mode_problems}",
+        ),
+        Check(
+            "rgb_colours_in_palette",
+            "ExpectColumnValuesToBeNull",
+            {"column": "rgb_colour_problems"},
+            f"labels_rgb colours outside the {num_classes}-colour AVSS palette: {{rgb_colour_problems}}",
+        ),
+        Check(
+            "rgb_agrees_with_semantic",
+            "ExpectColumnValuesToBeNull",
+            {"column": "rgb_semantic_problems"},
+            "labels_rgb is not the palette colouring of labels_semantic: {rgb_semantic_problems}",
+        ),
+        Check(
+            "masked_classes_named_in_a_obj",
+            "ExpectColumnValuesToBeNull",
+            {"column": "unnamed_classes"},
+            "classes {unnamed_classes} are marked in labels_semantic but a_obj {sounding_object!r} does not name them",
+        ),
+        Check(
+            "a_obj_names_are_classes",
+            "ExpectColumnValuesToBeNull",
+            {"column": "unknown_objects"},
+            f"a_obj {{sounding_object!r}} names {{unknown_objects}}, not among the {num_classes - 1} AVSS object classes",
         ),
     ]

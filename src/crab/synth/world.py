@@ -72,7 +72,16 @@ _NOISE_BANDWIDTHS: tuple[float, ...] = (0.25, 0.5)  # Gaussian band std as a fra
 _NOISE_LEVELS: tuple[float, ...] = (0.15, 0.3, 0.5)  # RMS of the band relative to the partials
 
 #: Index of each dataset and split in the seed tree ``SeedSequence(seed, spawn_key=(dataset, split, item))``.
-DATASET_INDEX: dict[str, int] = {"ave": 0, "music_avqa": 1, "valor": 2, "llp": 3, "s4": 4, "ms3": 5, "ref_avs": 6}
+DATASET_INDEX: dict[str, int] = {
+    "ave": 0,
+    "music_avqa": 1,
+    "valor": 2,
+    "llp": 3,
+    "s4": 4,
+    "ms3": 5,
+    "ref_avs": 6,
+    "avss": 7,
+}
 SPLIT_INDEX: dict[str, int] = {"train": 0, "val": 1, "test": 2, "test_s": 3, "test_u": 4, "test_n": 5}
 
 _ID_ALPHABET = string.ascii_letters + string.digits + "_-"  # YouTube ids: 11 characters of these 64

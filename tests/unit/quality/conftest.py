@@ -240,6 +240,7 @@ def make_params(raw_root: Path, tasks: list[str], max_failure_rate: float, **roo
         music_avqa=roots.get("music_avqa", str(raw_root / "music_avqa")),
         valor=roots.get("valor", str(raw_root / "valor")),
         ref_avs=roots.get("ref_avs", str(raw_root / "ref_avs")),
+        avss=roots.get("avss", str(raw_root / "avss")),
     )
     return dataclasses.replace(
         params,

@@ -40,7 +40,14 @@ def _params(ref_avs: Path) -> Params:
     """The real params.yaml with only ``ref_avs`` pointed somewhere (the other roots do not exist)."""
     absent = str(ref_avs.parent / "absent")
     datasets = dataclasses.replace(
-        PARAMS.datasets, ave=absent, llp=absent, avsbench=absent, music_avqa=absent, valor=absent, ref_avs=str(ref_avs)
+        PARAMS.datasets,
+        ave=absent,
+        llp=absent,
+        avsbench=absent,
+        music_avqa=absent,
+        valor=absent,
+        avss=absent,
+        ref_avs=str(ref_avs),
     )
     return dataclasses.replace(
         PARAMS,

@@ -33,6 +33,7 @@ def _tiny_params(seed: int | None = None):
         ref_avs=dataclasses.replace(
             synth.ref_avs, num_train_videos=1, num_val_videos=1, num_test_s_videos=1, num_test_u_videos=1
         ),
+        avss=dataclasses.replace(synth.avss, num_train=1, num_val=1, num_test=1),
     )
     return dataclasses.replace(PARAMS, synth=synth)  # datasets stay relative: data/raw/<name>
 
@@ -52,14 +53,23 @@ def test_two_runs_write_identical_bytes(tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path / run)  # params.datasets paths are relative to the working directory
         result = synthesize(_tiny_params())
         assert isinstance(result, SynthResult) and result.seconds > 0
-        assert result.num_clips == {"ave": 4, "llp": 3, "avsbench": 6, "music_avqa": 3, "valor": 2, "ref_avs": 4}
+        assert result.num_clips == {
+            "ave": 4,
+            "llp": 3,
+            "avsbench": 6,
+            "music_avqa": 3,
+            "valor": 2,
+            "ref_avs": 4,
+            "avss": 3,
+        }
         digests.append(_digest(tmp_path / run))
     assert digests[0] == digests[1]
     names = set(digests[0])
     assert {"data/raw/ave/Annotations.txt", "data/raw/valor/train_samples.json"} <= names
     assert (
-        sum(n.endswith(".mp4") for n in names) == sum(result.num_clips.values()) - result.num_clips["ref_avs"]
-    )  # no mp4s
+        sum(n.endswith(".mp4") for n in names)
+        == sum(result.num_clips.values()) - result.num_clips["ref_avs"] - result.num_clips["avss"]
+    )  # no mp4s (Ref-AVS, AVSS)
     assert not any("synth-tmp" in n or "synth-old" in n for n in names)  # temp folders are gone
     (tmp_path / "c").mkdir()
     monkeypatch.chdir(tmp_path / "c")
@@ -85,6 +95,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "data/raw").iterdir()) == [
         "ave",
         "avsbench",
+        "avss",
         "llp",
         "music_avqa",
         "ref_avs",
