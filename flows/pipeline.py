@@ -75,8 +75,10 @@ STAGE_RETRIES: dict[str, int] = {
     "pretrain": 2,
     "finetune": 2,
     "finetune_avs": 2,
+    "finetune_avss": 2,
     "evaluate": 2,
     "evaluate_avs": 2,
+    "evaluate_avss": 2,
     "report": 2,
 }
 

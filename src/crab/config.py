@@ -32,11 +32,11 @@ __all__ = [
 ]
 
 TaskName = Literal[
-    "ave", "avvp", "avqa", "arig", "s4", "ms3", "ref_avs", "avcap"
-]  # tasks the model trains on (S4 / MS3 / Ref-AVS as text in F1)
+    "ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref_avs", "avcap"
+]  # tasks the model trains on (the mask tasks as text in F1)
 TextTaskName = Literal["ave", "avvp", "avqa", "arig"]  # tasks the `evaluate` stage scores from the answer text
-#: tasks `finetune_avs` trains and `evaluate_avs` scores from predicted masks
-MaskTaskName = Literal["s4", "ms3", "ref_avs"]
+#: tasks `finetune_avs` / `finetune_avss` train and `evaluate_avs` / `evaluate_avss` score from predicted masks
+MaskTaskName = Literal["s4", "ms3", "ref_avs", "avss"]
 DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor", "ref_avs", "avss"]
 
 
@@ -507,8 +507,10 @@ class SegLossConfig:
 
 @dataclass(frozen=True)
 class FinetuneAvsConfig:
-    """``finetune_avs`` stage: the mask decoder, embeddings and LM head on the segmentation tasks (crab-ref 3.6);
-    the ``finetune`` adapter and projectors stay frozen."""
+    """``finetune_avs`` / ``finetune_avss`` stage: the mask decoder, embeddings and LM head on segmentation tasks
+    (crab-ref 3.6); the ``finetune`` adapter and projectors stay frozen. One decoder has one head, so a section's
+    tasks share their head size (``TaskSpec.mask_classes``): ``finetune_avs`` the binary tasks, ``finetune_avss``
+    AVSS's 71 classes (Crab released the two as separate weights)."""
 
     out_dir: str
     seed: int
@@ -584,6 +586,7 @@ class Params:
     pretrain: PretrainConfig
     finetune: FinetuneConfig
     finetune_avs: FinetuneAvsConfig
+    finetune_avss: FinetuneAvsConfig
     evaluate: EvaluateConfig
     ablate: AblateConfig
 
@@ -596,18 +599,28 @@ class Params:
 def check_tasks(params: Params) -> None:
     """Cross-section checks of the task lists: a task evaluated or segmentation-tuned must have been fine-tuned.
 
-    Why: the single-task ablation evaluates each task with its own adapter, and F2 (``finetune_avs``) starts from
-    the F1 model that learned the mask tasks' answers as text (crab-reference 3.5, 3.6). Run by
+    Why: the single-task ablation evaluates each task with its own adapter, and F2 (``finetune_avs`` /
+    ``finetune_avss``) starts from the F1 model that learned the mask tasks' answers as text (crab-reference 3.5,
+    3.6). A segmentation stage trains one decoder head, so its tasks must need the same head. Run by
     :func:`load_params` on the user's file; tests that build ``Params`` in code may narrow one list alone.
 
     Raises:
-        ConfigError: names the list and the tasks missing from ``finetune.tasks``.
+        ConfigError: names the list and the tasks missing from ``finetune.tasks``, or the tasks of a segmentation
+            stage that need different heads.
     """
+    from crab.tasks import TASKS, Task
+
     trained = set(params.finetune.tasks)
-    for key, tasks in (("evaluate.tasks", params.evaluate.tasks), ("finetune_avs.tasks", params.finetune_avs.tasks)):
+    lists = (("evaluate.tasks", params.evaluate.tasks), ("finetune_avs.tasks", params.finetune_avs.tasks),
+             ("finetune_avss.tasks", params.finetune_avss.tasks))  # fmt: skip
+    for key, tasks in lists:
         missing = [t for t in tasks if t not in trained]
         if missing:
             raise ConfigError(f"{key}: {missing} not in finetune.tasks {sorted(trained)}")
+    for key, tasks in lists[1:]:
+        heads = {t: TASKS[Task(t)].mask_classes for t in tasks}
+        if len(set(heads.values())) > 1:
+            raise ConfigError(f"{key}: {heads} need decoder heads of different sizes; one stage trains one head")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

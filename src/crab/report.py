@@ -89,16 +89,17 @@ def training_log_dir(out_dir: str) -> str:
 
 
 def evaluated_tasks(params: Params) -> list[str]:
-    """The tasks with metrics: the text tasks of ``evaluate`` then the mask tasks of ``evaluate_avs``."""
-    return [*params.evaluate.tasks, *params.finetune_avs.tasks]
+    """The tasks with metrics: the text tasks of ``evaluate``, then the mask tasks of ``evaluate_avs`` and
+    ``evaluate_avss``."""
+    return [*params.evaluate.tasks, *params.finetune_avs.tasks, *params.finetune_avss.tasks]
 
 
 def notebook_parameters(params: Params) -> dict[str, Any]:
     """Every parameter any report notebook may declare, derived from ``params``.
 
     Args:
-        params: reads ``evaluate`` (tasks, num_examples), ``finetune_avs`` (tasks, out_dir), ``finetune`` and
-            ``pretrain`` (out_dir).
+        params: reads ``evaluate`` (tasks, num_examples), ``finetune_avs`` / ``finetune_avss`` (tasks, out_dir),
+            ``finetune`` and ``pretrain`` (out_dir).
 
     Returns:
         name -> value; each notebook receives the subset its ``parameters`` cell declares.
@@ -111,6 +112,7 @@ def notebook_parameters(params: Params) -> dict[str, Any]:
             "pretrain": training_log_dir(params.pretrain.out_dir),
             "finetune": training_log_dir(params.finetune.out_dir),
             "finetune_avs": training_log_dir(params.finetune_avs.out_dir),
+            "finetune_avss": training_log_dir(params.finetune_avss.out_dir),
         },
         "num_examples": params.evaluate.num_examples,
         "avuie_stats": str(AVUIE_STATS),
@@ -138,7 +140,8 @@ def report(params: Params) -> ReportResult:
     for task in evaluated_tasks(params):
         path = METRICS_DIR / f"{task}.json"
         if not path.is_file():
-            stage = "evaluate_avs" if task in params.finetune_avs.tasks else "evaluate"
+            stage = ("evaluate_avs" if task in params.finetune_avs.tasks else
+                     "evaluate_avss" if task in params.finetune_avss.tasks else "evaluate")  # fmt: skip
             raise DataError(path, f"no metrics for evaluated task {task!r}; run `crab {stage} --task {task}`")
         read_metrics(path)
     notebooks = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))

@@ -82,7 +82,7 @@ _AVVP_SCORE_NAMES = {"audio": "Audio", "visual": "Visual", "audio_visual": "Audi
                      "event_av": "Event@AV"}  # fmt: skip
 _REAL = {"ave": "AVE test (real)", "avvp": "LLP test (real)", "avqa": "MUSIC-AVQA test (real)",
          "arig": "AVSBench S4 test (real)", "s4": "AVSBench S4 test (real)", "ms3": "AVSBench MS3 test (real)",
-         "ref_avs": "Ref-AVS test (real)"}  # fmt: skip
+         "avss": "AVSBench-semantic test (real)", "ref_avs": "Ref-AVS test (real)"}  # fmt: skip
 #: How a task is written in prose where its acronym is not its name upper-cased.
 _TASK_ACRONYMS = {"ref_avs": "Ref-AVS"}
 #: The columns each task fills in Tables 1 and 2: column -> result key in ``metrics/<task>.json``. AVVP's are
@@ -93,10 +93,11 @@ _TASK_COLUMNS: dict[str, dict[str, str]] = {
     "arig": {"ARIG cIoU": "ciou", "ARIG AUC": "auc"},
     "avqa": {"AVQA Acc": "accuracy"},
     "ms3": {"MS3 mIoU": "miou", "MS3 F-score": "f_score"},
+    "avss": {"AVSS mIoU": "miou", "AVSS F-score": "f_score"},
     "ref_avs": {"Ref-AVS Seen mIoU": "seen_miou", "Ref-AVS Seen F-score": "seen_f_score"},
 }
 #: The evaluated tasks with a Table 1 column, in its order.
-_TABLE1_TASKS = ("ave", "avvp", "arig", "avqa", "ms3", "ref_avs")
+_TABLE1_TASKS = ("ave", "avvp", "arig", "avqa", "ms3", "avss", "ref_avs")
 _TABLE2_TASKS = ("ave", "avvp")
 # What the tables read from a metrics file (checked by read_metrics) and which score ranks the baselines.
 # Restated here, not imported from crab.eval.run: that imports torch and transformers (~5 s), which the report
@@ -110,6 +111,8 @@ _REQUIRED_KEYS = {
     "arig": ("task", "split", "dataset", "num_samples", "ciou", "auc", "mean_ciou", "parse_failure_rate", "baselines"),
     **{task: ("task", "split", "dataset", "num_samples", "num_videos", "miou", "f_score", "object_accuracy",
               "parse_failure_rate", "baselines") for task in ("s4", "ms3")},
+    "avss": ("task", "split", "dataset", "num_samples", "num_videos", "miou", "f_score", "miou_no_background",
+             "f_score_no_background", "object_accuracy", "parse_failure_rate", "baselines"),
     "ref_avs": ("task", "split", "dataset", "num_samples", "num_seen", "num_unseen", "num_null", "seen_miou",
                 "seen_f_score", "unseen_miou", "unseen_f_score", "null_s", "object_accuracy", "parse_failure_rate",
                 "baselines"),
@@ -117,7 +120,7 @@ _REQUIRED_KEYS = {
 #: The keys every trivial baseline of a task must carry (at least the headline score that ranks them).
 _BASELINE_KEYS = {"ave": ("accuracy",), "avqa": ("accuracy",), "avvp": AVVP_KEYS, "arig": ("ciou", "auc", "mean_ciou"),
                   "s4": ("miou", "f_score"), "ms3": ("miou", "f_score"),
-                  "ref_avs": ("seen_miou", "seen_f_score", "unseen_miou", "unseen_f_score", "null_s")}  # fmt: skip
+                  "avss": ("miou", "f_score"), "ref_avs": ("seen_miou", "seen_f_score", "unseen_miou", "unseen_f_score", "null_s")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -407,8 +410,8 @@ def table1(metrics_by_task: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 
     Args:
         metrics_by_task: task -> its ``metrics/<task>.json`` content; ``ave``, ``avvp``, ``arig``, ``avqa``,
-            ``ms3`` and ``ref_avs`` fill their columns, other tasks are ignored; a column without our number (a
-            task not evaluated: AVSS so far) is empty in our rows (no task at all: no our rows).
+            ``ms3``, ``avss`` and ``ref_avs`` fill their columns, other tasks are ignored; a column without our
+            number (a task not evaluated) is empty in our rows (no task at all: no our rows).
 
     Returns:
         Columns ``Method, Kind, Evaluated on, Source`` and :data:`TABLE1_COLUMNS` (percent, except the

@@ -16,8 +16,7 @@ Crab (CVPR'25) solves these tasks with one set of weights; the canonical names a
 Other acronyms: AV-UIE, the paper's audio-visual unified instruction-tuning data; ERP, its explicit
 reasoning process (answers that say what is seen and heard, where and when, before the tagged answer).
 
-:data:`TASKS` maps each task built so far (``ave``, ``avvp``, ``avqa``, ``arig``, ``s4``, ``ms3``, ``ref_avs``,
-``avcap``) to its :class:`TaskSpec`; ``avss`` gets its own together with its builder. Each spec
+:data:`TASKS` maps every task to its :class:`TaskSpec`. Each spec
 holds the ONE instruction used by training, evaluation and ``crab infer`` (Crab's scripts disagree between train, test and quick start, crab-reference section 7
 item 5; we fix one wording per task, in the standard AV prompt of section 1.6).
 
@@ -36,8 +35,10 @@ from typing import Any, Literal
 
 __all__ = [
     "AUDIO_PROMPT",
+    "AVSS_NUM_CLASSES",
     "DIRECT_ANSWER_REQUEST",
     "IMAGE_PROMPT",
+    "NUM_AVSS_FRAMES",
     "NUM_AVS_OBJECT_FRAMES",
     "NUM_REF_AVS_FRAMES",
     "TASKS",
@@ -65,6 +66,12 @@ AudioCutting = Literal["segments", "windows"]
 
 #: Frames of an AVSBench-object clip (S4, MS3), one per second; each has its 1-s audio segment.
 NUM_AVS_OBJECT_FRAMES = 5
+
+#: Classes of AVSBench-semantic's label maps, background (0) included: the AVSS decoder head's size.
+AVSS_NUM_CLASSES = 71
+
+#: Frames of an AVSBench-semantic v2 clip (10 s), one per second, each with its label map.
+NUM_AVSS_FRAMES = 10
 
 #: Frames of a Ref-AVS clip (10 s), one per second; the audio is cut into ``media.num_audio_segments`` segments.
 NUM_REF_AVS_FRAMES = 10
@@ -111,6 +118,9 @@ class TaskSpec:
             clip per frame, 5); None = ``media.num_audio_segments``.
         masks: the answer ends with the six mask tokens and the segmentation decoder reads the frames' CLIP
             levels (the ``features`` stage stores them for these tasks only).
+        mask_classes: classes of the decoder head a mask task needs: 1 (binary: S4, MS3, Ref-AVS) or 71 (AVSS,
+            background included). A decoder has one head, so tasks of different heads train in different stages
+            (``finetune_avs``, ``finetune_avss``), as Crab trained and released two AVS models.
     """
 
     task: Task
@@ -121,6 +131,7 @@ class TaskSpec:
     answer_module: str
     num_audio_segments: int | None = None
     masks: bool = False
+    mask_classes: int = 1
 
     def instruction(self, **fields: str) -> str:
         """The prompt with its per-item fields filled, e.g. ``instruction(question="Where is ...?")``.
@@ -221,6 +232,18 @@ TASKS: dict[Task, TaskSpec] = {
         _avs_spec(Task.S4, "S4: segment the one object making the sound in a frame (AVSBench single source)."),
         # Crab's S4 wording for MS3 too (its MS3 test prompt always says "third second": crab-reference 4.5)
         _avs_spec(Task.MS3, "MS3: segment every object making the sound in a frame (AVSBench multiple sources)."),
+        TaskSpec(
+            task=Task.AVSS,
+            dataset="avss",
+            description="AVSS: the class of every pixel of the objects making the sound in a frame (AVSBench v2).",
+            # Crab's AVS wording (its AVSS test prompt differs: crab-reference 4.5); 10-s clips, one 1-s audio
+            # segment per frame (media.num_audio_segments)
+            prompt=VIDEO_PROMPT + AUDIO_PROMPT + _AVS_REQUEST,
+            audio_cutting="segments",
+            answer_module="crab.avuie.avs",
+            masks=True,
+            mask_classes=AVSS_NUM_CLASSES,
+        ),
         TaskSpec(
             task=Task.REF_AVS,
             dataset="ref_avs",

@@ -26,6 +26,10 @@ def shrink(params: Params) -> Params:
             synth.music_avqa, num_train_videos=4, num_val_videos=2, num_test_videos=3, duration_s=6
         ),
         valor=dataclasses.replace(synth.valor, num_train=3, num_val=2, duration_s=4),
+        ref_avs=dataclasses.replace(
+            synth.ref_avs, num_train_videos=3, num_val_videos=1, num_test_s_videos=2, num_test_u_videos=1
+        ),
+        avss=dataclasses.replace(synth.avss, num_train=3, num_val=1, num_test=2),
     )
     base = params.base_models
     base = dataclasses.replace(base, tokenizer=dataclasses.replace(base.tokenizer, vocab_size=400))
@@ -38,10 +42,13 @@ def shrink(params: Params) -> Params:
     finetune_avs = dataclasses.replace(
         params.finetune_avs, optim=dataclasses.replace(params.finetune_avs.optim, **short)
     )
+    finetune_avss = dataclasses.replace(
+        params.finetune_avss, optim=dataclasses.replace(params.finetune_avss.optim, **short)
+    )
     evaluate = dataclasses.replace(params.evaluate, max_new_tokens=24)
     return dataclasses.replace(
         params, synth=synth, base_models=base, pretrain=pretrain, finetune=finetune, finetune_avs=finetune_avs,
-        evaluate=evaluate,
+        finetune_avss=finetune_avss, evaluate=evaluate,
     )  # fmt: skip
 
 

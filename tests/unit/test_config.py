@@ -97,6 +97,22 @@ def test_params_rewritten_by_dvc_exp_run_set_param_still_load(tmp_path: Path) ->
     assert dataclasses.replace(rewritten, finetune=original.finetune) == original
 
 
+def test_a_segmentation_stage_trains_one_decoder_head(tmp_path: Path) -> None:
+    raw = _raw()
+    raw["finetune"]["tasks"] = ["ave", "s4", "avss"]
+    raw["evaluate"]["tasks"] = ["ave"]
+    raw["finetune_avs"]["tasks"], raw["finetune_avss"]["tasks"] = ["s4"], ["avss"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert load_params(path).finetune_avss.tasks == ["avss"]
+    raw["finetune_avs"]["tasks"] = ["s4", "avss"]  # a binary and a 71-class task in one decoder
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(
+        ConfigError, match=r"finetune_avs\.tasks: \{'s4': 1, 'avss': 71\} need decoder heads of different"
+    ):
+        load_params(path)
+
+
 @pytest.mark.parametrize(
     ("key", "tasks", "message"),
     [
@@ -109,6 +125,7 @@ def test_task_lists_must_agree_with_finetune_tasks(tmp_path: Path, key: str, tas
     raw = _raw()
     raw["finetune"]["tasks"] = ["ave", "s4", "ms3"]
     raw["evaluate"]["tasks"] = ["ave"]
+    raw["finetune_avss"]["tasks"] = []
     raw[key]["tasks"] = tasks
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")

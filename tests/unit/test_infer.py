@@ -104,6 +104,7 @@ def _params(root: Path) -> Params:
         ),
         finetune_avs=dataclasses.replace(params.finetune_avs, out_dir=str(root / "models/finetune_avs"),
                                          tasks=["s4", "ms3"]),
+        finetune_avss=dataclasses.replace(params.finetune_avss, tasks=[]),
         evaluate=dataclasses.replace(params.evaluate, tasks=["ave", "avqa"], batch_size=2,
                                      max_new_tokens=MAX_NEW_TOKENS),
     )  # fmt: skip

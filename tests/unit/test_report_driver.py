@@ -49,13 +49,14 @@ def test_notebook_parameters_follow_params():
     values = notebook_parameters(params)
     assert (
         values["tasks"]
-        == [*params.evaluate.tasks, *params.finetune_avs.tasks]
-        == ["ave", "avvp", "avqa", "arig", "s4", "ms3", "ref_avs"]
+        == [*params.evaluate.tasks, *params.finetune_avs.tasks, *params.finetune_avss.tasks]
+        == ["ave", "avvp", "avqa", "arig", "s4", "ms3", "ref_avs", "avss"]
     )
     assert values["training_logs"] == {
         "pretrain": str(StagePaths.of(params.pretrain.out_dir).log_dir),
         "finetune": str(StagePaths.of(params.finetune.out_dir).log_dir),
         "finetune_avs": str(StagePaths.of(params.finetune_avs.out_dir).log_dir),
+        "finetune_avss": str(StagePaths.of(params.finetune_avss.out_dir).log_dir),
     }
     assert values["num_examples"] == params.evaluate.num_examples
 

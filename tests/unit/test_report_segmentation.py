@@ -172,3 +172,14 @@ def test_segmentation_table_has_a_row_per_ref_avs_subset():
     assert ours["mIoU"].tolist()[:2] == pytest.approx([30.0, 20.0]) and math.isnan(ours["mIoU"].tolist()[2])
     assert ours["Null S (lower)"].tolist()[2] == pytest.approx(0.3) and math.isnan(ours["Null S (lower)"].tolist()[0])
     assert ours["Object accuracy"].tolist() == pytest.approx([25.0] * 3)
+
+
+def test_table5_and_mask_table_have_the_avss_column():
+    avss = mask_metrics("avss", 0.25, 0.3)
+    avss["baselines"] = {"all_background": {"miou": 0.45, "f_score": 0.46},
+                         "frequent_class_full_frame": {"miou": 0.05, "f_score": 0.06}}  # fmt: skip
+    frame = table5({"avss": avss, "ms3": mask_metrics("ms3", 0.421, 0.548)})
+    assert row(frame, "Crab (ours)")[["MS3", "AVSS"]].tolist() == pytest.approx([42.1, 25.0])
+    assert row(frame, "all_background")["AVSS"] == pytest.approx(45.0)
+    table = segmentation_table({"avss": avss, "ms3": mask_metrics("ms3", 0.4, 0.5)})
+    assert list(table["Task"]) == ["ms3"] * 3 + ["avss"] * 3  # Table 5's order

@@ -459,3 +459,16 @@ def test_table1_ref_avs_columns_seen_miou_in_percent_f_as_a_fraction():
     assert best["Method"] == "Best trivial baseline (ref_avs: full_frame_mask)"  # ranked by seen mIoU
     assert best[["Ref-AVS Seen mIoU", "Ref-AVS Seen F-score"]].tolist() == pytest.approx([15.0, 0.2])
     assert ours["Evaluated on"] == "AV-Synth Ref-AVS test (synthetic)"
+
+
+def test_table1_avss_columns_in_percent():
+    scores = {"miou": 0.25, "f_score": 0.3, "miou_no_background": 0.1, "f_score_no_background": 0.12}
+    metrics = {"task": "avss", "split": "test", "dataset": "AV-Synth", "num_samples": 20, "num_videos": 2, **scores,
+               "object_accuracy": 0.5, "parse_failure_rate": 0.0,
+               "baselines": {"all_background": {**scores, "miou": 0.45, "f_score": 0.46},
+                             "frequent_class_full_frame": {**scores, "miou": 0.05, "f_score": 0.06}}}  # fmt: skip
+    frame = table1({"avss": metrics})
+    ours, best = row(frame, "Crab (ours)"), frame.iloc[-1]
+    assert ours[["AVSS mIoU", "AVSS F-score"]].tolist() == pytest.approx([25.0, 30.0])
+    assert best["Method"] == "Best trivial baseline (avss: all_background)"
+    assert ours["Evaluated on"] == "AV-Synth AVSS test (synthetic)"

@@ -19,7 +19,7 @@ def test_task_names_are_the_canonical_nine():
 
 
 def test_table_holds_the_tasks_built_so_far():
-    assert set(TASKS) == {Task.AVE, Task.AVVP, Task.AVQA, Task.ARIG, Task.S4, Task.MS3, Task.REF_AVS, Task.AVCAP}
+    assert set(TASKS) == set(Task)
     datasets = {
         "ave": "ave",
         "avvp": "llp",
@@ -27,13 +27,14 @@ def test_table_holds_the_tasks_built_so_far():
         "arig": "avsbench",
         "s4": "avsbench",
         "ms3": "avsbench",
+        "avss": "avss",
         "ref_avs": "ref_avs",
         "avcap": "valor",
     }
     assert {t: s.dataset for t, s in TASKS.items()} == datasets
     assert all(spec.task is task for task, spec in TASKS.items())
     cutting = {"ave": "segments", "avvp": "segments", "avqa": "windows", "arig": "segments", "s4": "segments",
-               "ms3": "segments", "ref_avs": "segments", "avcap": "segments"}  # fmt: skip
+               "ms3": "segments", "avss": "segments", "ref_avs": "segments", "avcap": "segments"}  # fmt: skip
     assert {t: s.audio_cutting for t, s in TASKS.items()} == cutting
     assert {t for t, s in TASKS.items() if s.visual == "image"} == {"arig"}  # the others read video frames
     # AVSBench fixes one 1-s audio segment per frame; the others follow media.num_audio_segments
@@ -83,3 +84,13 @@ def test_import_is_light():
         "assert heavy == ['crab.tasks'], heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_mask_heads_and_frame_counts():
+    from crab.datasets.vocab_seg import AVSS_CLASSES
+    from crab.tasks import AVSS_NUM_CLASSES
+
+    heads = {t.value: s.mask_classes for t, s in TASKS.items() if s.masks}
+    assert heads == {"s4": 1, "ms3": 1, "avss": AVSS_NUM_CLASSES, "ref_avs": 1}
+    assert AVSS_NUM_CLASSES == len(AVSS_CLASSES) == 71  # background + the 70 classes
+    assert all(s.mask_classes == 1 for s in TASKS.values() if not s.masks)

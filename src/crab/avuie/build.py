@@ -32,11 +32,13 @@ from crab.avuie.ave import build_ave
 from crab.avuie.avvp_build import build_avvp
 from crab.avuie.avqa import build_avqa
 from crab.avuie.avs_build import build_avs
+from crab.avuie.avss_build import build_avss
 from crab.avuie.ref_avs_build import avuie_split, build_ref_avs
 from crab.atomic import replace_dir
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params
 from crab.datasets.ave import read_ave
+from crab.datasets.avss import read_avss
 from crab.datasets.avsbench import read_ms3, read_s4
 from crab.datasets.llp import read_llp
 from crab.datasets.music_avqa import read_music_avqa
@@ -70,6 +72,11 @@ class _TaskSource:
     read_splits: tuple[str, ...] | None = None  # the dataset's own splits, when not ``splits`` (Ref-AVS's tests)
 
 
+def _read_avss_v2(root: Path, split: str) -> Any:
+    """AVSBench-semantic's v2 subset (AVSS); its v1s / v1m copies of S4 / MS3 are read from AVSBench-object."""
+    return read_avss(root, split, subset="v2")  # type: ignore[arg-type]
+
+
 _SOURCES: dict[Task, _TaskSource] = {
     Task.AVE: _TaskSource(read_ave, ("train", "val", "test"), build_ave),
     Task.AVVP: _TaskSource(read_llp, ("train", "val", "test"), build_avvp),
@@ -77,6 +84,7 @@ _SOURCES: dict[Task, _TaskSource] = {
     Task.ARIG: _TaskSource(read_s4, ("train", "val", "test"), build_arig, "s4", "Single-source"),  # S4's frames
     Task.S4: _TaskSource(read_s4, ("train", "val", "test"), build_avs, "s4", "Single-source"),
     Task.MS3: _TaskSource(read_ms3, ("train", "val", "test"), build_avs, "ms3", "Multi-sources"),
+    Task.AVSS: _TaskSource(_read_avss_v2, ("train", "val", "test"), build_avss),  # v1s / v1m: S4 / MS3 elsewhere
     # test_s / test_u / test_n -> test, the subset kept in the label (crab.avuie.ref_avs_build)
     Task.REF_AVS: _TaskSource(read_ref_avs, ("train", "val", "test"), build_ref_avs, read_splits=REF_AVS_SPLITS),
     Task.AVCAP: _TaskSource(read_valor, ("train", "val"), build_avcap),  # Crab: train, and val for testing

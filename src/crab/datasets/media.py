@@ -40,6 +40,7 @@ __all__ = [
     "probe",
     "read_audio",
     "read_binary_mask",
+    "read_class_mask",
     "read_frame_folder",
     "read_frames",
     "read_image",
@@ -48,6 +49,7 @@ __all__ = [
     "verify_decodes",
     "window_audio",
     "write_binary_mask",
+    "write_class_mask",
 ]
 
 #: Share of the header's frame / sample count a full decode may miss before the file counts as
@@ -348,6 +350,52 @@ def write_binary_mask(path: str | Path, mask: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(path, format="PNG")  # uint8 (H, W): grey "L"
+    return path
+
+
+def read_class_mask(path: str | Path, size: int | None = None) -> np.ndarray:
+    """A semantic label map as ``(H, W)`` int64 class indices (AVSBench-semantic's ``labels_semantic`` PNGs).
+
+    The pixel values are the indices (mode ``L``, or ``P`` whose palette indices are the classes, as the
+    release's palette-coloured maps store them); nothing is converted, so no colour lookup can shift a class.
+
+    Args:
+        path: the label map.
+        size: if given, resize to ``size x size`` with nearest neighbour (classes stay classes).
+
+    Raises:
+        DataError: the file is missing, not a readable image, or not single-channel (``L`` / ``P``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode not in ("L", "P"):
+                raise DataError(path, f"a class map must be single-channel (L or P), got mode {image.mode}")
+            classes = image.copy()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DataError(path, f"not an image / cannot open ({error})") from error
+    if size is not None and classes.size != (size, size):
+        classes = classes.resize((size, size), Image.Resampling.NEAREST)
+    return np.asarray(classes).astype(np.int64)  # (H, W)
+
+
+def write_class_mask(path: str | Path, classes: np.ndarray) -> Path:
+    """Write ``(H, W)`` class indices (0..255) as a grey PNG, as ``labels_semantic``; :func:`read_class_mask`
+    reads it back unchanged. PIL's PNG encoder adds no timestamp: the same map gives the same bytes.
+
+    Raises:
+        ValueError: ``classes`` is not two-dimensional or holds values outside 0..255.
+    """
+    if classes.ndim != 2:
+        raise ValueError(f"{path}: a class map must be (H, W), got shape {tuple(classes.shape)}")
+    if classes.size and (classes.min() < 0 or classes.max() > 255):
+        raise ValueError(f"{path}: class indices must be in 0..255, got {classes.min()}..{classes.max()}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(classes.astype(np.uint8)).save(path, format="PNG")
     return path
 
 

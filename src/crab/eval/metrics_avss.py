@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from crab.eval.metrics_avs import F_BETA2
+from crab.tasks import AVSS_NUM_CLASSES  # 71 classes with background (dataset-layouts 5.3)
 
 __all__ = [
     "AVSS_NUM_CLASSES",
@@ -48,8 +49,6 @@ __all__ = [
     "frame_class_areas",
 ]
 
-#: Classes of AVSBench-semantic including background (dataset-layouts section 5.3).
-AVSS_NUM_CLASSES = 71
 #: Class index of background.
 BACKGROUND_INDEX = 0
 

@@ -1,7 +1,8 @@
-"""Evaluation of the mask tasks (S4, MS3): generate the answer, decode its mask tokens into masks, score them.
+"""Evaluation of the mask tasks (S4, MS3, Ref-AVS, AVSS): generate the answer, decode its mask tokens, score.
 
-The text tasks' flow (:mod:`crab.eval.run`) with the segmentation model (:func:`crab.train.finetune_avs.
-load_finetuned_avs`): for one task it
+The text tasks' flow (:mod:`crab.eval.run`) with the segmentation model of the task's stage
+(:func:`crab.train.finetune_avs.load_finetuned_avs`: ``finetune_avs`` for the binary tasks, ``finetune_avss``
+for AVSS's 71-class head): for one task it
 
 1. reads the split's records (one per labelled frame) minus the quarantine, and builds their prompts with the
    training stages' dataset (``AvuieDataset(..., with_targets=False)``);
@@ -10,25 +11,31 @@ load_finetuned_avs`): for one task it
 3. for every answer with its six mask tokens runs one teacher-forced forward over prompt + answer
    (:meth:`CrabForConditionalGeneration.predict_masks`, the states training used) with the labelled frame's
    CLIP levels from the feature store, giving mask logits at the decoder's size; logits at another size than
-   the ground truth are resized bilinearly (:func:`crab.eval.metrics_avs.resize_logits`). An answer without a
-   well-formed mask block predicts an **empty mask** (logits -20 everywhere) and counts as a parse failure;
-4. groups the frames by video (frame order) and scores mIoU and F per video as the official AVSBench code does
-   (the ``avs_segmentation`` ``evaluate`` module, checked against :func:`crab.eval.metrics_avs.avs_scores`), with
-   two trivial baselines on the same ground truth: ``empty_mask`` (nothing sounds) and ``full_frame_mask``
-   (everything sounds); and the share of answers whose ``<object>`` names the label's objects exactly;
-5. writes ``predictions/<task>.jsonl`` (text, parsed objects, label, media, the frame's IoU as ``correct``, its
-   predicted mask file relative to ``predictions/`` as ``mask``), ``predictions/<task>_masks/<item_id>.png`` (every predicted mask, binarised at
-   probability 0.5 as the IoU is, 255 / 0 grey like AVSBench's ground truth, at its resolution),
-   ``metrics/<task>.json`` and ``metrics/router_<task>.json``, each atomically (the mask folder as a whole).
+   the ground truth are resized bilinearly (:func:`crab.eval.metrics_avs.resize_logits`), and AVSS's class map
+   is their argmax. An answer without a well-formed mask block predicts an **empty mask** (logits -20
+   everywhere; AVSS all background) and counts as a parse failure;
+4. scores as the official code does, through the local ``evaluate`` modules (checked against the pure
+   functions): S4 / MS3 mIoU and F per video (``avs_segmentation``), Ref-AVS per expression in test order,
+   seen / unseen mIoU and F in batches of 4 and null S (its ``ref_avs`` / ``ref_avs_null`` configs), AVSS mIoU
+   and F over the 71 classes per clip (``avss_segmentation``); with trivial baselines on the same ground truth
+   (``empty_mask`` / ``full_frame_mask``; AVSS ``all_background`` / ``frequent_class_full_frame``) and the
+   share of answers whose ``<object>`` names the label's objects exactly;
+5. writes ``predictions/<task>.jsonl`` (text, parsed objects, label, media, the frame's IoU (AVSS: mIoU) as
+   ``correct``, its predicted mask file relative to ``predictions/`` as ``mask``),
+   ``predictions/<task>_masks/<item_id>.png`` (every predicted mask at the ground truth's resolution: binarised
+   at probability 0.5 as the IoU is, 255 / 0 grey like AVSBench's ground truth; AVSS the class-index map like
+   ``labels_semantic``), ``metrics/<task>.json`` and ``metrics/router_<task>.json``, each atomically (the mask
+   folder as a whole).
 
-This is the ``evaluate_avs`` stage (a DVC ``foreach`` over ``finetune_avs.tasks``, ``crab evaluate_avs --task s4``).
+This is the ``evaluate_avs`` / ``evaluate_avss`` stage (DVC ``foreach`` over ``finetune_avs.tasks`` /
+``finetune_avss.tasks``; ``crab evaluate_avs --task s4``, ``crab evaluate_avss --task avss``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,9 +46,11 @@ import torch
 from crab.atomic import replace_dir, write_text_atomic
 from crab.avuie.avs import AvsAnswer
 from crab.config import Params
-from crab.datasets.media import read_binary_mask, write_binary_mask
+from crab.datasets.media import read_binary_mask, read_class_mask, write_binary_mask, write_class_mask
+from crab.datasets.vocab_seg import AVSS_CLASSES
 from crab.eval.generation import generate_greedy
 from crab.eval.loading import load_metric
+from crab.eval.metrics_avss import avss_predict, avss_scores
 from crab.eval.metrics_avs import (
     AVS_IOU_THRESHOLD,
     avs_scores,
@@ -65,7 +74,7 @@ from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
 from crab.quality.quarantine import load_quarantined_avuie
 from crab.tasks import TASKS, Task
 from crab.train.data import AvuieDataset
-from crab.train.finetune_avs import load_finetuned_avs
+from crab.train.finetune_avs import load_finetuned_avs, mask_stage
 
 __all__ = [
     "EMPTY_LOGIT",
@@ -74,6 +83,8 @@ __all__ = [
     "evaluate_masks",
     "mask_baselines",
     "masks_dir",
+    "frequent_class",
+    "predict_frame_logits",
     "predict_frame_mask",
 ]
 
@@ -117,6 +128,45 @@ def mask_baselines(truths: Sequence[torch.Tensor]) -> dict[str, dict[str, float]
         scores = avs_scores([torch.full(t.shape, logit) for t in truths], list(truths))
         out[name] = {k: scores[k] for k in _RESULT_KEYS}
     return out
+
+
+def _frame_prediction(logits: torch.Tensor | None, size: tuple[int, int], semantic: bool) -> torch.Tensor:
+    """A frame's prediction at the ground truth's size from ``(C, S, S)`` decoder logits (None: no mask block):
+    binary ``(H, W)`` logits (empty mask without logits), or AVSS ``(H, W)`` argmax classes (all background)."""
+    if logits is None:
+        return torch.zeros(size, dtype=torch.long) if semantic else torch.full(size, EMPTY_LOGIT)
+    if tuple(logits.shape[-2:]) != size:
+        logits = resize_logits(logits, size)  # (C, H, W), bilinear as the official code upsamples
+    return avss_predict(logits[None])[0] if semantic else logits[0]
+
+
+def frequent_class(records: Sequence[Any]) -> int:
+    """The object class named most often in ``records``' labels (AVSS train records; ties: lowest index), the
+    ``frequent_class_full_frame`` baseline's class; background (0) when none names a class."""
+    counts = Counter(AVSS_CLASSES.index(o) for r in records for o in r.label["objects"] or () if o in AVSS_CLASSES)
+    return min(counts, key=lambda c: (-counts[c], c)) if counts else 0
+
+
+def _avss_scores(
+    predictions: list[torch.Tensor], truths: list[torch.Tensor], prior: int
+) -> tuple[dict[str, float], dict[str, int], dict[str, dict[str, float]]]:
+    """AVSS mIoU / F over the 71 classes per video (the ``avss_segmentation`` module, checked against the pure
+    function) and the trivial class maps: ``all_background`` and ``frequent_class_full_frame`` (every pixel the
+    train split's most named object class, :func:`frequent_class`)."""
+    keys = ("miou", "f_score", "miou_no_background", "f_score_no_background")
+
+    def score(maps: list[torch.Tensor]) -> dict[str, float]:
+        result = load_metric("avss_segmentation").compute(predictions=maps, references=truths)
+        expected = avss_scores(maps, truths)
+        if result != expected:  # a wrapper (Arrow round trip) bug must not change a reported number
+            raise RuntimeError(f"avss_segmentation disagrees with the pure function: {result} != {expected}")
+        return {k: result[k] for k in keys} | {"num_classes_present": result["num_classes_present"]}
+
+    baselines = {
+        "all_background": score([torch.zeros_like(t) for t in truths]),
+        "frequent_class_full_frame": score([torch.full_like(t, prior) for t in truths]),
+    }
+    return score(predictions), {"num_videos": len(truths)}, baselines
 
 
 def _sample_key(record: Any) -> str:
@@ -169,9 +219,16 @@ def _ref_avs_scores(
     return score(predictions), counts, baselines
 
 
-@torch.no_grad()
 def predict_frame_mask(model: Any, example: Any, answer: list[int], levels: torch.Tensor) -> torch.Tensor | None:
-    """``(S, S)`` mask logits of one labelled frame, or None if the answer lacks a well-formed mask block."""
+    """``(S, S)`` binary-head mask logits of one labelled frame, or None if the answer lacks a well-formed mask block."""
+    logits = predict_frame_logits(model, example, answer, levels)
+    return None if logits is None else logits[0]
+
+
+@torch.no_grad()
+def predict_frame_logits(model: Any, example: Any, answer: list[int], levels: torch.Tensor) -> torch.Tensor | None:
+    """``(C, S, S)`` decoder logits of one labelled frame (C = the head's classes), or None if the answer lacks a
+    well-formed mask block."""
     crab = model.get_base_model()
     device = next(crab.parameters()).device
     input_ids = torch.tensor([list(example.input_ids) + answer], device=device)  # (1, L)
@@ -182,7 +239,7 @@ def predict_frame_mask(model: Any, example: Any, answer: list[int], levels: torc
     )  # fmt: skip
     if not bool(prediction.has_masks[0]):
         return None
-    return prediction.mask_logits[0, 0, 0].float().cpu()  # (S, S): sample 0, frame 0, the binary head
+    return prediction.mask_logits[0, 0].float().cpu()  # (C, S, S): sample 0, frame 0
 
 
 def evaluate_masks(params: Params, task: str) -> EvaluateResult:
@@ -191,7 +248,7 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     Args:
         params: reads ``evaluate``, ``pretrain`` / ``finetune`` / ``finetune_avs`` (model folders), ``features``,
             ``media`` and ``datasets``.
-        task: ``"s4"`` or ``"ms3"``.
+        task: a task of ``finetune_avs.tasks`` or ``finetune_avss.tasks``.
 
     Raises:
         CrabError: a model folder is missing. DataError: a split or mask file is missing or invalid.
@@ -202,7 +259,9 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     cfg = params.evaluate
     records, num_excluded = read_split(evaluated, cfg.split, load_quarantined_avuie(AVUIE_REPORT))
     dataset = dataset_kind(params, evaluated)
-    model, tokenizer = load_finetuned_avs(params.pretrain.out_dir, params.finetune.out_dir, params.finetune_avs.out_dir)
+    model_dir = getattr(params, mask_stage(params, evaluated.value)).out_dir
+    model, tokenizer = load_finetuned_avs(params.pretrain.out_dir, params.finetune.out_dir, model_dir)
+    semantic = TASKS[evaluated].mask_classes > 1  # AVSS: class maps, not binary masks
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     store = FeatureStore(params.features.out_dir)
@@ -219,28 +278,32 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     parse = TASKS[evaluated].parse_answer
     parsed: list[AvsAnswer | None] = [parse(text) for text in texts]
 
-    by_sample: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = defaultdict(list)  # frame, logits, truth
+    # binary: (H, W) logits against a bool truth; AVSS: (H, W) predicted classes against the label map
+    by_sample: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = defaultdict(list)  # frame, prediction, truth
     subsets: dict[str, str] = {}  # sample -> Ref-AVS test subset
     rows, masks = [], {}
     for index, (record, text, answer) in enumerate(zip(records, texts, parsed, strict=True)):
         label = TASKS[evaluated].label_from_dict(record.label)
-        truth = torch.from_numpy(read_binary_mask(label.mask))  # (H, W) at the ground truth's resolution
+        read = read_class_mask if semantic else read_binary_mask
+        truth = torch.from_numpy(read(label.mask))  # (H, W) at the ground truth's resolution
         logits = None
         if answer is not None:
             levels = store.levels(levels_key(record))[label.frame]  # (L, P, Dv)
-            logits = predict_frame_mask(model, prompts[index], list(answer_ids[index]), levels)  # cut after EOS
+            logits = predict_frame_logits(model, prompts[index], list(answer_ids[index]), levels)  # cut after EOS
         if logits is None:
-            parsed[index] = None  # no usable mask tokens: an empty mask, counted as a parse failure
-            logits = torch.full(truth.shape, EMPTY_LOGIT)
-        elif logits.shape != truth.shape:
-            logits = resize_logits(logits[None], tuple(truth.shape))[0]
+            parsed[index] = None  # no usable mask tokens: an empty mask / all background, counted as a parse failure
+        prediction = _frame_prediction(logits, tuple(truth.shape), semantic)
         sample = _sample_key(record)
-        by_sample[sample].append((label.frame, logits, truth))
+        by_sample[sample].append((label.frame, prediction, truth))
         subsets[sample] = record.label.get("subset", "")
-        iou = float(frame_ious(torch.sigmoid(logits)[None], truth[None], AVS_IOU_THRESHOLD)[0])
         found = None if parsed[index] is None else parsed[index].to_dict()
         mask_name = f"{record.id.rsplit('/', 1)[-1]}.png"  # ids are "<task>/<split>/<item_id>"
-        masks[mask_name] = binary_mask(logits)
+        if semantic:
+            iou = avss_scores([prediction[None]], [truth[None]])["miou"]  # the frame's mIoU over its classes
+            masks[mask_name] = prediction.numpy()
+        else:
+            iou = float(frame_ious(torch.sigmoid(prediction)[None], truth[None], AVS_IOU_THRESHOLD)[0])
+            masks[mask_name] = binary_mask(prediction)
         rows.append({"id": record.id, "task": record.task, "video_id": record.video_id,
                      "instruction": record.instruction, "target": record.target, "prediction": text, "parsed": found,
                      "label": record.label, "media": record.media, "correct": iou,
@@ -251,6 +314,9 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     truths = {k: torch.stack([f[2] for f in sorted(by_sample[k], key=lambda f: f[0])]) for k in samples}  # (T, H, W)
     if evaluated is Task.REF_AVS:
         scores, counts, baselines = _ref_avs_scores(samples, subsets, predictions, truths)
+    elif semantic:
+        prior = frequent_class(read_split(evaluated, "train", load_quarantined_avuie(AVUIE_REPORT))[0])
+        scores, counts, baselines = _avss_scores([predictions[k] for k in samples], [truths[k] for k in samples], prior)
     else:
         result = _module_scores(evaluated.value, [predictions[k] for k in samples], [truths[k] for k in samples])
         scores, counts = {k: result[k] for k in _RESULT_KEYS}, {"num_videos": result["num_videos"]}
@@ -275,7 +341,7 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     )
     with replace_dir(masks_dir(evaluated.value)) as folder:
         for name, mask in masks.items():
-            write_binary_mask(folder / name, mask)
+            (write_class_mask if semantic else write_binary_mask)(folder / name, mask)
     write_text_atomic(metrics_path, json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     write_text_atomic(router_path, json.dumps(router.summary(evaluated.value), indent=2, ensure_ascii=False) + "\n")
     headline = HEADLINE_SCORES[evaluated]

@@ -21,11 +21,11 @@ __all__ = ["HEADLINE_SCORES", "majority", "normalise_whitespace", "parse_failure
 #: trivial baselines: AVE's and AVQA's overall accuracy; for AVVP the paper's "Segment" column, Event@AV at
 #: segment level (evaluation.md; its "Event" column, ``event_event_av``, sits beside it in the metrics file); ARIG its
 #: cIoU (the share of frames with cIoU >= 0.5; AUC beside it); S4 and MS3 their mIoU (the F-score beside it);
-#: Ref-AVS its seen-subset mIoU (Table 1's Ref-AVS column; unseen and null S beside it).
+#: AVSS its mIoU over the 71 classes; Ref-AVS its seen-subset mIoU (Table 1's Ref-AVS column; unseen and null S beside it).
 #: Here, not in ``crab.eval.run``, so the report can read it without importing torch.
 HEADLINE_SCORES: dict[Task, str] = {
     Task.AVE: "accuracy", Task.AVQA: "accuracy", Task.AVVP: "segment_event_av", Task.ARIG: "ciou", Task.S4: "miou",
-    Task.MS3: "miou", Task.REF_AVS: "seen_miou",
+    Task.MS3: "miou", Task.AVSS: "miou", Task.REF_AVS: "seen_miou",
 }  # fmt: skip
 
 K = TypeVar("K", bound=Hashable)

@@ -45,7 +45,8 @@ class CrabExample:
         image_features: (P, Dv) CLIP patch tokens of one image, or ``None``.
         mask_features: (L, T, P, Dv) the segmentation decoder's L CLIP levels of the T frames it segments (a
             sample whose answer holds the mask tokens, in a stage that trains the decoder), or ``None``.
-        mask_targets: (T, S, S) their ground truth (float 0 / 1), with ``mask_features``.
+        mask_targets: (T, S, S) their ground truth (float 0 / 1; int64 class indices for a class head), with
+            ``mask_features``.
     """
 
     input_ids: list[int]

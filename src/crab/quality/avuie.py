@@ -30,13 +30,20 @@ from typing import TYPE_CHECKING, Any
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.config import Params, ValidationConfig
 from crab.datasets.vocab import AVE_CATEGORIES, AVQA_ANSWERS
-from crab.datasets.vocab_seg import LLP_CLASSES, LLP_NUM_SEGMENTS, REF_AVS_NULL_OBJECT, REF_AVS_OBJECTS, S4_CATEGORIES
+from crab.datasets.vocab_seg import (
+    AVSS_CLASSES,
+    LLP_CLASSES,
+    LLP_NUM_SEGMENTS,
+    REF_AVS_NULL_OBJECT,
+    REF_AVS_OBJECTS,
+    S4_CATEGORIES,
+)
 from crab.errors import CrabError
 from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
 from crab.quality.runner import Gate, enforce_max_failure_rate, log_summary, open_gate
 from crab.quality.suites import AVQA_TYPE_STRINGS, Check
 from crab.datasets.ref_avs import REF_AVS_NUM_FRAMES
-from crab.tasks import NUM_AVS_OBJECT_FRAMES, TASKS, Task
+from crab.tasks import NUM_AVS_OBJECT_FRAMES, NUM_AVSS_FRAMES, TASKS, Task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +58,7 @@ DOCS_DIR = Path("reports/validation/avuie_docs")
 SPLITS = ("train", "val", "test")
 
 #: Tasks answered with the six mask tokens and an ``<object>`` tag (ARIG's mask is only the box's source).
-_MASK_TASKS = ("s4", "ms3", "ref_avs")
+_MASK_TASKS = ("s4", "ms3", "avss", "ref_avs")
 _FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 _COLUMNS = (
     "location", "file_task", "file_split", "schema_error", "id", "canonical_id", "task", "split", "dataset",
@@ -74,6 +81,7 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
         "avcap": (("caption", str),),
         "s4": (("frame", int), ("mask", str)),
         "ms3": (("frame", int), ("mask", str)),
+        "avss": (("frame", int), ("mask", str)),
         "ref_avs": (("frame", int), ("mask", str), ("objects", list), ("expression", str), ("subset", str)),
         "arig": (("x0", int), ("y0", int), ("x1", int), ("y1", int), ("object", str), ("frame", int), ("mask", str)),
     }[task]
@@ -92,7 +100,7 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
                     isinstance(span[k], int) and not isinstance(span[k], bool) for k in ("start", "end")
                 ):
                     return f"label.{modality}[{index}]: expected a str event and int start / end, got {span!r}"
-    if task in ("s4", "ms3"):
+    if task in ("s4", "ms3", "avss"):
         if "objects" not in label:
             return "label: missing key 'objects'"
         objects = label["objects"]
@@ -198,6 +206,8 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
         row.update(answer=label["answer"], question_type=json.dumps(label["question_type"]))
     elif task in ("s4", "ms3"):
         row.update(objects_error=_avs_objects_problem(label))
+    elif task == "avss":
+        row.update(objects_error=_avss_label_problem(label))
     elif task == "ref_avs":
         row.update(objects_error=_ref_avs_label_problem(label))
     elif task == "arig":
@@ -236,6 +246,17 @@ def _avs_objects_problem(label: dict[str, Any]) -> str | None:
     unknown = [o for o in label["objects"] or () if o not in S4_CATEGORIES]
     if unknown:
         return f"object {unknown[0]!r} is not one of AVSBench's {len(S4_CATEGORIES)} S4 categories"
+    return None
+
+
+def _avss_label_problem(label: dict[str, Any]) -> str | None:
+    """Why an AVSS label does not fit AVSBench-semantic v2 (frame outside the ten, object outside its 70 object
+    classes), or None."""
+    if not 0 <= label["frame"] < NUM_AVSS_FRAMES:
+        return f"frame {label['frame']} is not one of the clip's {NUM_AVSS_FRAMES} (0-based)"
+    unknown = [o for o in label["objects"] or () if o not in AVSS_CLASSES[1:]]
+    if unknown:
+        return f"object {unknown[0]!r} is not one of AVSS's {len(AVSS_CLASSES) - 1} object classes"
     return None
 
 

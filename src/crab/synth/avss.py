@@ -49,7 +49,6 @@ import numpy as np
 from PIL import Image
 
 from crab.config import DifficultyConfig, SynthAudioConfig, SynthAvssConfig, SynthVideoConfig
-from crab.datasets.ref_avs import REF_AVS_NUM_FRAMES
 from crab.datasets.vocab_seg import AVSS_CLASSES, AVSS_PALETTE
 from crab.synth.avsbench import write_png, write_wav
 from crab.synth.masks import object_masks
@@ -57,6 +56,7 @@ from crab.synth.ref_avs import ref_avs_frame_indices
 from crab.synth.render import render_audio, render_frames, write_in_workers
 from crab.synth.scene import SCENES_FILENAME, Interval, Scene, SceneObject, Slot, scene_lines
 from crab.synth.world import audio_signature, item_seeds, youtube_id
+from crab.tasks import NUM_AVSS_FRAMES
 
 __all__ = [
     "AVSS_NUM_FRAMES",
@@ -102,7 +102,7 @@ _CLASSES = {scene_name: cls for cls, scene_name in AVSS_SCENE_NAMES.items()}
 _CLASS_NAMES: tuple[str, ...] = tuple(AVSS_SCENE_NAMES)
 
 #: Frames (and annotated frames) of a v2 clip: one per second of its 10 s.
-AVSS_NUM_FRAMES = REF_AVS_NUM_FRAMES
+AVSS_NUM_FRAMES = NUM_AVSS_FRAMES  # 10 frames, one per second (crab.tasks)
 _DURATION_S = AVSS_NUM_FRAMES
 _SLOTS: tuple[Slot, ...] = ("left", "middle", "right")
 _NUM_OBJECTS = (2, 3)

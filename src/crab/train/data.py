@@ -32,7 +32,7 @@ from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.avuie.schema import AvuieRecord, read_jsonl
 from crab.config import Params
 from crab.errors import DataError
-from crab.datasets.media import read_binary_mask
+from crab.datasets.media import read_binary_mask, read_class_mask
 from crab.features.store import FeatureStore, FeatureStoreError, audio_key, image_key, levels_key, video_key
 from crab.models.collator import CrabExample, build_example
 from crab.models.configuration_crab import CrabConfig
@@ -270,7 +270,10 @@ class AvuieDataset(torch.utils.data.Dataset):
         key, frame, mask_path = item.mask
         levels = self.store.levels(key)[frame].unsqueeze(1)  # (L, 1, P, Dv): the labelled frame only
         size = self.config.mask_decoder_config.image_size
-        target = torch.from_numpy(read_binary_mask(mask_path, size)).float().unsqueeze(0)  # (1, S, S)
+        if TASKS[Task(item.task)].mask_classes > 1:  # AVSS: class indices (the CE target)
+            target = torch.from_numpy(read_class_mask(mask_path, size)).unsqueeze(0)  # (1, S, S) int64
+        else:
+            target = torch.from_numpy(read_binary_mask(mask_path, size)).float().unsqueeze(0)  # (1, S, S) 0 / 1
         return dataclasses.replace(example, mask_features=levels, mask_targets=target)
 
     def task_counts(self) -> dict[str, int]:

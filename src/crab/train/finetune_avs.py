@@ -16,6 +16,10 @@ feature store) and mask (``AvuieDataset(with_masks=True)``), loss ``finetune_avs
 pre-trained Crab with the decoder, these weights, then the ``finetune`` adapter. As in Crab, the other tasks
 keep using the ``finetune`` model: the embeddings and LM head trained here saw the mask tasks only.
 
+``finetune_avss`` is the same stage for AVSS (its own params section and output folders): a decoder has one
+head (binary for S4 / MS3 / Ref-AVS, 71 classes for AVSS, ``TaskSpec.mask_classes``), and Crab too trained and
+released the AVSS decoder separately (``avss_finetune_weights.bin``, crab-reference 3.6).
+
 What is fixed relative to the reference script (crab-reference 3.6): the mask loss is computed (``is_avs_task``
 was never set), the decoder gets its inputs and targets (commented out of Crab's train dataset), and the
 decoder loads into the model it was built for (Crab's 5-head LoRA could not load its 3-head weights).
@@ -28,7 +32,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from peft import PeftModel
@@ -37,13 +41,14 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 import crab.lora  # noqa: F401  (registers ia_lora / lora_moe with peft before the adapter is loaded)
-from crab.config import Params, SegLossConfig
+from crab.config import FinetuneAvsConfig, Params, SegLossConfig
 from crab.errors import CrabError
 from crab.models.base import BaseModelPaths
 from crab.models.configuration_crab import CrabConfig
 from crab.models.mask_decoder import CrabMaskDecoderConfig, mask_decoder_paper_config, mask_decoder_tiny_config
 from crab.models.modeling_crab import CrabForConditionalGeneration
 from crab.models.tokenizer import CRAB_MASK_TOKENS
+from crab.tasks import TASKS, Task
 from crab.train.data import training_dataset
 from crab.train.finetune import adapter_folders
 from crab.train.loop import fit
@@ -53,11 +58,16 @@ from crab.train.stage import SUMMARY_NAME, StagePaths, TrainSetup, publish_stage
 
 __all__ = [
     "AVS_WEIGHTS_NAME",
+    "MASK_STAGES",
     "FinetuneAvsResult",
+    "MaskStage",
     "SegmentationObjective",
     "add_mask_decoder",
     "finetune_avs",
+    "finetune_avss",
+    "head_classes",
     "load_finetuned_avs",
+    "mask_stage",
     "save_avs_weights",
     "setup_finetune_avs",
     "with_mask_decoder",
@@ -67,6 +77,9 @@ log = logging.getLogger(__name__)
 
 #: The weights this stage trains, in its output folder.
 AVS_WEIGHTS_NAME = "avs_weights.safetensors"
+#: The segmentation stages, each a params section of its own (one decoder head each: binary, AVSS's 71 classes).
+MaskStage = Literal["finetune_avs", "finetune_avss"]
+MASK_STAGES: tuple[MaskStage, ...] = ("finetune_avs", "finetune_avss")
 #: Parameter-name pieces of what this stage trains (Crab's ``seg_module, embed_tokens, lm_head``).
 _TRAINED = ("mask_decoder.", "embed_tokens.", "lm_head.")
 
@@ -95,18 +108,47 @@ class SegmentationObjective(nn.Module):
         return segmentation_step(self.model, batch, self.weights)
 
 
-def _decoder_config(config: CrabConfig, profile: str, manifest: dict[str, Any]) -> CrabMaskDecoderConfig:
+def _decoder_config(
+    config: CrabConfig, profile: str, manifest: dict[str, Any], num_classes: int
+) -> CrabMaskDecoderConfig:
     llm_width = config.text_config.hidden_size
     if profile == "paper":
-        return mask_decoder_paper_config(llm_hidden_size=llm_width, vision_hidden_size=config.vision_hidden_size)
+        return mask_decoder_paper_config(
+            llm_hidden_size=llm_width, num_classes=num_classes, vision_hidden_size=config.vision_hidden_size
+        )
     vision = manifest["vision"]
     layers = vision.get("mask_feature_layers")
     if not layers:
         raise CrabError("the base models' manifest names no vision.mask_feature_layers; rerun `crab base_models`")
     return mask_decoder_tiny_config(
         llm_hidden_size=llm_width, vision_hidden_size=config.vision_hidden_size, vision_feature_layers=layers,
-        image_size=vision["image_size"], patch_size=vision["patch_size"],
+        image_size=vision["image_size"], patch_size=vision["patch_size"], num_classes=num_classes,
     )  # fmt: skip
+
+
+def mask_stage(params: Params, task: str) -> MaskStage:
+    """The segmentation stage that trains ``task``'s decoder head (the one whose ``tasks`` list it).
+
+    Raises:
+        CrabError: no segmentation stage lists the task.
+    """
+    for stage in MASK_STAGES:
+        if task in getattr(params, stage).tasks:
+            return stage
+    lists = ", ".join(f"{stage}.tasks" for stage in MASK_STAGES)
+    raise CrabError(f"{task} is not trained with masks: it is in none of {lists}")
+
+
+def head_classes(cfg: FinetuneAvsConfig) -> int:
+    """The decoder head size a segmentation stage's tasks need (``TaskSpec.mask_classes``; 1 without tasks).
+
+    Raises:
+        CrabError: the tasks need different heads (``load_params`` rejects such params first).
+    """
+    sizes = {TASKS[Task(t)].mask_classes for t in cfg.tasks} or {1}
+    if len(sizes) > 1:
+        raise CrabError(f"tasks {cfg.tasks} need decoder heads of different sizes {sorted(sizes)}")
+    return sizes.pop()
 
 
 def add_mask_decoder(
@@ -135,17 +177,21 @@ def add_mask_decoder(
 
 
 def with_mask_decoder(
-    params: Params, model: CrabForConditionalGeneration, tokenizer: PreTrainedTokenizerBase
+    params: Params,
+    model: CrabForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerBase,
+    stage: MaskStage = "finetune_avs",
 ) -> CrabForConditionalGeneration:
-    """``model`` with the profile's mask decoder (tiny: sized by the base models' manifest), seeded by
-    ``finetune_avs.seed``: the model ``finetune_avs`` trains.
+    """``model`` with the profile's mask decoder (tiny: sized by the base models' manifest), the head its tasks
+    need (:func:`head_classes`), seeded by the stage's ``seed``: the model ``stage`` trains.
 
     Raises:
         CrabError: the manifest names no decoder levels, or the tokenizer lacks a mask token.
     """
     manifest = json.loads(BaseModelPaths.of(params.base_models.out_dir).manifest.read_text(encoding="utf-8"))
-    decoder = _decoder_config(model.config, params.profile, manifest)
-    return add_mask_decoder(model, tokenizer, decoder, params.finetune_avs.seed)
+    cfg: FinetuneAvsConfig = getattr(params, stage)
+    decoder = _decoder_config(model.config, params.profile, manifest, head_classes(cfg))
+    return add_mask_decoder(model, tokenizer, decoder, cfg.seed)
 
 
 def save_avs_weights(model: CrabForConditionalGeneration, folder: str | Path) -> None:
@@ -157,11 +203,11 @@ def save_avs_weights(model: CrabForConditionalGeneration, folder: str | Path) ->
     save_file(weights, folder / AVS_WEIGHTS_NAME, metadata={"format": "pt"})
 
 
-def setup_finetune_avs(params: Params) -> TrainSetup:
-    """The frozen pretrain + finetune model with a new decoder, its trainable set, and the mask tasks' data."""
-    cfg = params.finetune_avs
+def setup_finetune_avs(params: Params, stage: MaskStage = "finetune_avs") -> TrainSetup:
+    """The frozen pretrain + finetune model with a new decoder, its trainable set, and the stage's tasks' data."""
+    cfg: FinetuneAvsConfig = getattr(params, stage)
     base, tokenizer = load_pretrained(params.pretrain.out_dir)
-    model = with_mask_decoder(params, base, tokenizer)
+    model = with_mask_decoder(params, base, tokenizer, stage)
     peft = _with_adapter(model, params.finetune.out_dir)
     trainable: dict[str, int] = {}
     for name, param in peft.named_parameters():
@@ -170,7 +216,7 @@ def setup_finetune_avs(params: Params) -> TrainSetup:
             part = next(p.rstrip(".") for p in _TRAINED if p in name)
             trainable[part] = trainable.get(part, 0) + param.numel()
     dataset = training_dataset(params, list(cfg.tasks), tokenizer, model.config, with_masks=True)
-    fingerprint = {"stage": "finetune_avs", "config": dataclasses.asdict(cfg), "trainable": trainable}
+    fingerprint = {"stage": stage, "config": dataclasses.asdict(cfg), "trainable": trainable}
     return TrainSetup(SegmentationObjective(peft, cfg.loss), tokenizer, dataset, trainable, fingerprint)
 
 
@@ -185,18 +231,28 @@ def _with_adapter(model: CrabForConditionalGeneration, finetune_dir: str | Path)
 
 
 def finetune_avs(params: Params) -> FinetuneAvsResult:
-    """The ``finetune_avs`` stage (module docstring); resumes a killed run from its latest checkpoint.
+    """The ``finetune_avs`` stage (module docstring): the binary-head decoder of ``finetune_avs.tasks``; resumes a
+    killed run from its latest checkpoint.
 
     Raises:
         CrabError: the pre-trained or fine-tuned model is missing, or the manifest lacks the decoder's levels.
         DataError, FeatureStoreError: missing or inconsistent data (named).
     """
-    cfg = params.finetune_avs
+    return _train_mask_stage(params, "finetune_avs")
+
+
+def finetune_avss(params: Params) -> FinetuneAvsResult:
+    """The ``finetune_avss`` stage: as :func:`finetune_avs`, AVSS's 71-class decoder head (``finetune_avss``)."""
+    return _train_mask_stage(params, "finetune_avss")
+
+
+def _train_mask_stage(params: Params, stage: MaskStage) -> FinetuneAvsResult:
+    cfg: FinetuneAvsConfig = getattr(params, stage)
     paths = StagePaths.of(cfg.out_dir)
-    setup = setup_finetune_avs(params)
+    setup = setup_finetune_avs(params, stage)
     result = fit(
         setup.model, setup.dataset, setup.collate_fn, cfg.optim, seed=cfg.seed, work_dir=paths.work_dir,
-        fingerprint=setup.fingerprint, desc="finetune_avs",
+        fingerprint=setup.fingerprint, desc=stage,
     )  # fmt: skip
     peft: PeftModel = setup.model.model
     crab = peft.get_base_model()
@@ -205,7 +261,7 @@ def finetune_avs(params: Params) -> FinetuneAvsResult:
 
     def write(folder: Path) -> None:
         save_avs_weights(crab, folder)
-        (folder / SUMMARY_NAME).write_text(summary_json("finetune_avs", setup, result, extra), encoding="utf-8")
+        (folder / SUMMARY_NAME).write_text(summary_json(stage, setup, result, extra), encoding="utf-8")
 
     publish_stage(paths, write)
     return FinetuneAvsResult(

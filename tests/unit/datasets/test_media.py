@@ -366,3 +366,22 @@ def test_records_and_vocab_load_without_pyav() -> None:
         "assert 'av' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_class_masks_round_trip_and_resize_with_nearest_neighbour(tmp_path):
+    from crab.datasets.media import read_class_mask, write_class_mask
+
+    classes = np.zeros((4, 6), dtype=np.int64)
+    classes[1:3, 2:5] = 70  # woman
+    classes[0, 0] = 1
+    path = write_class_mask(tmp_path / "m.png", classes)
+    assert np.array_equal(read_class_mask(path), classes) and read_class_mask(path).dtype == np.int64
+    assert set(np.unique(read_class_mask(path, size=12))) == {0, 1, 70}  # no blended values
+    palette = Image.fromarray(classes.astype(np.uint8), mode="L").convert("P")  # palette indices are classes
+    palette.save(tmp_path / "p.png")
+    assert read_class_mask(tmp_path / "p.png").shape == (4, 6)
+    Image.new("RGB", (4, 4)).save(tmp_path / "rgb.png")
+    with pytest.raises(DataError, match=r"rgb\.png: a class map must be single-channel \(L or P\), got mode RGB"):
+        read_class_mask(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match="0..255"):
+        write_class_mask(tmp_path / "bad.png", np.full((2, 2), 300))

@@ -57,6 +57,7 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         "avcap": {"caption": "A bell rings in a church."},
         "s4": {"frame": 2, "mask": (avs_root / "mask.png").as_posix(), "objects": ["dog_barking"]},
         "ms3": {"frame": 0, "mask": (avs_root / "mask.png").as_posix(), "objects": ["dog_barking", "playing_piano"]},
+        "avss": {"frame": 4, "mask": (avs_root / "mask.png").as_posix(), "objects": ["guitar", "man"]},
         "ref_avs": {
             "frame": 3,
             "mask": (avs_root / "mask.png").as_posix(),
@@ -81,7 +82,7 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         target = avvp_answer(AvvpLabel.from_dict(label), "A dog barks, a cat is seen.")
     elif task == "avqa":
         target = avqa_answer(AvqaLabel(answer=label["answer"]), "A cello is heard.")
-    elif task in ("s4", "ms3"):
+    elif task in ("s4", "ms3", "avss"):
         target = avs_answer(AvsLabel.from_dict(label), "A dog barks on the left.")
     elif task == "ref_avs":
         target = ref_avs_answer(RefAvsLabel.from_dict(label), "A guitar is on the left.")
@@ -91,11 +92,11 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         target = avcap_answer(AvcapLabel(caption=label["caption"]), None) if label["caption"] else ""
     label.update(changes.pop("raw_label", {}))
     media = {"video": media_path, "audio": media_path}
-    if task in ("s4", "ms3", "ref_avs"):
+    if task in ("s4", "ms3", "avss", "ref_avs"):
         media = {"video": (avs_root / "frames").as_posix(), "audio": (avs_root / "audio.wav").as_posix()}
     if task == "arig":
         media = {"image": (avs_root / "frames" / "v_1.png").as_posix(), "audio": (avs_root / "audio.wav").as_posix()}
-    instruction = {"avqa": {"question": AVQA_QUESTION}, "s4": {"nth": "third"}, "ms3": {"nth": "first"},
+    instruction = {"avqa": {"question": AVQA_QUESTION}, "s4": {"nth": "third"}, "ms3": {"nth": "first"}, "avss": {"nth": "fifth"},
                    "ref_avs": {"expression": "the object on the left", "nth": "fourth"}}  # fmt: skip
     fields = {
         "id": f"{task}/{split}/{item_id}",
@@ -121,7 +122,7 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
     def line(
         task: str, split: str, item_id: str, reason: str | None = None, /, **changes: Any
     ) -> tuple[str, str | None]:
-        path = avs_media if task in ("s4", "ms3", "arig", "ref_avs") else media
+        path = avs_media if task in ("s4", "ms3", "arig", "avss", "ref_avs") else media
         return json.dumps(record(task, split, item_id, path, **changes), sort_keys=True, ensure_ascii=False), reason
 
     def drop_label_key(task: str, item_id: str, key: str, reason: str) -> tuple[str, str]:
@@ -209,6 +210,14 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
             drop_label_key("s4", "v_14", "objects", "schema: label: missing key 'objects'"),
         ],
         ("ms3", "train"): [line("ms3", "train", "m_1")],
+        ("avss", "val"): [
+            line("avss", "val", "a_1"),
+            line("avss", "val", "a_2", label={"objects": []}),
+            line("avss", "val", "a_3", "object 'dog_barking' is not one of AVSS's 70 object classes",
+                 label={"objects": ["dog_barking"]}),
+            line("avss", "val", "a_4", "object 'background' is not one of AVSS's 70", label={"objects": ["background"]}),
+            line("avss", "val", "a_5", "frame 10 is not one of the clip's 10", raw_label={"frame": 10}),
+        ],
         ("ref_avs", "test"): [
             line("ref_avs", "test", "r_1"),
             line("ref_avs", "test", "r_2", label={"objects": [], "subset": "null"}),
@@ -268,7 +277,7 @@ def avuie_run(
     )  # any existing file: the gate checks presence
     (workdir / "empty_folder").mkdir()
     good, bad = write_avuie(workdir, planted_lines(str(media_kit.files["good"]), avs.as_posix()))
-    tasks = ["ave", "avvp", "avqa", "avcap", "s4", "ms3", "arig", "ref_avs"]
+    tasks = ["ave", "avvp", "avqa", "avcap", "s4", "ms3", "arig", "avss", "ref_avs"]
     params = make_params(workdir / "raw", tasks, max_failure_rate=1.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workdir)
@@ -287,7 +296,7 @@ def test_bad_lines_quarantined_with_reason_and_good_records_pass(avuie_run) -> N
         )
     assert sum(g.num_passed for g in result.groups.values()) == len(good)
     assert {name: g.num_items for name, g in result.groups.items()} == {
-        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 12, "ms3": 1, "arig": 9, "ref_avs": 10
+        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 12, "ms3": 1, "arig": 9, "avss": 5, "ref_avs": 10
     }  # fmt: skip
 
 
@@ -303,6 +312,7 @@ def test_report_and_quarantined_ids(avuie_run) -> None:
         "s4",
         "ms3",
         "arig",
+        "avss",
         "ref_avs",
     }
     ids = load_quarantined_avuie(path)

@@ -109,6 +109,7 @@ def _params(root: Path) -> Params:
         # consistent task lists (load_params checks them when a test writes this as params.yaml)
         evaluate=dataclasses.replace(params.evaluate, tasks=["ave", "avqa"]),
         finetune_avs=dataclasses.replace(params.finetune_avs, tasks=[]),
+        finetune_avss=dataclasses.replace(params.finetune_avss, tasks=[]),
     )  # fmt: skip
 
 

@@ -27,15 +27,16 @@ import crab.train.finetune_avs as avs_module
 from crab.avuie.avs import AvsLabel, format_answer
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params
-from crab.datasets.media import read_binary_mask
+from crab.datasets.media import read_binary_mask, read_class_mask
 from crab.errors import CrabError
 from crab.eval.generation import GenerationStats
+from crab.eval.metrics_avss import avss_scores
 from crab.eval.run_avs import evaluate_masks
 from crab.features.store import FeatureStore, StoreWriter, audio_key, levels_key, video_key
 from crab.tasks import TASKS, Task
 from crab.train.data import encode_target
 from crab.train.finetune import finetune
-from crab.train.finetune_avs import AVS_WEIGHTS_NAME, finetune_avs, load_finetuned_avs
+from crab.train.finetune_avs import AVS_WEIGHTS_NAME, finetune_avs, finetune_avss, load_finetuned_avs
 from crab.train.pretrain import pretrain
 
 
@@ -103,7 +104,9 @@ def test_finetune_avs_trains_decoder_embeddings_and_lm_head_only_and_reloads(
 ) -> None:
     kept: dict = {}
     original = avs_module.setup_finetune_avs
-    monkeypatch.setattr(avs_module, "setup_finetune_avs", lambda p: kept.setdefault("setup", original(p)))
+    monkeypatch.setattr(
+        avs_module, "setup_finetune_avs", lambda p, stage="finetune_avs": kept.setdefault("setup", original(p, stage))
+    )
     result = finetune_avs(avs_params)
     assert result.num_examples == {"s4": 6}
     assert set(result.trainable) == {"mask_decoder", "embed_tokens", "lm_head"}
@@ -212,3 +215,81 @@ def test_mask_evaluation_scores_decoded_masks_and_counts_missing_mask_tokens_as_
     # the decoder's graded logits were scored, not the constant empty mask
     assert metrics["f_score"] != metrics["baselines"]["empty_mask"]["f_score"]
     assert result.best_baseline in metrics["baselines"] and (stage_dir / "metrics/router_s4.json").is_file()
+
+
+def _avss_records(root: Path, split: str) -> list[AvuieRecord]:
+    """Two clips of two frames; each label map marks a guitar (28) block and, in frame 2, a man (41) block."""
+    records = []
+    for video in range(2):
+        for frame in range(2):
+            mask = root / f"avss_masks/c{video}_{frame + 1}.png"
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            classes = np.zeros((32, 32), dtype=np.uint8)
+            classes[2 + 10 * video : 12 + 10 * video, 2:14] = 28
+            if frame:
+                classes[20:30, 18:30] = 41
+            Image.fromarray(classes).save(mask)
+            label = AvsLabel(frame=frame, mask=mask.as_posix(), objects=("guitar", "man")[: frame + 1])
+            records.append(AvuieRecord(
+                id=f"avss/{split}/c{video}_{frame + 1}", task="avss", split=split, dataset="avss",
+                item_id=f"c{video}_{frame + 1}", source=f"metadata.csv:{video}", video_id=f"c{video}",
+                media={"video": f"raw/avss/c{video}/frames", "audio": f"raw/avss/c{video}.wav"},
+                instruction=TASKS[Task.AVSS].instruction(nth=["first", "second"][frame]),
+                target=format_answer(label, "A guitar plays."), reasoning=True, label=label.to_dict(),
+            ))  # fmt: skip
+    return records
+
+
+def test_finetune_avss_trains_the_71_class_head_and_evaluate_scores_class_maps(
+    avs_params: Params, stage_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    avuie = stage_dir / "data" / "avuie"
+    write_jsonl(avuie / "avss" / "train.jsonl", _avss_records(stage_dir, "train"))
+    write_jsonl(avuie / "avss" / "test.jsonl", _avss_records(stage_dir, "test"))
+    store = FeatureStore(avs_params.features.out_dir)
+    tensors = {key: store.get(key) for key in store.keys()}
+    generator = torch.Generator().manual_seed(11)
+    width = tensors[next(k for k in tensors if k.startswith("levels/"))].shape[-1]
+    audio = tensors[next(k for k in tensors if k.startswith("audio/"))]
+    for record in _avss_records(stage_dir, "train"):
+        tensors.setdefault(video_key(record), torch.randn(2, NUM_PATCHES, width, generator=generator))
+        tensors.setdefault(audio_key(record, avs_params), torch.randn(*audio.shape, generator=generator))
+        tensors.setdefault(levels_key(record), torch.randn(2, 2, NUM_PATCHES, width, generator=generator))
+    shutil.rmtree(avs_params.features.out_dir)
+    writer = StoreWriter(Path(avs_params.features.out_dir), {"fixture": "finetune_avss tests"})
+    writer.begin()
+    writer.write(0, tensors)
+    writer.finish([sorted(tensors)])
+    params = dataclasses.replace(
+        avs_params, finetune_avss=dataclasses.replace(
+            avs_params.finetune_avss, out_dir=str(stage_dir / "models/finetune_avss"), tasks=["avss"],
+            optim=avs_params.finetune_avs.optim),
+        evaluate=dataclasses.replace(avs_params.evaluate, max_new_tokens=48),
+    )  # fmt: skip
+    result = finetune_avss(params)
+    assert result.num_examples == {"avss": 4}
+    summary = json.loads((stage_dir / "models/finetune_avss/train_summary.json").read_text())
+    assert summary["stage"] == "finetune_avss" and summary["tasks"] == ["avss"]
+    steps = [row["loss"] for row in summary["history"]]
+    assert steps[-1] < steps[0], steps
+    model, tokenizer = load_finetuned_avs(
+        params.pretrain.out_dir, params.finetune.out_dir, params.finetune_avss.out_dir
+    )
+    assert model.get_base_model().config.mask_decoder_config.num_classes == 71
+
+    records = sorted(_avss_records(stage_dir, "test"), key=lambda r: r.id)
+    references = [encode_target(tokenizer, r.target) for r in records]
+    monkeypatch.setattr(run_avs, "generate_greedy", lambda model, prompts, **kwargs: (
+        references, GenerationStats(len(references), sum(map(len, references)), 1.0, 16, 400)))  # fmt: skip
+    evaluation = evaluate_masks(params, "avss")
+    metrics = json.loads((stage_dir / "metrics/avss.json").read_text())
+    assert evaluation.score_name == "miou" and metrics["num_videos"] == 2 and metrics["parse_failure_rate"] == 0.0
+    assert set(metrics["baselines"]) == {"all_background", "frequent_class_full_frame"}
+    rows = [json.loads(line) for line in (stage_dir / "predictions/avss.jsonl").read_text().splitlines()]
+    predicted = [read_class_mask(stage_dir / "predictions" / row["mask"]) for row in rows]
+    truths = [read_class_mask(row["label"]["mask"]) for row in rows]
+    assert all(p.shape == (32, 32) and p.max() < 71 for p in predicted)  # class maps at the label map's size
+    by_clip = {v: [i for i, r in enumerate(rows) if r["video_id"] == v] for v in ("c0", "c1")}
+    expected = avss_scores([np.stack([predicted[i] for i in idx]) for idx in by_clip.values()],
+                           [np.stack([truths[i] for i in idx]) for idx in by_clip.values()])  # fmt: skip
+    assert metrics["miou"] == pytest.approx(expected["miou"])  # the written maps are the scored ones
