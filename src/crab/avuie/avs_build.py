@@ -44,6 +44,7 @@ __all__ = [
     "reasoning_from_scene",
     "scene_has_sounding",
     "scene_words",
+    "train_frames",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,18 @@ def heard_and_seen(scene: Scene, rng: random.Random) -> list[str]:
             pattern = rng.choice(_SEEN)
             sentences.append(pattern.format(a=words[obj.name].a, where=WHERE[obj.slot], span=_span(obj.visible, dur)))
     return sentences
+
+
+def train_frames(split: str, num_frames: int, per_train_item: int, rng: random.Random) -> list[int]:
+    """The frames of one item that get records: all ``num_frames``, or for a train item ``per_train_item``
+    distinct ones drawn with the seeded ``rng``, in order.
+
+    Why: Crab trains Ref-AVS and AVSS on one frame per item, drawn anew (unseeded) each time the sample is read
+    (crab-reference 4.6, 7); AV-UIE files are fixed, so a few frames drawn once stand for those redraws.
+    """
+    if split != "train":
+        return list(range(num_frames))
+    return sorted(rng.sample(range(num_frames), min(per_train_item, num_frames)))
 
 
 def reasoning_from_scene(scene: Scene, frame: int, rng: random.Random) -> str:

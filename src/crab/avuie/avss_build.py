@@ -7,6 +7,10 @@ head on its mask decoder (crab-reference 1.8, 4.5), so the answer format is :mod
 class names in the ``<object>`` tag (``man, guitar``), the label's ``mask`` the frame's ``labels_semantic``
 PNG (class index per pixel) and the prompt the S4 / MS3 one (``crab.tasks``).
 
+Sampling: val / test clips give a record per frame (the official code scores all ten); a train clip gives
+:data:`TRAIN_FRAMES_PER_CLIP` frames drawn once with the seeded rng, as Ref-AVS's builder does, standing for
+Crab's one frame per clip redrawn at every read (:func:`crab.avuie.avs_build.train_frames`).
+
 The model sees the ten frames as ``<video>`` and the clip's audio as ``<audio>`` (``media.num_audio_segments``
 1-s segments); the prompt names the frame's second. Reasoning comes from AV-Synth's exact scene as for S4 /
 MS3 (:func:`crab.avuie.avs_build.reasoning_from_scene`: heard, seen, then the labelled second); the tag holds
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crab.avuie.avs import AvsLabel, format_answer, nth_second
-from crab.avuie.avs_build import reasoning_from_scene
+from crab.avuie.avs_build import reasoning_from_scene, train_frames
 from crab.avuie.schema import AvuieRecord, make_id
 from crab.tasks import TASKS, Task
 
@@ -33,9 +37,12 @@ if TYPE_CHECKING:  # annotations only: keeps this module free of media imports
     from crab.datasets.avss import AvssRecord
     from crab.synth.scene import Scene
 
-__all__ = ["build_avss", "frame_classes"]
+__all__ = ["TRAIN_FRAMES_PER_CLIP", "build_avss", "frame_classes"]
 
 log = logging.getLogger(__name__)
+
+#: Frames per train clip (module docstring).
+TRAIN_FRAMES_PER_CLIP = 4
 
 
 def frame_classes(scene: Scene, frame: int) -> tuple[str, ...]:
@@ -71,11 +78,11 @@ def build_avss(
         scenes: AV-Synth scenes by ``uid`` (empty for real data).
         released_dir: unused (Crab templates AVSS targets in code); kept for the builders' signature.
         use_reasoning: False for the "w/o ERP" ablation.
-        rng: picks the phrasings; consumed in record order.
+        rng: picks the train frames and the phrasings; consumed in record order.
         tally: if given, counts ``scene``, ``label_only`` and ``frames_without_object``.
 
     Returns:
-        One record per frame with a mask; ``item_id`` ``{uid}_{frame + 1}``, label an
+        One record per sampled frame (module docstring); ``item_id`` ``{uid}_{frame + 1}``, label an
         :class:`~crab.avuie.avs.AvsLabel` whose ``mask`` is the frame's ``labels_semantic`` PNG.
     """
     del released_dir
@@ -84,7 +91,8 @@ def build_avss(
     out = []
     for rec in records:
         scene = scenes.get(rec.item_id)
-        for frame, mask in enumerate(rec.semantic_mask_paths):
+        for frame in train_frames(rec.split, len(rec.semantic_mask_paths), TRAIN_FRAMES_PER_CLIP, rng):
+            mask = rec.semantic_mask_paths[frame]
             if scene is not None:
                 objects = frame_classes(scene, frame)
                 reasoning = reasoning_from_scene(scene, frame, rng) if use_reasoning else None

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crab.avuie.avs import nth_second
-from crab.avuie.avs_build import WHERE, heard_and_seen, scene_words
+from crab.avuie.avs_build import WHERE, heard_and_seen, scene_words, train_frames
 from crab.avuie.ref_avs import REF_AVS_TEST_SUBSETS, RefAvsLabel, format_answer, phrase
 from crab.avuie.schema import AvuieRecord, make_id
 from crab.tasks import NUM_REF_AVS_FRAMES, TASKS, Task
@@ -102,12 +102,6 @@ def _reasoning_from_label(rec: RefAvsRecord, rng: random.Random) -> str:
     return _cap(f"{said} refers to the {rec.object_name.replace('-', ' ')}") + "."
 
 
-def _frames(split: str, rng: random.Random) -> list[int]:
-    if split == "train":
-        return sorted(rng.sample(range(NUM_REF_AVS_FRAMES), TRAIN_FRAMES_PER_EXPRESSION))
-    return list(range(NUM_REF_AVS_FRAMES))
-
-
 def build_ref_avs(
     records: Sequence[RefAvsRecord],
     scenes: Mapping[str, Scene],
@@ -148,7 +142,7 @@ def build_ref_avs(
             scene = None
         tally["null" if rec.is_null else "scene" if scene is not None else "label_only"] += 1
         objects = () if rec.is_null else (rec.object_name,)
-        for frame in _frames(split, rng):
+        for frame in train_frames(split, NUM_REF_AVS_FRAMES, TRAIN_FRAMES_PER_EXPRESSION, rng):
             if not use_reasoning:
                 reasoning = None
             elif scene is not None:

@@ -63,3 +63,13 @@ def test_real_data_without_scene_names_a_obj_and_without_reasoning(tmp_path):
     assert out[0].target.startswith("The audio and the frames show what makes the sound: emergency car, man.")
     plain = build_avss([_record(tmp_path)], {}, None, False, random.Random(0))
     assert not plain[0].reasoning and plain[0].target.startswith("The objects making the sound at the first second")
+
+
+def test_a_train_clip_gives_a_few_seeded_frames(tmp_path):
+    from crab.avuie.avss_build import TRAIN_FRAMES_PER_CLIP
+
+    first = build_avss([_record(tmp_path, split="train")], {"yt_0_10000": _scene()}, None, True, random.Random(5))
+    frames = [r.label["frame"] for r in first]
+    assert len(frames) == len(set(frames)) == TRAIN_FRAMES_PER_CLIP and frames == sorted(frames)
+    again = build_avss([_record(tmp_path, split="train")], {"yt_0_10000": _scene()}, None, True, random.Random(5))
+    assert again == first

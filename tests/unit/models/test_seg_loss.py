@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from crab.models.seg_loss import DICE_SMOOTH, binary_mask_losses, segmentation_loss, semantic_mask_loss
+from crab.models.seg_loss import (
+    DICE_SMOOTH,
+    binary_mask_losses,
+    segmentation_loss,
+    semantic_dice_loss,
+    semantic_mask_loss,
+)
 
 LN2, LN3 = math.log(2), math.log(3)
 WEIGHTS = {"bce_weight": 1.0, "dice_weight": 0.5, "ce_weight": 1.0}
@@ -55,8 +61,15 @@ def test_cross_entropy_by_hand() -> None:
     torch.testing.assert_close(semantic_mask_loss(logits, targets), torch.tensor([expected]))
     out = segmentation_loss(logits[None], targets[None], bce_weight=1.0, dice_weight=0.5, ce_weight=2.0)
     torch.testing.assert_close(out.ce, torch.tensor(expected))
-    torch.testing.assert_close(out.loss, torch.tensor(2 * expected))
-    assert out.bce is None and out.dice is None
+    # soft Dice over the present classes 0, 1, 2 (probabilities 1/3 at (0,0), (1,1); 1/2, 1/4, 1/4 at the others)
+    dice = (6 / 11 + 10 / 13 + 9 / 13) / 3  # class 0: 1 - (5/3) / (11/3); 1: 1 - (1/2) / (13/6); 2: 1 - (2/3) / (13/6)
+    torch.testing.assert_close(semantic_dice_loss(logits, targets, smooth=0.0), torch.tensor([dice]))
+    torch.testing.assert_close(out.dice, torch.tensor(dice), atol=1e-3, rtol=0)  # with DICE_SMOOTH
+    torch.testing.assert_close(out.loss, 2 * out.ce + 0.5 * out.dice)
+    assert out.bce is None
+    only_background = semantic_dice_loss(torch.full((1, 3, 2, 2), -5.0).index_fill(1, torch.tensor([0]), 5.0),
+                                         torch.zeros(1, 2, 2, dtype=torch.long))  # fmt: skip
+    assert only_background.item() < 1e-3  # an object-free frame predicted as background: only class 0 counts
 
 
 def _constant_frames() -> tuple[torch.Tensor, torch.Tensor]:
