@@ -601,12 +601,13 @@ def check_tasks(params: Params) -> None:
 
     Why: the single-task ablation evaluates each task with its own adapter, and F2 (``finetune_avs`` /
     ``finetune_avss``) starts from the F1 model that learned the mask tasks' answers as text (crab-reference 3.5,
-    3.6). A segmentation stage trains one decoder head, so its tasks must need the same head. Run by
+    3.6). A segmentation stage trains one decoder head: ``finetune_avs`` the binary one (S4, MS3, Ref-AVS),
+    ``finetune_avss`` the class head (AVSS), so each list holds only its head's tasks. Run by
     :func:`load_params` on the user's file; tests that build ``Params`` in code may narrow one list alone.
 
     Raises:
         ConfigError: names the list and the tasks missing from ``finetune.tasks``, or the tasks of a segmentation
-            stage that need different heads.
+            stage that need the other head.
     """
     from crab.tasks import TASKS, Task
 
@@ -617,10 +618,11 @@ def check_tasks(params: Params) -> None:
         missing = [t for t in tasks if t not in trained]
         if missing:
             raise ConfigError(f"{key}: {missing} not in finetune.tasks {sorted(trained)}")
-    for key, tasks in lists[1:]:
-        heads = {t: TASKS[Task(t)].mask_classes for t in tasks}
-        if len(set(heads.values())) > 1:
-            raise ConfigError(f"{key}: {heads} need decoder heads of different sizes; one stage trains one head")
+    for (key, tasks), class_head in zip(lists[1:], (False, True), strict=True):
+        wrong = [t for t in tasks if (TASKS[Task(t)].mask_classes > 1) != class_head]
+        if wrong:
+            head, other = ("the class head", "finetune_avs") if class_head else ("the binary head", "finetune_avss")
+            raise ConfigError(f"{key}: {wrong} need another decoder head; this stage trains {head} (use {other})")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

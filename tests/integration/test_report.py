@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from crab.config import Params
-from crab.datasets.media import write_binary_mask
+from crab.datasets.media import write_binary_mask, write_class_mask
 from crab.errors import CrabError, DataError
 from crab.eval.metrics_avqa import AVQA_TYPE_KEYS
 from crab.report import report
@@ -119,7 +119,21 @@ def write_fake_outputs(root: Path) -> None:
         "baselines": {"centre_box": box, "full_frame": {**box, "ciou": 0.0}, "prior_box": {**box, "ciou": 0.0555}},
     })  # fmt: skip
     for task, (miou, f_score) in (("s4", (0.4123, 0.5012)), ("ms3", (0.4321, 0.5487))):
-        _write_mask_outputs(root, task, miou, f_score)
+        _write_mask_outputs(root, task, {"num_videos": 2, "miou": miou, "f_score": f_score},
+                            {"empty_mask": {"miou": 0.1111, "f_score": 0.0555},
+                             "full_frame_mask": {"miou": 0.2222, "f_score": 0.3333}})  # fmt: skip
+    subsets = {"seen_miou": 0.3456, "seen_f_score": 0.4567, "unseen_miou": 0.2678, "unseen_f_score": 0.3789,
+               "null_s": 0.1234}  # fmt: skip
+    _write_mask_outputs(root, "ref_avs", {"num_seen": 1, "num_unseen": 1, "num_null": 1, **subsets},
+                        {"empty_mask": {**subsets, "seen_miou": 0.0375, "null_s": 0.0},
+                         "full_frame_mask": {**subsets, "seen_miou": 0.0341, "null_s": 1.0}})  # fmt: skip
+    classes = {"miou": 0.2345, "f_score": 0.2456, "miou_no_background": 0.1357, "f_score_no_background": 0.1468}
+    _write_mask_outputs(
+        root,
+        "avss",
+        {"num_videos": 2, **classes},
+        {"all_background": {**classes, "miou": 0.0562}, "frequent_class_full_frame": classes},
+    )
     frame = root / "data/raw/arig/v_1.png"
     frame.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((30, 40, 3), 120, np.uint8)).save(frame)
@@ -131,14 +145,13 @@ def write_fake_outputs(root: Path) -> None:
     (root / "predictions/arig.jsonl").write_text("".join(json.dumps(r) + "\n" for r in arig_rows), encoding="utf-8")
 
 
-def _write_mask_outputs(root: Path, task: str, miou: float, f_score: float) -> None:
-    """``evaluate_avs``'s outputs for a mask task: metrics, 3 predictions, their frames, truths and masks (8x8)."""
+def _write_mask_outputs(root: Path, task: str, scores: dict, baselines: dict) -> None:
+    """``evaluate_avs`` / ``evaluate_avss``'s outputs for a mask task: metrics (``scores`` and ``baselines``), 3
+    predictions, their frames, truths and masks (8x8; AVSS class-index maps)."""
     _write(root / f"metrics/{task}.json", {
-        "task": task, "split": "test", "dataset": "AV-Synth", "num_samples": 3, "num_videos": 2, "miou": miou,
-        "f_score": f_score, "object_accuracy": 0.3333, "parse_failure_rate": 0.0,
-        "generation": {"max_new_tokens": 160, "seconds": 3.0, "tokens_per_s": 99.0},
-        "baselines": {"empty_mask": {"miou": 0.1111, "f_score": 0.0555},
-                      "full_frame_mask": {"miou": 0.2222, "f_score": 0.3333}},
+        "task": task, "split": "test", "dataset": "AV-Synth", "num_samples": 3, **scores, "object_accuracy": 0.3333,
+        "parse_failure_rate": 0.0, "generation": {"max_new_tokens": 160, "seconds": 3.0, "tokens_per_s": 99.0},
+        "baselines": baselines,
     })  # fmt: skip
     rows = []
     for video, frame in (("a", 0), ("a", 1), ("b", 0)):
@@ -149,8 +162,12 @@ def _write_mask_outputs(root: Path, task: str, miou: float, f_score: float) -> N
         truth, predicted = np.zeros((8, 8), bool), np.zeros((8, 8), bool)
         truth[2:6, 2:6], predicted[3:7, 3:7] = True, True
         name = f"{video}_{frame + 1}"
-        write_binary_mask(root / f"data/raw/{task}/masks/{name}.png", truth)
-        write_binary_mask(root / f"predictions/{task}_masks/{name}.png", predicted)
+        if task == "avss":  # class-index maps (28 = guitar), read as sounding / not by the figure
+            write_class_mask(root / f"data/raw/{task}/masks/{name}.png", truth.astype(np.int64) * 28)
+            write_class_mask(root / f"predictions/{task}_masks/{name}.png", predicted.astype(np.int64) * 28)
+        else:
+            write_binary_mask(root / f"data/raw/{task}/masks/{name}.png", truth)
+            write_binary_mask(root / f"predictions/{task}_masks/{name}.png", predicted)
         rows.append({"id": f"{task}/test/{name}", "task": task, "video_id": video, "instruction": VIDEO + "Segment.",
                      "target": "So the object is <object> dog </object>.", "prediction": "<object> dog </object>",
                      "parsed": {"objects": ["dog"]}, "correct": 9 / 23, "mask": f"{task}_masks/{name}.png",
@@ -183,6 +200,10 @@ def test_report_writes_notebooks_and_offline_html(tiny_params: Params, workdir: 
         assert number in results_html, number
     for number in ("12.34", "0.25", "5.55", "41.78", "44.02"):  # ARIG: ours (cIoU %, AUC), best baseline, published
         assert number in results_html, number
+    for number in ("34.56", "0.46", "26.78", "0.12", "3.75", "40.54"):  # Ref-AVS: Tables 1, 5 and per subset
+        assert number in results_html, number
+    for number in ("23.45", "24.56", "5.62", "26.59"):  # AVSS: ours, all_background, Crab's published mIoU
+        assert number in results_html, number
     assert "AV-Synth MS3 test (synthetic)" in results_html and "AVSBench / Ref-AVS test (real)" in results_html
     assert results_html.count("data:image/png;base64,") >= 4  # curves, S4 and MS3 masks, ARIG boxes (+ router)
     assert "finetune training curves: not available" in results_html
@@ -201,7 +222,9 @@ def test_report_writes_notebooks_and_offline_html(tiny_params: Params, workdir: 
         assert not re.search(r'class="jp-Cell jp-CodeCell(?![^"]*jp-mod-noInput)', html)  # every code input hidden
         assert "cdnjs" not in html and "<script src=" not in html
     executed = nbformat.read(workdir / "reports/results.ipynb", as_version=4)
-    assert executed.metadata.papermill.parameters["tasks"] == ["ave", "avvp", "avqa", "arig", "s4", "ms3"]
+    assert executed.metadata.papermill.parameters["tasks"] == [
+        "ave", "avvp", "avqa", "arig", "s4", "ms3", "ref_avs", "avss"
+    ]  # fmt: skip
     assert executed.metadata.kernelspec.name == "python3"
     assert sorted(p.name for p in (workdir / "reports").iterdir()) == [
         "data.html", "data.ipynb", "results.html", "results.ipynb", "validation"

@@ -108,8 +108,12 @@ def test_a_segmentation_stage_trains_one_decoder_head(tmp_path: Path) -> None:
     raw["finetune_avs"]["tasks"] = ["s4", "avss"]  # a binary and a 71-class task in one decoder
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     with pytest.raises(
-        ConfigError, match=r"finetune_avs\.tasks: \{'s4': 1, 'avss': 71\} need decoder heads of different"
+        ConfigError, match=r"finetune_avs\.tasks: \['avss'\] need another decoder head; .*finetune_avss"
     ):
+        load_params(path)
+    raw["finetune_avs"]["tasks"], raw["finetune_avss"]["tasks"] = ["s4"], ["s4", "avss"]
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"finetune_avss\.tasks: \['s4'\] need another decoder head; .*class head"):
         load_params(path)
 
 

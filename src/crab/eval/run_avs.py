@@ -259,7 +259,7 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     cfg = params.evaluate
     records, num_excluded = read_split(evaluated, cfg.split, load_quarantined_avuie(AVUIE_REPORT))
     dataset = dataset_kind(params, evaluated)
-    model_dir = getattr(params, mask_stage(params, evaluated.value)).out_dir
+    model_dir = getattr(params, mask_stage(evaluated.value)).out_dir
     model, tokenizer = load_finetuned_avs(params.pretrain.out_dir, params.finetune.out_dir, model_dir)
     semantic = TASKS[evaluated].mask_classes > 1  # AVSS: class maps, not binary masks
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

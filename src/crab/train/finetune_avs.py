@@ -126,17 +126,18 @@ def _decoder_config(
     )  # fmt: skip
 
 
-def mask_stage(params: Params, task: str) -> MaskStage:
-    """The segmentation stage that trains ``task``'s decoder head (the one whose ``tasks`` list it).
+def mask_stage(task: str) -> MaskStage:
+    """The segmentation stage of a mask task's decoder head: ``finetune_avss`` for a class head (AVSS),
+    ``finetune_avs`` for the binary one. Fixed by the task, not looked up in params, so that evaluating a task
+    reads only its own stage's section (``load_params`` keeps each stage's tasks to its head).
 
     Raises:
-        CrabError: no segmentation stage lists the task.
+        ValueError: the task has no masks.
     """
-    for stage in MASK_STAGES:
-        if task in getattr(params, stage).tasks:
-            return stage
-    lists = ", ".join(f"{stage}.tasks" for stage in MASK_STAGES)
-    raise CrabError(f"{task} is not trained with masks: it is in none of {lists}")
+    spec = TASKS[Task(task)]
+    if not spec.masks:
+        raise ValueError(f"{task} is not a mask task")
+    return "finetune_avss" if spec.mask_classes > 1 else "finetune_avs"
 
 
 def head_classes(cfg: FinetuneAvsConfig) -> int:

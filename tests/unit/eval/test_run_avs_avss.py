@@ -40,3 +40,13 @@ def test_scores_and_baselines_through_the_module():
     assert baselines["frequent_class_full_frame"]["miou"] == pytest.approx((0.5 + 0.0) / 2)
     assert set(baselines["all_background"]) == {"miou", "f_score", "miou_no_background", "f_score_no_background",
                                                 "num_classes_present"}  # fmt: skip
+
+
+def test_each_mask_task_has_the_stage_of_its_head():
+    from crab.train.finetune_avs import mask_stage
+
+    assert {t: mask_stage(t) for t in ("s4", "ms3", "ref_avs", "avss")} == {
+        "s4": "finetune_avs", "ms3": "finetune_avs", "ref_avs": "finetune_avs", "avss": "finetune_avss"
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="ave is not a mask task"):
+        mask_stage("ave")
