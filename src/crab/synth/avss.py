@@ -52,7 +52,7 @@ from crab.config import DifficultyConfig, SynthAudioConfig, SynthAvssConfig, Syn
 from crab.datasets.vocab_seg import AVSS_CLASSES, AVSS_PALETTE
 from crab.synth.avsbench import write_png, write_wav
 from crab.synth.masks import object_masks
-from crab.synth.ref_avs import ref_avs_frame_indices
+from crab.synth.ref_avs import REF_AVS_SCENE_NAMES, ref_avs_frame_indices
 from crab.synth.render import render_audio, render_frames, write_in_workers
 from crab.synth.scene import SCENES_FILENAME, Interval, Scene, SceneObject, Slot, scene_lines
 from crab.synth.world import audio_signature, item_seeds, youtube_id
@@ -71,24 +71,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: AVSS class -> AV-Synth scene object name (the S4 scene name of the same concept).
+#: AVSS class -> AV-Synth scene object name (the S4 scene name of the same concept): Ref-AVS's 16 objects, whose
+#: names are AVSS classes too, then five more.
 AVSS_SCENE_NAMES: dict[str, str] = {
-    "guitar": "Acoustic guitar",
-    "violin": "Violin, fiddle",
-    "piano": "Piano",
-    "ukulele": "Ukulele",
-    "tabla": "Tabla",
-    "dog": "Bark",
-    "cat": "Cat",
-    "baby": "Baby laughter",
-    "man": "Male speech, man speaking",
-    "woman": "Female singing",
-    "helicopter": "Helicopter",
-    "lion": "Roaring cats (lions, tigers)",
-    "keyboard": "Computer keyboard",
-    "mower": "Lawn mower",
-    "saw": "Chainsaw",
-    "emergency-car": "Ambulance (siren)",
+    **REF_AVS_SCENE_NAMES,
     "gun": "Cap gun",
     "car": "Race car, auto racing",
     "bus": "Bus",
