@@ -64,6 +64,62 @@ class Stage:
         return f"crab {self.name} --task ${{item}}" if self.foreach else f"crab {self.name}"
 
 
+def _mask_training_stage(section: str, help: str) -> Stage:
+    """A segmentation training stage (``finetune_avs`` / ``finetune_avss``): one decoder head, its params section
+    and output folders named after it (``crab.train.finetune_avs``)."""
+    return Stage(
+        name=section,
+        target=f"crab.train.finetune_avs:{section}",
+        help=help,
+        params=("profile", "base_models", "features", "media", "pretrain", "finetune", section),
+        deps=(
+            "models/base",
+            "models/pretrain",
+            "models/finetune",
+            "data/features",
+            "data/avuie",
+            "data/raw",
+            "reports/validation/avuie.json",
+            "src/crab/train",
+            "src/crab/models",
+            "src/crab/lora",
+            "src/crab/features/store.py",
+            "src/crab/datasets/media.py",
+            "src/crab/tasks.py",
+        ),
+        outs=(f"models/{section}",),
+        metrics=(f"models/{section}_log/metrics.json",),
+        plots=(f"models/{section}_log/plots/metrics",),
+    )
+
+
+def _mask_evaluation_stage(name: str, section: str, help: str) -> Stage:
+    """The evaluation of a segmentation stage's tasks with its model (a ``foreach`` over ``<section>.tasks``)."""
+    return Stage(
+        name=name,
+        target="crab.eval.run_avs:evaluate_masks",
+        help=help,
+        params=("datasets", "media", "features", "pretrain", "finetune", section, "evaluate"),
+        deps=(
+            "data/avuie",
+            "data/raw",
+            "reports/validation/avuie.json",
+            "data/features",
+            "models/pretrain",
+            "models/finetune",
+            f"models/{section}",
+            "src/crab/eval",
+            "src/crab/tasks.py",
+            "src/crab/avuie",
+            "src/crab/train/data.py",
+            "src/crab/train/finetune_avs.py",
+        ),
+        outs=("predictions/{task}.jsonl", "predictions/{task}_masks", "metrics/router_{task}.json"),
+        metrics=("metrics/{task}.json",),
+        foreach=f"{section}.tasks",
+    )
+
+
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -173,53 +229,12 @@ STAGES: dict[str, Stage] = {
             metrics=("models/finetune_log/metrics.json",),
             plots=("models/finetune_log/plots/metrics",),
         ),
-        Stage(
-            name="finetune_avs",
-            target="crab.train.finetune_avs:finetune_avs",
-            help="AVS fine-tuning: mask decoder, embeddings and LM head on S4 / MS3 / Ref-AVS; adapter, projectors frozen.",
-            params=("profile", "base_models", "features", "media", "pretrain", "finetune", "finetune_avs"),
-            deps=(
-                "models/base",
-                "models/pretrain",
-                "models/finetune",
-                "data/features",
-                "data/avuie",
-                "data/raw",
-                "reports/validation/avuie.json",
-                "src/crab/train",
-                "src/crab/models",
-                "src/crab/lora",
-                "src/crab/features/store.py",
-                "src/crab/datasets/media.py",
-                "src/crab/tasks.py",
-            ),
-            outs=("models/finetune_avs",),
-            metrics=("models/finetune_avs_log/metrics.json",),
-            plots=("models/finetune_avs_log/plots/metrics",),
+        _mask_training_stage(
+            "finetune_avs",
+            "AVS fine-tuning: mask decoder, embeddings and LM head on S4 / MS3 / Ref-AVS; adapter, projectors frozen.",
         ),
-        Stage(
-            name="finetune_avss",
-            target="crab.train.finetune_avs:finetune_avss",
-            help="AVSS fine-tuning: as finetune_avs, with the 71-class decoder head on AVSS.",
-            params=("profile", "base_models", "features", "media", "pretrain", "finetune", "finetune_avss"),
-            deps=(
-                "models/base",
-                "models/pretrain",
-                "models/finetune",
-                "data/features",
-                "data/avuie",
-                "data/raw",
-                "reports/validation/avuie.json",
-                "src/crab/train",
-                "src/crab/models",
-                "src/crab/lora",
-                "src/crab/features/store.py",
-                "src/crab/datasets/media.py",
-                "src/crab/tasks.py",
-            ),
-            outs=("models/finetune_avss",),
-            metrics=("models/finetune_avss_log/metrics.json",),
-            plots=("models/finetune_avss_log/plots/metrics",),
+        _mask_training_stage(
+            "finetune_avss", "AVSS fine-tuning: as finetune_avs, with the 71-class decoder head on AVSS."
         ),
         Stage(
             name="evaluate",
@@ -242,51 +257,15 @@ STAGES: dict[str, Stage] = {
             metrics=("metrics/{task}.json",),
             foreach="evaluate.tasks",
         ),
-        Stage(
-            name="evaluate_avs",
-            target="crab.eval.run_avs:evaluate_masks",
-            help="Answers with masks from the finetune_avs model: mIoU / F per video with trivial baselines, per task.",
-            params=("datasets", "media", "features", "pretrain", "finetune", "finetune_avs", "evaluate"),
-            deps=(
-                "data/avuie",
-                "data/raw",
-                "reports/validation/avuie.json",
-                "data/features",
-                "models/pretrain",
-                "models/finetune",
-                "models/finetune_avs",
-                "src/crab/eval",
-                "src/crab/tasks.py",
-                "src/crab/avuie",
-                "src/crab/train/data.py",
-                "src/crab/train/finetune_avs.py",
-            ),
-            outs=("predictions/{task}.jsonl", "predictions/{task}_masks", "metrics/router_{task}.json"),
-            metrics=("metrics/{task}.json",),
-            foreach="finetune_avs.tasks",
+        _mask_evaluation_stage(
+            "evaluate_avs",
+            "finetune_avs",
+            "Answers with masks from the finetune_avs model: mIoU / F per video with trivial baselines, per task.",
         ),
-        Stage(
-            name="evaluate_avss",
-            target="crab.eval.run_avs:evaluate_masks",
-            help="Answers with class maps from the finetune_avss model: AVSS mIoU / F with trivial baselines.",
-            params=("datasets", "media", "features", "pretrain", "finetune", "finetune_avss", "evaluate"),
-            deps=(
-                "data/avuie",
-                "data/raw",
-                "reports/validation/avuie.json",
-                "data/features",
-                "models/pretrain",
-                "models/finetune",
-                "models/finetune_avss",
-                "src/crab/eval",
-                "src/crab/tasks.py",
-                "src/crab/avuie",
-                "src/crab/train/data.py",
-                "src/crab/train/finetune_avs.py",
-            ),
-            outs=("predictions/{task}.jsonl", "predictions/{task}_masks", "metrics/router_{task}.json"),
-            metrics=("metrics/{task}.json",),
-            foreach="finetune_avss.tasks",
+        _mask_evaluation_stage(
+            "evaluate_avss",
+            "finetune_avss",
+            "Answers with class maps from the finetune_avss model: AVSS mIoU / F with trivial baselines.",
         ),
         Stage(
             name="report",
