@@ -63,7 +63,7 @@ from crab.synth.render import render_clip
 from crab.tasks import TASKS, Task
 from crab.train.data import encode_prompt, encode_target
 from crab.train.finetune import attach_adapter
-from crab.train.finetune_avs import save_avs_weights, with_mask_decoder
+from crab.train.finetune_avs import added_token_rows, save_avs_weights, with_mask_decoder
 from crab.train.pretrain import build_crab_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,7 +197,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
         model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, seed=0)
         model.save_pretrained(params.pretrain.out_dir)  # as the pretrain stage writes its folder
         tokenizer.save_pretrained(params.pretrain.out_dir)
-        save_avs_weights(with_mask_decoder(params, model, tokenizer), params.finetune_avs.out_dir)  # as finetune_avs
+        save_avs_weights(with_mask_decoder(params, model, tokenizer), params.finetune_avs.out_dir,
+                         added_token_rows(tokenizer))  # as finetune_avs  # fmt: skip
         attach_adapter(model, params.finetune).save_pretrained(params.finetune.out_dir)  # as finetune does
     _write_mp4(root / "silent.mp4", with_audio=False)
     _write_mp4(root / "short.mp4", with_audio=True)

@@ -3,13 +3,14 @@
 Starts from ``pretrain`` + the ``finetune`` adapter (both frozen: LLM, adapter, projectors) and adds the
 segmentation decoder (:mod:`crab.models.mask_decoder`, seeded init): tiny, sized by the base models' manifest
 (CLIP width, image and patch size, ``vision.mask_feature_layers``); paper, the reference's decoder on ViT-L/14
-layers 14 and 22. It trains the decoder, the token embeddings and the LM head (Crab's ``seg_module,
-embed_tokens, lm_head``) on the train records of ``finetune_avs.tasks`` with
+layers 14 and 22. It trains the decoder and, of the token embeddings and the LM head, the rows of Crab's added
+tokens (the mask block's and the wrappers': :func:`added_token_rows`, :mod:`crab.train.token_rows`) on the
+train records of ``finetune_avs.tasks`` with
 :func:`crab.train.segmentation.segmentation_step`: each sample's labelled frame (its CLIP levels from the
 feature store) and mask (``AvuieDataset(with_masks=True)``), loss ``finetune_avs.loss``. Writes::
 
     models/finetune_avs/      config.json (the Crab config with its decoder), avs_weights.safetensors (decoder,
-                              embeddings, LM head), train_summary.json
+                              the added tokens' embedding and LM-head rows), train_summary.json
     models/finetune_avs_log/  dvclive: metrics.json, plots/metrics/train/*.tsv
 
 :func:`load_finetuned_avs` rebuilds the model for evaluating the mask tasks and for ``crab infer``: the
@@ -23,6 +24,11 @@ released the AVSS decoder separately (``avss_finetune_weights.bin``, crab-refere
 What is fixed relative to the reference script (crab-reference 3.6): the mask loss is computed (``is_avs_task``
 was never set), the decoder gets its inputs and targets (commented out of Crab's train dataset), and the
 decoder loads into the model it was built for (Crab's 5-head LoRA could not load its 3-head weights).
+
+Deviation: Crab trains the whole ``embed_tokens`` and ``lm_head`` here. Trained on mask-task data only, that
+moves every token's rows; here only the added tokens' rows move (the rows F1 left at their init, and the ones
+the mask block needs), so the LLM keeps the vocabulary the text tasks were tuned with, and the stage saves
+17 rows instead of two vocabulary-sized matrices.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from crab.models.base import BaseModelPaths
 from crab.models.configuration_crab import CrabConfig
 from crab.models.mask_decoder import CrabMaskDecoderConfig, mask_decoder_paper_config, mask_decoder_tiny_config
 from crab.models.modeling_crab import CrabForConditionalGeneration
-from crab.models.tokenizer import CRAB_MASK_TOKENS
+from crab.models.tokenizer import CRAB_ADDED_TOKENS, CRAB_MASK_TOKENS
 from crab.tasks import TASKS, Task
 from crab.train.data import training_dataset
 from crab.train.finetune import adapter_folders
@@ -55,6 +61,7 @@ from crab.train.loop import fit
 from crab.train.pretrain import load_pretrained
 from crab.train.segmentation import SegmentationStep, segmentation_step
 from crab.train.stage import SUMMARY_NAME, StagePaths, TrainSetup, publish_stage, summary_json
+from crab.train.token_rows import ROW_KEYS, load_row_weights, row_weights, train_rows_only
 
 __all__ = [
     "AVS_WEIGHTS_NAME",
@@ -63,6 +70,7 @@ __all__ = [
     "MaskStage",
     "SegmentationObjective",
     "add_mask_decoder",
+    "added_token_rows",
     "finetune_avs",
     "finetune_avss",
     "head_classes",
@@ -80,8 +88,8 @@ AVS_WEIGHTS_NAME = "avs_weights.safetensors"
 #: The segmentation stages, each a params section of its own (one decoder head each: binary, AVSS's 71 classes).
 MaskStage = Literal["finetune_avs", "finetune_avss"]
 MASK_STAGES: tuple[MaskStage, ...] = ("finetune_avs", "finetune_avss")
-#: Parameter-name pieces of what this stage trains (Crab's ``seg_module, embed_tokens, lm_head``).
-_TRAINED = ("mask_decoder.", "embed_tokens.", "lm_head.")
+#: Parameter-name prefix of the decoder, trained whole (the embeddings and LM head train on some rows only).
+_DECODER = "mask_decoder."
 
 
 @dataclass(frozen=True)
@@ -195,29 +203,44 @@ def with_mask_decoder(
     return add_mask_decoder(model, tokenizer, decoder, cfg.seed)
 
 
-def save_avs_weights(model: CrabForConditionalGeneration, folder: str | Path) -> None:
+def added_token_rows(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The token ids whose embedding and LM-head rows this stage trains: Crab's 17 added tokens.
+
+    Raises:
+        CrabError: the tokenizer lacks one of them.
+    """
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in CRAB_ADDED_TOKENS]
+    absent = [t for t, i in zip(CRAB_ADDED_TOKENS, ids, strict=True) if i is None or i == tokenizer.unk_token_id]
+    if absent:
+        raise CrabError(f"the tokenizer has no {', '.join(absent)}; rerun `crab base_models`")
+    return ids
+
+
+def save_avs_weights(model: CrabForConditionalGeneration, folder: str | Path, rows: list[int]) -> None:
     """Write what :func:`load_finetuned_avs` reads: the config (with its decoder) and the trained part's weights
-    (decoder, token embeddings, LM head) as ``avs_weights.safetensors``."""
+    (the decoder, and ``rows`` of the token embeddings and LM head) as ``avs_weights.safetensors``."""
     folder = Path(folder)
     model.config.save_pretrained(folder)
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items() if any(p in k for p in _TRAINED)}
-    save_file(weights, folder / AVS_WEIGHTS_NAME, metadata={"format": "pt"})
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k.startswith(_DECODER)}
+    save_file({**weights, **row_weights(model, rows)}, folder / AVS_WEIGHTS_NAME, metadata={"format": "pt"})
 
 
 def setup_finetune_avs(params: Params, stage: MaskStage = "finetune_avs") -> TrainSetup:
-    """The frozen pretrain + finetune model with a new decoder, its trainable set, and the stage's tasks' data."""
+    """The frozen pretrain + finetune model with a new decoder, its trainable set (the decoder, the added tokens'
+    embedding and LM-head rows), and the stage's tasks' data."""
     cfg: FinetuneAvsConfig = getattr(params, stage)
     base, tokenizer = load_pretrained(params.pretrain.out_dir)
     model = with_mask_decoder(params, base, tokenizer, stage)
     peft = _with_adapter(model, params.finetune.out_dir)
-    trainable: dict[str, int] = {}
     for name, param in peft.named_parameters():
-        param.requires_grad_(any(piece in name for piece in _TRAINED))
-        if param.requires_grad:
-            part = next(p.rstrip(".") for p in _TRAINED if p in name)
-            trainable[part] = trainable.get(part, 0) + param.numel()
+        param.requires_grad_(_DECODER in name)
+    rows = added_token_rows(tokenizer)
+    trainable = {"mask_decoder": sum(p.numel() for p in model.mask_decoder.parameters())}
+    for part, module in (("embed_tokens", model.get_input_embeddings()), ("lm_head", model.get_output_embeddings())):
+        train_rows_only(module.weight, rows)
+        trainable[part] = len(rows) * module.weight.shape[1]
     dataset = training_dataset(params, list(cfg.tasks), tokenizer, model.config, with_masks=True)
-    fingerprint = {"stage": stage, "config": dataclasses.asdict(cfg), "trainable": trainable}
+    fingerprint = {"stage": stage, "config": dataclasses.asdict(cfg), "trainable": trainable, "token_rows": rows}
     return TrainSetup(SegmentationObjective(peft, cfg.loss), tokenizer, dataset, trainable, fingerprint)
 
 
@@ -261,7 +284,7 @@ def _train_mask_stage(params: Params, stage: MaskStage) -> FinetuneAvsResult:
              "pretrain": params.pretrain.out_dir, "finetune": params.finetune.out_dir}  # fmt: skip
 
     def write(folder: Path) -> None:
-        save_avs_weights(crab, folder)
+        save_avs_weights(crab, folder, setup.fingerprint["token_rows"])
         (folder / SUMMARY_NAME).write_text(summary_json(stage, setup, result, extra), encoding="utf-8")
 
     publish_stage(paths, write)
@@ -287,12 +310,14 @@ def load_finetuned_avs(
     model = CrabForConditionalGeneration(config)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
     weights = load_file(avs_dir / AVS_WEIGHTS_NAME)
-    still_missing = sorted(set(missing) - set(weights))
-    unexpected = [*unexpected, *sorted(set(weights) - set(model.state_dict()))]
+    decoder = {k: v for k, v in weights.items() if k not in ROW_KEYS}
+    still_missing = sorted(set(missing) - set(decoder))
+    unexpected = [*unexpected, *sorted(set(decoder) - set(model.state_dict()))]
     if unexpected or still_missing:
         raise CrabError(
             f"{avs_dir}: weights do not fit the model (missing {still_missing[:3]}, unexpected {unexpected[:3]})"
         )
-    model.load_state_dict(weights, strict=False)
+    model.load_state_dict(decoder, strict=False)
+    load_row_weights(model, weights, str(avs_dir / AVS_WEIGHTS_NAME))
     model.generation_config = base.generation_config
     return _with_adapter(model.to(dtype), finetune_dir).eval(), tokenizer

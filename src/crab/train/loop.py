@@ -41,6 +41,7 @@ from crab.config import OptimConfig
 from crab.errors import CrabError
 from crab.train.checkpoint import latest_checkpoint, load_checkpoint, read_trainer_state, save_checkpoint
 from crab.train.data import ResumableBatchSampler
+from crab.train.token_rows import trained_rows
 
 __all__ = [
     "FitResult",
@@ -110,12 +111,16 @@ def resolve_mixed_precision(requested: str, device: torch.device) -> str:
 def build_optimizer(named_params: Sequence[tuple[str, nn.Parameter]], optim: OptimConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (biases, norms and 1-D query/scale vectors are not decayed).
 
+    A matrix trained on some rows only (:func:`crab.train.token_rows.train_rows_only`) is not decayed either:
+    decay would move its frozen rows.
+
     Args:
         named_params: the trainable ``(name, parameter)`` pairs, in a fixed order.
         optim: lr and weight decay.
     """
-    decay = [p for _, p in named_params if p.ndim >= 2]
-    no_decay = [p for _, p in named_params if p.ndim < 2]
+    decayed = [p.ndim >= 2 and trained_rows(p) is None for _, p in named_params]
+    decay = [p for (_, p), d in zip(named_params, decayed, strict=True) if d]
+    no_decay = [p for (_, p), d in zip(named_params, decayed, strict=True) if not d]
     groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr)
 

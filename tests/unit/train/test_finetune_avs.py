@@ -36,7 +36,13 @@ from crab.features.store import FeatureStore, StoreWriter, audio_key, levels_key
 from crab.tasks import TASKS, Task
 from crab.train.data import encode_target
 from crab.train.finetune import finetune
-from crab.train.finetune_avs import AVS_WEIGHTS_NAME, finetune_avs, finetune_avss, load_finetuned_avs
+from crab.train.finetune_avs import (
+    AVS_WEIGHTS_NAME,
+    added_token_rows,
+    finetune_avs,
+    finetune_avss,
+    load_finetuned_avs,
+)
 from crab.train.pretrain import pretrain
 
 
@@ -99,7 +105,7 @@ def avs_params(workspace: Any, stage_dir: Path) -> Params:
     )
 
 
-def test_finetune_avs_trains_decoder_embeddings_and_lm_head_only_and_reloads(
+def test_finetune_avs_trains_decoder_and_added_token_rows_only_and_reloads(
     avs_params: Params, stage_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kept: dict = {}
@@ -110,6 +116,9 @@ def test_finetune_avs_trains_decoder_embeddings_and_lm_head_only_and_reloads(
     result = finetune_avs(avs_params)
     assert result.num_examples == {"s4": 6}
     assert set(result.trainable) == {"mask_decoder", "embed_tokens", "lm_head"}
+    rows = added_token_rows(kept["setup"].tokenizer)
+    width = kept["setup"].model.model.get_base_model().config.text_config.hidden_size
+    assert result.trainable["embed_tokens"] == result.trainable["lm_head"] == len(rows) * width == 17 * width
 
     peft = kept["setup"].model.model.eval()
     pretrained = load_file(str(stage_dir / "models/pretrain/model.safetensors"))
@@ -125,12 +134,21 @@ def test_finetune_avs_trains_decoder_embeddings_and_lm_head_only_and_reloads(
             assert torch.equal(param, pretrained[name.removeprefix("base_model.model.").replace(".base_layer", "")]), (
                 name
             )
+        elif "embed_tokens" in name or "lm_head" in name:  # only the added tokens' rows moved
+            compared["rows"] = compared.get("rows", 0) + 1
+            before = pretrained[name.removeprefix("base_model.model.")]
+            other = torch.ones(param.shape[0], dtype=torch.bool)
+            other[rows] = False
+            assert torch.equal(param[other], before[other]), name
+            if "lm_head" in name:  # the LM loss reaches every row of the head: the mask rows must have moved
+                assert not torch.equal(param[rows], before[rows]), name
 
-    assert compared["adapter"] > 0 and compared["llm"] > 0, compared
+    assert compared["adapter"] > 0 and compared["llm"] > 0 and compared["rows"] == 2, compared
     summary = json.loads((stage_dir / "models/finetune_avs/train_summary.json").read_text())
     assert summary["stage"] == "finetune_avs" and summary["tasks"] == ["s4"]
     saved = load_file(str(stage_dir / "models/finetune_avs" / AVS_WEIGHTS_NAME))
-    assert saved and all(k.startswith("mask_decoder.") or "embed_tokens" in k or "lm_head" in k for k in saved)
+    assert saved and all(k.startswith("mask_decoder.") or k.startswith("token_rows.") for k in saved)
+    assert saved["token_rows.ids"].tolist() == rows and saved["token_rows.lm_head"].shape == (17, width)
 
     batch = kept["setup"].collate_fn([kept["setup"].dataset[i] for i in range(3)])
     reloaded, _ = load_finetuned_avs(
