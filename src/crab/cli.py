@@ -80,16 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     infer = sub.add_parser(
         "infer",
         help="Run the trained model on a clip (or a batch file) and print the reasoning and answer as JSON.",
-        description="Answer an AVE, AVVP, AVQA, ARIG, S4, MS3 or Ref-AVS request about your own video with the "
-        "model of the pipeline (the folders in params: base_models, pretrain, finetune; finetune_avs for the mask "
-        "tasks s4 / ms3 / ref_avs). Prints the prompt, the generated text (reasoning + answer) and the parsed answer "
-        "as JSON; the mask tasks also write the mask of the asked second as a PNG (0 / 255, the frame's size) under "
-        "--masks.",
+        description="Answer an AVE, AVVP, AVQA, ARIG, S4, MS3, AVSS or Ref-AVS request about your own video with "
+        "the model of the pipeline (the folders in params: base_models, pretrain, finetune; finetune_avs for the mask "
+        "tasks s4 / ms3 / ref_avs, finetune_avss for avss). Prints the prompt, the generated text (reasoning + "
+        "answer) and the parsed answer as JSON; the mask tasks also write the mask of the asked second as a PNG at "
+        "the frame's size under --masks (0 / 255; avss: the class-index map, as AVSBench-semantic's labels).",
         epilog='batch file: a JSON list of {"task", "video", "audio"?, "question"?, "second"?, "expression"?} '
         "objects (Crab's example.json keys video_path / audio_path / exp work too); a bad entry prints one error "
         "line and is skipped.",
     )
-    infer.add_argument("--task", help="ave, avvp, avqa, arig, s4, ms3 or ref_avs (with --video)")
+    infer.add_argument("--task", help="ave, avvp, avqa, arig, s4, ms3, avss or ref_avs (with --video)")
     infer.add_argument("--video", help="the video file (mp4, ...); mask tasks: or a frame folder; arig: or an image")
     infer.add_argument("--audio", help="audio file (default: the video's own audio track)")
     infer.add_argument("--question", help="the question (avqa)")
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument(
         "--second",
         type=int,
-        help="mask tasks: the second whose frame to segment (s4 / ms3 1-5, ref_avs 1-10; default 1)",
+        help="mask tasks: the second whose frame to segment (s4 / ms3 1-5, avss / ref_avs 1-10; default 1)",
     )
     infer.add_argument("--masks", default="masks", help="mask tasks: folder for the PNG masks (default: masks)")
     infer.add_argument("--batch", help="JSON list of inputs, instead of --task / --video")

@@ -39,11 +39,12 @@ from crab.avuie.ref_avs import format_answer as format_ref_avs_answer
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.cli import main
 from crab.config import Params, SynthAudioConfig, SynthVideoConfig, load_params
-from crab.datasets.media import read_binary_mask
+from crab.datasets.media import read_binary_mask, read_class_mask
+from crab.datasets.vocab_seg import AVSS_CLASSES
 from crab.errors import CrabError
 from crab.eval.generation import GenerationStats
 from crab.eval.metrics_avs import resize_logits
-from crab.eval.run_avs import predict_frame_mask
+from crab.eval.run_avs import predict_frame_logits, predict_frame_mask
 from crab.features.extract import features
 from crab.features.store import FeatureStore, audio_key, video_key
 from crab.infer import (
@@ -63,7 +64,7 @@ from crab.synth.render import render_clip
 from crab.tasks import TASKS, Task
 from crab.train.data import encode_prompt, encode_target
 from crab.train.finetune import attach_adapter
-from crab.train.finetune_avs import added_token_rows, save_avs_weights, with_mask_decoder
+from crab.train.finetune_avs import added_token_rows, load_finetuned_avs, save_avs_weights, with_mask_decoder
 from crab.train.pretrain import build_crab_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,12 +100,13 @@ def _params(root: Path) -> Params:
         features=dataclasses.replace(params.features, out_dir=str(root / "data/features"), batch_size=4),
         pretrain=dataclasses.replace(params.pretrain, out_dir=str(root / "models/pretrain")),
         finetune=dataclasses.replace(
-            params.finetune, out_dir=str(root / "models/finetune"), tasks=["ave", "avqa", "s4", "ms3"],
+            params.finetune, out_dir=str(root / "models/finetune"), tasks=["ave", "avqa", "s4", "ms3", "avss"],
             lora=dataclasses.replace(params.finetune.lora, r=4, alpha=8),
         ),
         finetune_avs=dataclasses.replace(params.finetune_avs, out_dir=str(root / "models/finetune_avs"),
                                          tasks=["s4", "ms3"]),
-        finetune_avss=dataclasses.replace(params.finetune_avss, tasks=[]),
+        finetune_avss=dataclasses.replace(params.finetune_avss, out_dir=str(root / "models/finetune_avss"),
+                                          tasks=["avss"]),
         evaluate=dataclasses.replace(params.evaluate, tasks=["ave", "avqa"], batch_size=2,
                                      max_new_tokens=MAX_NEW_TOKENS),
     )  # fmt: skip
@@ -199,6 +201,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
         tokenizer.save_pretrained(params.pretrain.out_dir)
         save_avs_weights(with_mask_decoder(params, model, tokenizer), params.finetune_avs.out_dir,
                          added_token_rows(tokenizer))  # as finetune_avs  # fmt: skip
+        save_avs_weights(with_mask_decoder(params, model, tokenizer, "finetune_avss"), params.finetune_avss.out_dir,
+                         added_token_rows(tokenizer))  # as finetune_avss: the 71-class head  # fmt: skip
         attach_adapter(model, params.finetune).save_pretrained(params.finetune.out_dir)  # as finetune does
     _write_mp4(root / "silent.mp4", with_audio=False)
     _write_mp4(root / "short.mp4", with_audio=True)
@@ -306,14 +310,14 @@ def test_too_short_audio_is_a_clear_error(in_workspace: Workspace) -> None:
         (["--task", "avqa", "--video", CLIP], 'task avqa needs a question (--question / "question")'),
         (["--task", "ave", "--video", CLIP, "--question", "Why?"], "task ave takes no question"),
         (
-            ["--task", "avss", "--video", CLIP],
-            "task 'avss' is not supported by crab infer (supported: ave, avvp, avqa, arig, s4, ms3, ref_avs)",
+            ["--task", "avcap", "--video", CLIP],
+            "task 'avcap' is not supported by crab infer (supported: ave, avvp, avqa, arig, s4, ms3, avss, ref_avs)",
         ),
         (["--video", CLIP], "--task is required with --video"),
         (["--task", "s4", "--video", CLIP, "--second", "6"], "task s4: the second must be an integer in 1..5, got 6"),
         (
             ["--task", "ave", "--video", CLIP, "--second", "2"],
-            "task ave takes no second (only the mask tasks: s4, ms3, ref_avs)",
+            "task ave takes no second (only the mask tasks: s4, ms3, avss, ref_avs)",
         ),
         (
             ["--task", "ref_avs", "--video", CLIP],
@@ -324,6 +328,10 @@ def test_too_short_audio_is_a_clear_error(in_workspace: Workspace) -> None:
             'task ref_avs needs a referring expression (--expression / "expression")',
         ),
         (["--task", "s4", "--video", CLIP, "--expression", "The dog."], "task s4 takes no expression (only ref_avs)"),
+        (
+            ["--task", "avss", "--video", CLIP, "--second", "11"],
+            "task avss: the second must be an integer in 1..10, got 11",
+        ),
         (
             ["--task", "ref_avs", "--video", CLIP, "--expression", "The dog.", "--second", "11"],
             "task ref_avs: the second must be an integer in 1..10, got 11",
@@ -398,11 +406,12 @@ def test_s4_answer_with_mask_tokens_writes_the_asked_seconds_mask(
     written = read_binary_mask(record["mask"])
     assert written.shape == (32, 32)  # the clip's frame size
     # the mask is the decoder's on the asked second's levels (frame 1), through the evaluation's decoding path
-    model = load_infer_model(in_workspace.params, masks=True)
+    model = load_infer_model(in_workspace.params, ["finetune_avs"])
+    mask_model = model.mask_models["finetune_avs"]
     video, _, audio, levels = media_features(InferRequest.create("s4", CLIP), model.encoders, in_workspace.params)
-    example = build_example(encode_prompt(tokenizer, record["prompt"]), [], model.mask_model.get_base_model().config,
+    example = build_example(encode_prompt(tokenizer, record["prompt"]), [], mask_model.get_base_model().config,
                             video_features=video, audio_features=audio)  # fmt: skip
-    logits = {f: predict_frame_mask(model.mask_model, example, list(ids), levels[f]) for f in (0, 1)}
+    logits = {f: predict_frame_mask(mask_model, example, list(ids), levels[f]) for f in (0, 1)}
     assert np.array_equal(written, (torch.sigmoid(resize_logits(logits[1][None], (32, 32))[0]) > 0.5).numpy())
     assert not torch.equal(logits[0], logits[1])  # the frames' levels differ, so the asked second matters
 
@@ -418,13 +427,14 @@ def test_ref_avs_reads_ten_frames_and_writes_the_asked_seconds_mask(
     record = json.loads(out)
     assert record["prompt"] == TASKS[Task.REF_AVS].instruction(expression="the object making a sound", nth="seventh")
     assert record["answer"] == {"objects": ["dog"]} and record["mask"] == "out/ref_avs_synthclip01_s7.png"
-    model = load_infer_model(in_workspace.params, masks=True)
+    model = load_infer_model(in_workspace.params, ["finetune_avs"])
     request = InferRequest.create("ref_avs", CLIP, expression="The dog.", second=7)
     video, _, audio, levels = media_features(request, model.encoders, in_workspace.params)
     assert video.shape[0] == levels.shape[0] == 10  # a Ref-AVS clip: one frame per second of ten
-    example = build_example(encode_prompt(tokenizer, record["prompt"]), [], model.mask_model.get_base_model().config,
+    mask_model = model.mask_models["finetune_avs"]
+    example = build_example(encode_prompt(tokenizer, record["prompt"]), [], mask_model.get_base_model().config,
                             video_features=video, audio_features=audio)  # fmt: skip
-    logits = predict_frame_mask(model.mask_model, example, list(ids), levels[6])
+    logits = predict_frame_mask(mask_model, example, list(ids), levels[6])
     written = read_binary_mask(record["mask"])
     assert np.array_equal(written, (torch.sigmoid(resize_logits(logits[None], written.shape)[0]) > 0.5).numpy())
 
@@ -447,6 +457,81 @@ def test_mask_task_needs_the_finetune_avs_model(workspace: Workspace, tmp_path: 
     check_trained_model(params)  # the text tasks do not need it
     with pytest.raises(CrabError, match=r"f2 \(config.json, avs_weights.safetensors\); run `dvc repro`"):
         infer(params, [InferRequest.create("s4", "missing.mp4")])
+
+
+# --------------------------------------------------------------------------------------------------
+# AVSS: the finetune_avss model (71-class head), ten frames, the asked second's class map as PNG
+# --------------------------------------------------------------------------------------------------
+
+AVSS_ANSWER = format_avs_answer(AvsLabel(frame=6, mask="unused.png", objects=("piano",)), "A piano plays.")
+
+
+def test_avss_writes_the_asked_seconds_class_map(
+    in_workspace: Workspace, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokenizer, ids = _answer_every_prompt_with(AVSS_ANSWER, in_workspace, monkeypatch)
+    code, out, errors = _cli(in_workspace, capsys, "--task", "avss", "--video", CLIP, "--second", "7", "--masks", "out")
+    assert (code, errors) == (0, [])
+    record = json.loads(out)
+    assert list(record) == ["task", "inputs", "prompt", "generated", "answer", "parse_ok", "mask", "classes"]
+    assert record["prompt"] == TASKS[Task.AVSS].instruction(nth="seventh")
+    assert record["answer"] == {"objects": ["piano"]} and record["parse_ok"] is True
+    assert record["mask"] == "out/avss_synthclip01_s7.png"
+    written = read_class_mask(record["mask"])
+    assert written.shape == (32, 32) and 0 <= written.min() and written.max() < len(AVSS_CLASSES)
+    assert record["classes"] == [AVSS_CLASSES[k] for k in np.unique(written) if k != 0]
+    assert record["classes"]  # the random decoder's map is not all background: the check above means something
+    # the map is the argmax of the 71-class head's logits on the seventh second's levels, resized to the frame
+    model = load_infer_model(in_workspace.params, ["finetune_avss"])
+    mask_model = model.mask_models["finetune_avss"]
+    video, _, audio, levels = media_features(InferRequest.create("avss", CLIP), model.encoders, in_workspace.params)
+    assert video.shape[0] == levels.shape[0] == 10  # an AVSS clip: one frame per second of ten
+    example = build_example(encode_prompt(tokenizer, record["prompt"]), [], mask_model.get_base_model().config,
+                            video_features=video, audio_features=audio)  # fmt: skip
+    logits = predict_frame_logits(mask_model, example, list(ids), levels[6])  # (71, S, S)
+    assert logits.shape[0] == len(AVSS_CLASSES)
+    assert np.array_equal(written, resize_logits(logits, (32, 32)).argmax(0).numpy())
+
+
+def test_avss_needs_the_finetune_avss_model(workspace: Workspace, tmp_path: Path) -> None:
+    params = dataclasses.replace(
+        workspace.params,
+        finetune_avss=dataclasses.replace(workspace.params.finetune_avss, out_dir=str(tmp_path / "f3")),
+    )
+    check_trained_model(params, ["finetune_avs"])  # the binary mask tasks do not need it
+    (outcome,) = infer(params, [InferRequest.create("s4", "missing.mp4")])  # nor is it looked for: the input fails
+    assert isinstance(outcome, CrabError) and str(outcome).startswith("missing.mp4: file not found")
+    with pytest.raises(CrabError, match=r"f3 \(config.json, avs_weights.safetensors\); run `dvc repro`"):
+        infer(params, [InferRequest.create("avss", "missing.mp4")])
+    with pytest.raises(CrabError, match="the loaded model has no finetune_avss part"):  # a model loaded without it
+        infer(workspace.params, [InferRequest.create("avss", str(workspace.root / CLIP))],
+              load_infer_model(workspace.params, ["finetune_avs"]))  # fmt: skip
+
+
+def test_mixed_batch_answers_s4_avss_and_ave(
+    in_workspace: Workspace, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _answer_every_prompt_with(AVSS_ANSWER, in_workspace, monkeypatch)
+    loaded: list[str] = []
+
+    def load(pretrain: str, finetune: str, avs_dir: str) -> Any:
+        loaded.append(avs_dir)
+        return load_finetuned_avs(pretrain, finetune, avs_dir)
+
+    monkeypatch.setattr(infer_run, "load_finetuned_avs", load)
+    entries = [{"task": "s4", "video": CLIP, "second": 2}, {"task": "avss", "video": CLIP, "second": 9},
+               {"task": "ave", "video": CLIP}]  # fmt: skip
+    Path("mixed.json").write_text(json.dumps(entries), encoding="utf-8")
+    code, out, errors = _cli(in_workspace, capsys, "--batch", "mixed.json", "--masks", "mixed")
+    assert (code, errors) == (0, [])
+    s4, avss, ave = (json.loads(line) for line in out.splitlines())
+    assert loaded == [in_workspace.params.finetune_avs.out_dir, in_workspace.params.finetune_avss.out_dir]
+    assert (s4["task"], avss["task"], ave["task"]) == ("s4", "avss", "ave")
+    assert s4["mask"] == "mixed/s4_synthclip01_s2.png" and "classes" not in s4
+    assert set(np.unique(read_class_mask(s4["mask"]))) <= {0, 255}  # binary: 0 / 255 grey
+    assert avss["mask"] == "mixed/avss_synthclip01_s9.png" and avss["answer"] == {"objects": ["piano"]}
+    assert read_class_mask(avss["mask"]).max() < len(AVSS_CLASSES) and isinstance(avss["classes"], list)
+    assert "mask" not in ave and "classes" not in ave
 
 
 # --------------------------------------------------------------------------------------------------
@@ -621,3 +706,14 @@ def test_ref_avs_request_fills_the_expression_and_second_into_the_prompt(tmp_pat
     first, second = read_batch(batch)
     assert isinstance(first, InferRequest) and first.expression == "The dog." and first.second == 1
     assert isinstance(second, CrabError) and 'both "expression" and "exp"' in str(second)
+
+
+def test_mask_files_are_named_after_the_clip_not_its_frames_folder(tmp_path: Path) -> None:
+    for uid in ("clipA", "clipB"):  # AVSBench-semantic's v2/{uid}/frames: every folder is called "frames"
+        (tmp_path / uid / "frames").mkdir(parents=True)
+    names = {
+        infer_run.mask_path("out", InferRequest.create("avss", str(tmp_path / uid / "frames"), "a.wav", second=3))
+        for uid in ("clipA", "clipB")
+    }
+    assert names == {Path("out/avss_clipA_s3.png"), Path("out/avss_clipB_s3.png")}
+    assert infer_run.mask_path("m", InferRequest.create("s4", "x/clip9.mp4", second=2)) == Path("m/s4_clip9_s2.png")

@@ -1,10 +1,11 @@
-"""``crab infer``: the quick start. Run the fine-tuned Crab on a user's clip (AVE, AVVP, AVQA) and print JSON.
+"""``crab infer``: the quick start. Run the fine-tuned Crab on a user's clip (any task of Table 1) and print JSON.
 
 Crab ships ``scripts/quick_start.py`` over ``data/example.json`` (crab-reference section 6): one task per
 run, batch size 1, prompts that differ from the training prompts, and answers printed with their special
-tokens. Here one command serves every task the pipeline trains and evaluates today (``ave``: AVE,
-audio-visual event localisation; ``avvp``: AVVP, audio and visual events with their seconds; ``avqa``: AVQA, question answering on MUSIC-AVQA-style clips) and reuses
-the pipeline's own pieces, so that a user's clip goes through exactly what a test clip goes through:
+tokens. Here one command serves every task the pipeline trains and evaluates (``ave``, ``avvp``, ``avqa``,
+``arig``; the mask tasks ``s4``, ``ms3``, ``ref_avs`` and ``avss``, which also write the asked second's mask as
+PNG: :mod:`crab.infer.run`) and reuses the pipeline's own pieces, so that a user's clip goes through exactly what
+a test clip goes through:
 
 * **features**: the ``features`` stage's code on the user's media (:mod:`crab.features.extract`: Crab's
   frame indices, frames resized to the CLIP crop, the task's audio cutting, Kaldi fbank, BEATs, the stored

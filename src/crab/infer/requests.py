@@ -1,6 +1,6 @@
 """The inputs of ``crab infer``: one validated request per clip, and batch files like Crab's ``example.json``.
 
-A request is a task (``ave``, ``avvp``, ``avqa``, ``arig``, ``s4``, ``ms3`` or ``ref_avs``), a video (ARIG: the
+A request is a task (``ave``, ``avvp``, ``avqa``, ``arig``, ``s4``, ``ms3``, ``avss`` or ``ref_avs``), a video (ARIG: the
 frame, an image or a clip's middle frame), its audio (by default the video's own track) and, for AVQA, a question;
 for Ref-AVS, a referring expression; for the mask tasks, the second whose frame to segment (default 1). Crab's
 quick start reads ``data/example.json``, a list of objects with ``task``, ``video_path``, ``audio_path``,
@@ -22,15 +22,16 @@ from typing import Any
 from crab.errors import CrabError, DataError
 from crab.avuie.avs import nth_second
 from crab.avuie.ref_avs import phrase
-from crab.tasks import NUM_AVS_OBJECT_FRAMES, NUM_REF_AVS_FRAMES, TASKS, Task
+from crab.tasks import NUM_AVS_OBJECT_FRAMES, NUM_AVSS_FRAMES, NUM_REF_AVS_FRAMES, TASKS, Task
 
 __all__ = ["INFER_TASKS", "MASK_TASK_FRAMES", "InferRequest", "read_batch"]
 
 #: The tasks the pipeline trains and scores today, so the ones ``crab infer`` answers (the mask tasks with a mask).
-INFER_TASKS: tuple[Task, ...] = (Task.AVE, Task.AVVP, Task.AVQA, Task.ARIG, Task.S4, Task.MS3, Task.REF_AVS)
-#: Frames of a mask task's clip, one per second: an AVSBench clip's 5, a Ref-AVS clip's 10.
+INFER_TASKS: tuple[Task, ...] = (Task.AVE, Task.AVVP, Task.AVQA, Task.ARIG, Task.S4, Task.MS3, Task.AVSS,
+                                  Task.REF_AVS)  # fmt: skip
+#: Frames of a mask task's clip, one per second: an AVSBench-object clip's 5, an AVSS or Ref-AVS clip's 10.
 MASK_TASK_FRAMES: dict[Task, int] = {Task.S4: NUM_AVS_OBJECT_FRAMES, Task.MS3: NUM_AVS_OBJECT_FRAMES,
-                                     Task.REF_AVS: NUM_REF_AVS_FRAMES}  # fmt: skip
+                                     Task.AVSS: NUM_AVSS_FRAMES, Task.REF_AVS: NUM_REF_AVS_FRAMES}  # fmt: skip
 #: Batch-entry keys: ours, and Crab's ``example.json`` spellings of the media keys and of the expression.
 _ENTRY_KEYS = frozenset({"task", "video", "video_path", "audio", "audio_path", "question", "second", "expression",
                          "exp"})  # fmt: skip
@@ -42,7 +43,7 @@ class InferRequest:
     tasks the second to segment.
 
     Build it with :meth:`create`. A mask task's video is an mp4 (its frames sampled one per second: an AVSBench
-    5-s clip's five, a Ref-AVS 10-s clip's ten) or a frame folder (then the audio is a separate file).
+    5-s clip's five, an AVSS or Ref-AVS 10-s clip's ten) or a frame folder (then the audio is a separate file).
     """
 
     task: Task
@@ -67,8 +68,8 @@ class InferRequest:
 
         Raises:
             CrabError: unknown or unsupported task, empty paths, AVQA without a question or AVE with one, Ref-AVS
-                without an expression or another task with one, a second outside the clip's seconds (1..5, Ref-AVS
-                1..10) or given to a task without masks, a frame folder without a separate audio.
+                without an expression or another task with one, a second outside the clip's seconds (1..5, AVSS and
+                Ref-AVS 1..10) or given to a task without masks, a frame folder without a separate audio.
         """  # fmt: skip
         if task not in INFER_TASKS:
             raise CrabError(f"task {task!r} is not supported by crab infer (supported: {', '.join(INFER_TASKS)})")

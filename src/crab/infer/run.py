@@ -7,11 +7,15 @@ model and the frozen encoders, computes each clip's features with the ``features
 evaluation's greedy decoder, ``evaluate.batch_size`` at a time (each answer is what it would be alone). A
 request that fails at any step becomes its error; the others go on.
 
-S4 / MS3 requests use the ``finetune_avs`` model (loaded only when such a request comes), as ``evaluate_avs``
-does: the clip is read as AVSBench's five frames (an mp4's five frames sampled over it, or a frame folder as
-it is) with five audio segments, the answer is decoded greedily, and its six mask tokens drive the mask
-decoder on the asked second's CLIP levels. The mask (probability > 0.5, as scored) is written as a 0 / 255
-PNG at the frame's own resolution; the record names the file.
+The mask tasks use the segmentation model of their stage, as ``evaluate_avs`` / ``evaluate_avss`` do, each loaded
+only when one of its tasks is asked (:func:`crab.train.finetune_avs.mask_stage`): ``finetune_avs`` (the binary head)
+for S4 / MS3 / Ref-AVS, ``finetune_avss`` (the 71-class head) for AVSS. The clip is read as the dataset's frames
+(an mp4's five, or ten for AVSS and Ref-AVS, sampled over it, or a frame folder as it is) with its audio
+segments, the answer is decoded greedily, and its six mask tokens drive the mask decoder on the asked second's
+CLIP levels. The mask is written as a PNG at the frame's own resolution, as evaluation writes its predictions:
+binary (probability > 0.5, as scored) as 0 / 255 grey, AVSS as the class-index map of the bilinearly resized
+logits' argmax (AVSBench-semantic's ``labels_semantic`` format); the record names the file and, for AVSS, the
+classes in the map.
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from crab.config import Params
-from crab.datasets.media import probe, read_frame_folder, write_binary_mask
+from crab.datasets.media import probe, read_frame_folder, write_binary_mask, write_class_mask
+from crab.datasets.vocab_seg import AVSS_CLASSES
 from crab.errors import CrabError
 from crab.eval.generation import generate_greedy
 from crab.eval.metrics_avs import resize_logits
-from crab.eval.run_avs import binary_mask, decode_mask_answers, predict_frame_mask
+from crab.eval.metrics_avss import avss_predict
+from crab.eval.run_avs import binary_mask, decode_mask_answers, predict_frame_logits
 from crab.features.extract import ExtractCounters, MediaItem, compute_shard, load_encoders
 from crab.features.store import audio_cut, audio_key, image_key, levels_key, video_key
 from crab.infer.requests import MASK_TASK_FRAMES, InferRequest
@@ -41,7 +48,7 @@ from crab.models.collator import CrabExample, build_example
 from crab.tasks import TASKS
 from crab.train.data import encode_prompt
 from crab.train.finetune import adapter_folders, load_finetuned, use_task_adapter
-from crab.train.finetune_avs import AVS_WEIGHTS_NAME, load_finetuned_avs
+from crab.train.finetune_avs import AVS_WEIGHTS_NAME, MASK_STAGES, MaskStage, load_finetuned_avs, mask_stage
 
 __all__ = [
     "InferModel",
@@ -49,6 +56,7 @@ __all__ = [
     "check_trained_model",
     "infer",
     "load_infer_model",
+    "mask_stages",
     "media_features",
     "result_record",
 ]
@@ -67,23 +75,29 @@ class InferModel:
         tokenizer: the model's tokenizer.
         encoders: the ``features`` stage's encoder triple (CLIP, its image processor, BEATs), on the CPU
             as in that stage.
-        mask_model: the ``finetune_avs`` model (decoder, its embeddings and LM head, the same adapter) for the
-            mask tasks; ``None`` when no mask task was asked.
+        mask_models: per segmentation stage (``finetune_avs``, ``finetune_avss``: one decoder head each), its model
+            (decoder, its embeddings and LM head, the same adapter); only the stages of the asked mask tasks.
     """
 
     model: PeftModel
     tokenizer: PreTrainedTokenizerBase
     encoders: Any
-    mask_model: PeftModel | None = None
+    mask_models: dict[MaskStage, PeftModel] = dataclasses.field(default_factory=dict)
 
 
-def check_trained_model(params: Params, masks: bool = False) -> None:
+def mask_stages(requests: Sequence[InferRequest | CrabError]) -> list[MaskStage]:
+    """The segmentation stages whose models the valid requests need, in :data:`MASK_STAGES` order."""
+    asked = {mask_stage(r.task) for r in requests if isinstance(r, InferRequest) and TASKS[r.task].masks}
+    return [stage for stage in MASK_STAGES if stage in asked]
+
+
+def check_trained_model(params: Params, stages: Sequence[MaskStage] = ()) -> None:
     """Check that the folders of a trained pipeline exist, before any slow work.
 
     Args:
-        params: reads ``base_models.out_dir``, ``pretrain.out_dir`` and ``finetune.out_dir`` (and
-            ``finetune_avs.out_dir`` with ``masks``).
-        masks: a mask task is asked: the ``finetune_avs`` folder is needed too.
+        params: reads ``base_models.out_dir``, ``pretrain.out_dir`` and ``finetune.out_dir`` (and each of
+            ``stages``' ``out_dir``).
+        stages: the segmentation stages of the asked mask tasks (:func:`mask_stages`): their folders are needed too.
 
     Raises:
         CrabError: names every missing folder with its missing files, and says to run the pipeline first.
@@ -100,8 +114,7 @@ def check_trained_model(params: Params, masks: bool = False) -> None:
                      for folder in adapter_folders(finetune).values()]  # fmt: skip
     except CrabError:
         required.append((finetune, ("adapter_config.json", "adapter_model.safetensors")))
-    if masks:
-        required.append((Path(params.finetune_avs.out_dir), ("config.json", AVS_WEIGHTS_NAME)))
+    required += [(Path(getattr(params, stage).out_dir), ("config.json", AVS_WEIGHTS_NAME)) for stage in stages]
     missing = []
     for folder, names in required:
         absent = [name for name in names if not (folder / name).is_file()]
@@ -111,25 +124,24 @@ def check_trained_model(params: Params, masks: bool = False) -> None:
         raise CrabError(f"no trained model: missing {'; '.join(missing)}; {_RUN_PIPELINE}")
 
 
-def load_infer_model(params: Params, masks: bool = False) -> InferModel:
-    """Load the fine-tuned model and the frozen encoders named by ``params`` (and the mask model with ``masks``).
+def load_infer_model(params: Params, stages: Sequence[MaskStage] = ()) -> InferModel:
+    """Load the fine-tuned model and the frozen encoders named by ``params``, and the model of each of ``stages``.
 
     Raises:
         CrabError: a folder is missing or incomplete (:func:`check_trained_model`), or the encoders do not
             fit the params.
     """
-    check_trained_model(params, masks)
+    check_trained_model(params, stages)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_finetuned(params.pretrain.out_dir, params.finetune.out_dir)
     model.to(device).eval()
-    mask_model = None
-    if masks:
-        mask_model, _ = load_finetuned_avs(
-            params.pretrain.out_dir, params.finetune.out_dir, params.finetune_avs.out_dir
-        )
-        mask_model.to(device).eval()
+    mask_models = {}
+    for stage in stages:
+        mask_model, _ = load_finetuned_avs(params.pretrain.out_dir, params.finetune.out_dir,
+                                           getattr(params, stage).out_dir)  # fmt: skip
+        mask_models[stage] = mask_model.to(device).eval()
     encoders = load_encoders(Path(params.base_models.out_dir))
-    return InferModel(model, tokenizer, encoders, mask_model)
+    return InferModel(model, tokenizer, encoders, mask_models)
 
 
 class MediaFeatures(NamedTuple):
@@ -188,13 +200,16 @@ def media_features(request: InferRequest, encoders: Any, params: Params) -> Medi
     )  # fmt: skip
 
 
-def result_record(request: InferRequest, text: str, mask: str | None = None) -> dict[str, Any]:
+def result_record(
+    request: InferRequest, text: str, mask: str | None = None, classes: list[str] | None = None
+) -> dict[str, Any]:
     """The JSON record of one answer: inputs, prompt, generated text and the evaluation parser's answer.
 
     Args:
         request: the input.
         text: the decoded generation (reasoning + answer).
         mask: a mask task's written mask file (``None``: the answer had no well-formed mask block).
+        classes: AVSS: the names of the object classes in the written class map (``None`` without a map).
 
     Returns:
         ``{"task", "inputs": {"video", "audio", "question"}, "prompt", "generated", "answer", "parse_ok"}``;
@@ -202,7 +217,7 @@ def result_record(request: InferRequest, text: str, mask: str | None = None) -> 
         "visual": [...]}`` of such spans (AVVP, the AV-UIE label layout), ``{"answer"}`` (AVQA), ``{"objects"}``
         (S4 / MS3: the sounding objects named, ``[]`` for none, ``None`` without an object tag) or ``None``
         when the answer tags are missing or malformed. A mask task's record also has ``inputs.second`` and
-        ``"mask"``.
+        ``"mask"``; an AVSS record also ``"classes"``.
     """
     parsed = TASKS[request.task].parse_answer(text)
     if parsed is not None and hasattr(parsed, "to_dict"):  # its own JSON layout (AVVP label, S4 / MS3 objects)
@@ -220,12 +235,20 @@ def result_record(request: InferRequest, text: str, mask: str | None = None) -> 
     if TASKS[request.task].masks:
         record["mask"] = mask
         record["parse_ok"] = parsed is not None and mask is not None
+    if TASKS[request.task].mask_classes > 1:
+        record["classes"] = classes
     return record
 
 
 def mask_path(masks_dir: str | Path, request: InferRequest) -> Path:
-    """Where a mask task's mask goes: ``<masks_dir>/<task>_<video name>_s<second>.png``."""
-    return Path(masks_dir) / f"{request.task}_{Path(request.video).stem}_s{request.second}.png"
+    """Where a mask task's mask goes: ``<masks_dir>/<task>_<clip name>_s<second>.png``.
+
+    The clip name is the video's file stem, or a frame folder's name, or, for a folder called ``frames``
+    (AVSBench-semantic's ``v2/{uid}/frames``, Ref-AVS's ``media/{vid}/frames``), its parent's: the clip's id.
+    """
+    video = Path(request.video)
+    name = video.parent.name if video.name == "frames" and video.is_dir() else video.stem
+    return Path(masks_dir) / f"{request.task}_{name}_s{request.second}.png"
 
 
 def _frame_size(video: str) -> tuple[int, int]:
@@ -237,14 +260,23 @@ def _frame_size(video: str) -> tuple[int, int]:
 
 
 def _write_mask(model: PeftModel, example: CrabExample, answer: list[int], levels: torch.Tensor,
-                request: InferRequest, masks_dir: str | Path) -> str | None:  # fmt: skip
-    """Decode the answer's mask at the asked second and write it as PNG; ``None`` without a mask block."""
+                request: InferRequest, masks_dir: str | Path) -> tuple[str | None, list[str] | None]:  # fmt: skip
+    """Decode the answer's mask at the asked second and write it as PNG, as evaluation writes its predictions.
+
+    Returns:
+        The file (``None`` without a mask block) and, for AVSS, the object classes in the map (else ``None``).
+    """
     frame = min(request.second - 1, levels.shape[0] - 1)  # a frame folder may hold fewer frames than the clip
-    logits = predict_frame_mask(model, example, answer, levels[frame])  # (S, S) or None
+    logits = predict_frame_logits(model, example, answer, levels[frame])  # (C, S, S) or None
     if logits is None:
-        return None
-    logits = resize_logits(logits[None], _frame_size(request.video))[0]  # (H, W) at the frame's resolution
-    return str(write_binary_mask(mask_path(masks_dir, request), binary_mask(logits)))
+        return None, None
+    logits = resize_logits(logits, _frame_size(request.video))  # (C, H, W) at the frame's resolution
+    path = mask_path(masks_dir, request)
+    if TASKS[request.task].mask_classes == 1:
+        return str(write_binary_mask(path, binary_mask(logits[0]))), None
+    classes = avss_predict(logits[None])[0].numpy()  # (H, W) class indices: the argmax, as evaluate_avss scores
+    present = [AVSS_CLASSES[k] for k in np.unique(classes) if k != 0]  # background (0) is not an object
+    return str(write_class_mask(path, classes)), present
 
 
 def _check_media(request: InferRequest) -> None:
@@ -270,18 +302,19 @@ def infer(
         params: the params (model folders, ``media``, ``features``, ``finetune.tasks``, ``evaluate``).
         requests: the inputs; an entry that is already an error (a bad batch entry) is passed through.
         model: a loaded :class:`InferModel`; loaded from ``params`` when ``None`` and any request is valid
-            (with the mask model when a mask task is asked).
+            (with the mask models of the asked mask tasks' stages).
         masks_dir: where the mask tasks' PNG masks go (:func:`mask_path`).
 
     Returns:
         Per request, in order: its :func:`result_record`, or the :class:`CrabError` that stopped it.
 
     Raises:
-        CrabError: the trained model is missing (checked first, whatever the requests).
+        CrabError: the trained model is missing (checked first, whatever the requests), or ``model`` lacks the
+            model of an asked mask task's stage.
     """
-    masks = any(isinstance(r, InferRequest) and TASKS[r.task].masks for r in requests)
+    stages = mask_stages(requests)
     if model is None:
-        check_trained_model(params, masks)
+        check_trained_model(params, stages)
     outcomes: list[Any] = list(requests)
     for index, request in enumerate(requests):
         if isinstance(request, InferRequest):
@@ -292,9 +325,10 @@ def infer(
     pending = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, InferRequest)]
     if not pending:
         return outcomes
-    model = model or load_infer_model(params, masks)
-    if masks and model.mask_model is None:
-        raise CrabError("a mask task was asked but the loaded model has no finetune_avs part")
+    model = model or load_infer_model(params, stages)
+    absent = [stage for stage in stages if stage not in model.mask_models]
+    if absent:
+        raise CrabError(f"a mask task was asked but the loaded model has no {' / '.join(absent)} part")
     examples: dict[int, CrabExample] = {}
     levels: dict[int, torch.Tensor] = {}
     for index in pending:
@@ -307,7 +341,7 @@ def infer(
         except CrabError as err:
             outcomes[index] = err
             continue
-        task_model = model.mask_model if TASKS[request.task].masks else model.model
+        task_model = _task_model(model, request)
         prompt_ids = encode_prompt(model.tokenizer, request.instruction())
         examples[index] = build_example(
             prompt_ids, [], task_model.get_base_model().config, video_features=features.video,
@@ -320,7 +354,7 @@ def infer(
     task_of = {i: str(outcomes[i].task) for i in examples}
     for task in sorted(set(task_of.values())):  # one group per task: its own adapter in the single-task baseline
         order = [i for i in examples if task_of[i] == task]
-        task_model = model.mask_model if TASKS[outcomes[order[0]].task].masks else model.model
+        task_model = _task_model(model, outcomes[order[0]])
         try:
             use_task_adapter(task_model, task)
         except CrabError as err:  # a single-task model without this task's adapter
@@ -332,13 +366,19 @@ def infer(
             max_new_tokens=params.evaluate.max_new_tokens, eos_token_id=eos_id, pad_token_id=pad_id,
             cache=params.evaluate.cache,
         )  # fmt: skip
-        if task_model is model.mask_model:  # the mask block is special tokens: keep it
+        if TASKS[outcomes[order[0]].task].masks:  # the mask block is special tokens: keep it
             texts = decode_mask_answers(model.tokenizer, answer_ids)
         else:
             texts = model.tokenizer.batch_decode(answer_ids, skip_special_tokens=True)
         for index, ids, text in zip(order, answer_ids, texts, strict=True):
-            mask = None
+            mask, classes = None, None
             if index in levels:
-                mask = _write_mask(task_model, examples[index], list(ids), levels[index], outcomes[index], masks_dir)
-            outcomes[index] = result_record(outcomes[index], text, mask)
+                mask, classes = _write_mask(task_model, examples[index], list(ids), levels[index], outcomes[index],
+                                            masks_dir)  # fmt: skip
+            outcomes[index] = result_record(outcomes[index], text, mask, classes)
     return outcomes
+
+
+def _task_model(model: InferModel, request: InferRequest) -> PeftModel:
+    """The model that answers ``request``: its segmentation stage's for a mask task, else the fine-tuned one."""
+    return model.mask_models[mask_stage(request.task)] if TASKS[request.task].masks else model.model
