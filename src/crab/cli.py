@@ -11,6 +11,8 @@ commands (``dvc.yaml`` is generated from the same table). Extra subcommands:
 * ``crab ablate`` runs the paper's Table 4 rows as DVC experiments and renders their report
   (:mod:`crab.ablate`).
 * ``crab profile tiny|paper`` switches ``params.yaml`` to a profile (:mod:`crab.profiles`).
+* ``crab import-avuie`` imports Crab's released AV-UIE sample lists into AV-UIE JSONL through a quality gate
+  (:mod:`crab.avuie.released`); ``avuie.release`` makes ``avuie_build`` do the same inside the pipeline.
 * ``crab convert-crab-weights`` turns the authors' released checkpoints into our ``pretrain`` folder and
   IA-LoRA adapter (:mod:`crab.convert`); it reads no params.
 
@@ -150,6 +152,23 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("name", help="tiny or paper (a file of configs/profiles/)")
     profile.add_argument("--exp-args", action="store_true", help="print `dvc exp run -S` arguments; change nothing")
 
+    released = sub.add_parser(
+        "import-avuie",
+        help="Import Crab's released AV-UIE sample lists and reasoning texts into AV-UIE JSONL, through a quality gate.",
+        description="Read Crab's *_samples.json under --release (its tree ave_data/, music_avqa_data/, avvp_data/, "
+        "AVS/, valor/, or the flat Hugging Face names), rebase the authors' /group/40061/cserdu/data/... paths onto "
+        "params `datasets`, join the converted_label/*.txt reasoning texts, quarantine every bad row with its reason "
+        "and write OUT/<task>/<split>.jsonl, OUT/stats.json, OUT/released.json (quarantine) and OUT/released_docs/.",
+        epilog="reads params datasets, avuie (seed, use_reasoning) and validation; fails after writing if a task "
+        "quarantines more than validation.max_failure_rate. To train on it, set avuie.release instead: avuie_build "
+        "then imports the release inside the pipeline.",
+    )
+    released.add_argument("--release", required=True, help="folder holding Crab's sample lists")
+    released.add_argument(
+        "--task", action="append", help="task to import (repeatable or comma-separated; default: all the release has)"
+    )
+    released.add_argument("--out", required=True, help="output folder (replaced)")
+
     gen = sub.add_parser("dvc-yaml", help="Regenerate dvc.yaml from the stage table.")
     gen.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
     return parser
@@ -194,6 +213,8 @@ def _run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     if args.command == "ablate":
         return _ablate(params, args)
+    if args.command == "import-avuie":
+        return _import_avuie(params, args)
     if args.command == "synth":
         from crab.synth import synthesize
 
@@ -216,6 +237,23 @@ def _convert_crab_weights(args: argparse.Namespace) -> int:
         dtype=getattr(torch, args.dtype), seed=args.seed,
     )  # fmt: skip
     log.info("pretrain folder: %s; adapter: %s", result.pretrain_dir, result.finetune_dir)
+    return 0
+
+
+def _import_avuie(params: Params, args: argparse.Namespace) -> int:
+    from crab.avuie.released.importer import DOCS_NAME, import_released, write_released
+    from crab.quality.runner import enforce_max_failure_rate
+
+    out = Path(args.out)
+    tasks = [t.strip() for arg in args.task or () for t in arg.split(",") if t.strip()] or None
+    avuie = params.avuie
+    imported = import_released(
+        Path(args.release), params.datasets, params.validation, out.with_name(f".{out.name}.{DOCS_NAME}"), tasks,
+        avuie.seed, avuie.use_reasoning,
+    )  # fmt: skip
+    enforce_max_failure_rate(write_released(out, imported, avuie.seed, avuie.use_reasoning))
+    counts = {t: sum(len(rs) for rs in splits.values()) for t, splits in imported.records.items()}
+    log.info("import-avuie: wrote %s (records per task: %s)", out, counts)
     return 0
 
 

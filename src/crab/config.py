@@ -32,12 +32,12 @@ __all__ = [
 ]
 
 TaskName = Literal[
-    "ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref_avs", "avcap"
-]  # tasks the model trains on (the mask tasks as text in F1)
+    "ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref_avs", "avcap", "seg"
+]  # tasks the model trains on (the mask tasks as text in F1; seg: the decoder's pre-training only)
 TextTaskName = Literal["ave", "avvp", "avqa", "arig"]  # tasks the `evaluate` stage scores from the answer text
 #: tasks `finetune_avs` / `finetune_avss` train and `evaluate_avs` / `evaluate_avss` score from predicted masks
 MaskTaskName = Literal["s4", "ms3", "ref_avs", "avss"]
-DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor", "ref_avs", "avss"]
+DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor", "ref_avs", "avss", "lvis"]
 
 
 class ConfigError(CrabError):
@@ -270,6 +270,25 @@ class SynthAvssConfig:
 
 
 @dataclass(frozen=True)
+class SynthLvisConfig:
+    """AV-Synth stills in Crab's LVIS sample layout (segmentation pre-training, crab-reference 3.4).
+
+    Each image is one rendered frame of 1-3 objects with one sample (exact binary mask, box, area) per
+    visible object, so only the image counts are parameters; validated because a zero count would
+    silently write an empty split.
+
+    Attributes:
+        num_train_images / num_val_images: images of ``train_samples.json`` / ``val_samples.json``.
+    """
+
+    num_train_images: int
+    num_val_images: int
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_train_images", "num_val_images")
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """AV-Synth, the embedded benchmark written in the public datasets' native layouts."""
 
@@ -285,6 +304,7 @@ class SynthConfig:
     valor: SynthValorConfig
     ref_avs: SynthRefAvsConfig
     avss: SynthAvssConfig
+    lvis: SynthLvisConfig
 
 
 @dataclass(frozen=True)
@@ -299,6 +319,7 @@ class DatasetsConfig:
     valor: str
     ref_avs: str  # Ref-AVS (``REFAVS``): metadata.csv, media/, gt_mask/
     avss: str  # AVSBench-semantic (``AVSBench_semantic``): metadata.csv, label2idx.json, v2/
+    lvis: str  # Crab's LVIS samples: {train,val}_samples.json, {train,val}2017/, binary_mask/
 
 
 @dataclass(frozen=True)
@@ -338,6 +359,7 @@ class AvuieConfig:
     seed: int  # picks phrasings; independent of the synth seed
     use_reasoning: bool  # False = the paper's "w/o ERP" ablation: answers without the reasoning process
     tasks: list[TaskName]  # tasks written by avuie_build
+    release: str | None  # Crab's released AV-UIE folder: its tasks are imported, not built (crab.avuie.released)
 
 
 @dataclass(frozen=True)
@@ -448,6 +470,16 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class PretrainSegmentationConfig:
+    """``pretrain``'s segmentation phase (crab-reference 3.4, :mod:`crab.train.seg_pretrain`): the binary mask
+    decoder alone on ``tasks``' train records, every other weight frozen."""
+
+    tasks: list[TaskName]  # binary-head mask tasks (seg: LVIS or its AV-Synth stand-in); checked by check_tasks
+    loss: SegLossConfig  # the finetune_avs objective's weights (lm: no trainable weight sees it here)
+    optim: OptimConfig
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     """``pretrain`` stage: align the projectors (tiny profile: the random-init LLM first learns language)."""
 
@@ -462,6 +494,9 @@ class PretrainConfig:
     # language phase then learns both forms. paper: False (align on the mixture as it is).
     direct_answers: bool
     optim: OptimConfig
+    # Crab's segmentation pre-training (P3), after alignment: the binary mask decoder alone; null = none (the
+    # segmentation stages then start from a seeded decoder).
+    segmentation: PretrainSegmentationConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -597,7 +632,8 @@ class Params:
 
 
 def check_tasks(params: Params) -> None:
-    """Cross-section checks of the task lists: a task evaluated or segmentation-tuned must have been fine-tuned.
+    """Cross-section checks of the task lists: a task evaluated or segmentation-tuned must have been fine-tuned,
+    and the segmentation pre-training trains the binary head.
 
     Why: the single-task ablation evaluates each task with its own adapter, and F2 (``finetune_avs`` /
     ``finetune_avss``) starts from the F1 model that learned the mask tasks' answers as text (crab-reference 3.5,
@@ -618,6 +654,11 @@ def check_tasks(params: Params) -> None:
         missing = [t for t in tasks if t not in trained]
         if missing:
             raise ConfigError(f"{key}: {missing} not in finetune.tasks {sorted(trained)}")
+    if params.pretrain.segmentation is not None:  # the decoder pre-trained there is binary
+        wrong = [t for t in params.pretrain.segmentation.tasks
+                 if not TASKS[Task(t)].masks or TASKS[Task(t)].mask_classes > 1]  # fmt: skip
+        if wrong:
+            raise ConfigError(f"pretrain.segmentation.tasks: {wrong} are not binary mask tasks (seg, s4, ms3, ref_avs)")
     for (key, tasks), class_head in zip(lists[1:], (False, True), strict=True):
         wrong = [t for t in tasks if (TASKS[Task(t)].mask_classes > 1) != class_head]
         if wrong:

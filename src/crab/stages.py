@@ -135,7 +135,8 @@ STAGES: dict[str, Stage] = {
             name="avuie_build",
             target="crab.avuie.build:avuie_build",
             help="Build AV-UIE instruction data (answers with explicit reasoning) from the validated raw data.",
-            params=("datasets", "avuie"),
+            # validation.*: the import gate of avuie.release (crab.avuie.released), unused without a release
+            params=("datasets", "avuie", "validation.max_failure_rate", "validation.ave_duration_s"),
             deps=(
                 "data/raw",
                 "reports/validation/raw.json",
@@ -145,6 +146,10 @@ STAGES: dict[str, Stage] = {
                 "src/crab/eval/metrics_arig.py",  # ARIG boxes from the S4 masks
                 "src/crab/synth/avsbench.py",  # scene object -> S4 category (the reasoning's words)
                 "src/crab/synth/ref_avs.py",  # scene object -> Ref-AVS category (the expression's referent)
+                "src/crab/quality/released.py",  # the import gate of avuie.release, and what it runs on
+                "src/crab/quality/runner.py",
+                "src/crab/quality/suites.py",
+                "src/crab/quality/quarantine.py",
             ),
             outs=("data/avuie",),
         ),
@@ -193,16 +198,19 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="pretrain",
             target="crab.train.pretrain:pretrain",
-            help="Align the projectors on captions and task data (tiny: the LLM also learns language).",
+            help="Align the projectors on captions and task data (tiny: the LLM also learns language), then "
+            "pre-train the mask decoder (pretrain.segmentation).",
             params=("profile", "base_models", "features", "media", "pretrain", "finetune.tasks"),
             deps=(
                 "models/base",
                 "data/features",
                 "data/avuie",
+                "data/raw",  # the segmentation phase's masks
                 "reports/validation/avuie.json",
                 "src/crab/train",
                 "src/crab/models",
                 "src/crab/features/store.py",
+                "src/crab/datasets/media.py",
                 "src/crab/tasks.py",
             ),
             outs=("models/pretrain",),

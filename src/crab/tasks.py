@@ -12,6 +12,7 @@ Crab (CVPR'25) solves these tasks with one set of weights; the canonical names a
 * ``avss``: AVSS, audio-visual semantic segmentation (AVSBench v2).
 * ``ref_avs``: Ref-AVS, referring audio-visual segmentation (segment the object a text refers to).
 * ``avcap``: AV captioning on VALOR (used for pre-training / alignment).
+* ``seg``: image segmentation of a named category (LVIS): the mask decoder's pre-training (crab-reference 3.4).
 
 Other acronyms: AV-UIE, the paper's audio-visual unified instruction-tuning data; ERP, its explicit
 reasoning process (answers that say what is seen and heard, where and when, before the tagged answer).
@@ -80,6 +81,9 @@ NUM_REF_AVS_FRAMES = 10
 #: ``crab.avuie.ref_avs.phrase`` (Crab's test and quick-start prompts say it otherwise; one wording here).
 _REF_AVS_REQUEST = "Please segment out {expression} at the {nth} second in the video."
 
+#: The LVIS request of Crab's segmentation pre-training (crab-reference 3.4), its grammar mended ("that
+#: corresponding to"); ``{name}`` and ``{definition}`` are the category's (``crab.avuie.seg_build``).
+_SEG_REQUEST = "Please segment out the object that corresponds to the {name}, {definition}, in the image."
 #: The AVSBench request of crab-reference 4.5 (``{nth}`` = "first" ... "fifth", from ``crab.avuie.avs.nth_second``).
 _AVS_REQUEST = (
     "Please recognize the category of object making sound in the video, and then segment out the object "
@@ -99,6 +103,7 @@ class Task(StrEnum):
     AVSS = "avss"
     REF_AVS = "ref_avs"
     AVCAP = "avcap"
+    SEG = "seg"
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,15 @@ TASKS: dict[Task, TaskSpec] = {
             prompt=VIDEO_PROMPT + AUDIO_PROMPT + _REF_AVS_REQUEST,
             audio_cutting="segments",
             answer_module="crab.avuie.ref_avs",
+            masks=True,
+        ),
+        TaskSpec(
+            task=Task.SEG,
+            dataset="lvis",
+            description="SEG: segment the object of a named category in an image (LVIS; decoder pre-training).",
+            prompt=IMAGE_PROMPT + _SEG_REQUEST,  # an image and no audio, as Crab's P3
+            audio_cutting="segments",  # unused: no <audio>
+            answer_module="crab.avuie.seg",
             masks=True,
         ),
         TaskSpec(

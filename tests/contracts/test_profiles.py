@@ -59,6 +59,11 @@ def test_the_paper_profile_has_the_reference_values(tmp_path: Path) -> None:
     assert (pretrain.optim.epochs, pretrain.optim.lr) == (1, 1e-4)
     assert pretrain.language is None and not pretrain.train_llm and not pretrain.direct_answers
     assert pretrain.tasks == ["avcap"]
+    # Segmentation pre-training (P3): the decoder alone on LVIS, batch 64, 5 epochs, lr 1e-4.
+    seg = pretrain.segmentation
+    assert seg is not None and seg.tasks == ["seg"] and seg.optim.mixed_precision == "bf16"
+    assert seg.optim.batch_size * seg.optim.grad_accum * NUM_GPUS == 64
+    assert (seg.optim.epochs, seg.optim.lr, seg.loss.bce) == (5, 1e-4, 1.0)
     # Media: 10 frames, ten 1-s clips at 16 kHz (2-s windows for AVQA); decoding budget 500 tokens.
     media = params.media
     assert (media.num_frames, media.num_audio_segments, media.audio_sample_rate) == (10, 10, 16000)

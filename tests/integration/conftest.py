@@ -30,6 +30,7 @@ def shrink(params: Params) -> Params:
             synth.ref_avs, num_train_videos=3, num_val_videos=1, num_test_s_videos=2, num_test_u_videos=1
         ),
         avss=dataclasses.replace(synth.avss, num_train=3, num_val=1, num_test=2),
+        lvis=dataclasses.replace(synth.lvis, num_train_images=6, num_val_images=2),
     )
     base = params.base_models
     base = dataclasses.replace(base, tokenizer=dataclasses.replace(base.tokenizer, vocab_size=400))

@@ -55,6 +55,7 @@ SYNTH_SIZES = {
     "valor": {"num_train": 2, "num_val": 1, "duration_s": 4},
     "ref_avs": {"num_train_videos": 2, "num_val_videos": 1, "num_test_s_videos": 1, "num_test_u_videos": 1},
     "avss": {"num_train": 2, "num_val": 1, "num_test": 1},
+    "lvis": {"num_train_images": 4, "num_val_images": 2},
 }
 
 

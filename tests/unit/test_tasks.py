@@ -12,8 +12,8 @@ from crab.tasks import AUDIO_PROMPT, TASKS, VIDEO_PROMPT, Task
 AV = "This is a video:\n<video_start><video><video_end>\nThis is an audio:\n<audio_start><audio><audio_end>\n"
 
 
-def test_task_names_are_the_canonical_nine():
-    assert [t.value for t in Task] == ["ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref_avs", "avcap"]
+def test_task_names_are_the_canonical_ten():
+    assert [t.value for t in Task] == ["ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref_avs", "avcap", "seg"]
     assert Task("ref_avs") is Task.REF_AVS
     assert f"{Task.AVQA}" == "avqa"
 
@@ -30,13 +30,15 @@ def test_table_holds_the_tasks_built_so_far():
         "avss": "avss",
         "ref_avs": "ref_avs",
         "avcap": "valor",
+        "seg": "lvis",
     }
     assert {t: s.dataset for t, s in TASKS.items()} == datasets
     assert all(spec.task is task for task, spec in TASKS.items())
     cutting = {"ave": "segments", "avvp": "segments", "avqa": "windows", "arig": "segments", "s4": "segments",
-               "ms3": "segments", "avss": "segments", "ref_avs": "segments", "avcap": "segments"}  # fmt: skip
+               "ms3": "segments", "avss": "segments", "ref_avs": "segments", "avcap": "segments",
+               "seg": "segments"}  # fmt: skip
     assert {t: s.audio_cutting for t, s in TASKS.items()} == cutting
-    assert {t for t, s in TASKS.items() if s.visual == "image"} == {"arig"}  # the others read video frames
+    assert {t for t, s in TASKS.items() if s.visual == "image"} == {"arig", "seg"}  # the others read video frames
     # AVSBench fixes one 1-s audio segment per frame; the others follow media.num_audio_segments
     # (ARIG: the S4 clip's five, so it shares S4's audio features)
     assert {t: s.num_audio_segments for t, s in TASKS.items() if s.num_audio_segments} == {"arig": 5, "s4": 5, "ms3": 5}
@@ -91,6 +93,6 @@ def test_mask_heads_and_frame_counts():
     from crab.tasks import AVSS_NUM_CLASSES
 
     heads = {t.value: s.mask_classes for t, s in TASKS.items() if s.masks}
-    assert heads == {"s4": 1, "ms3": 1, "avss": AVSS_NUM_CLASSES, "ref_avs": 1}
+    assert heads == {"s4": 1, "ms3": 1, "avss": AVSS_NUM_CLASSES, "ref_avs": 1, "seg": 1}
     assert AVSS_NUM_CLASSES == len(AVSS_CLASSES) == 71  # background + the 70 classes
     assert all(s.mask_classes == 1 for s in TASKS.values() if not s.masks)

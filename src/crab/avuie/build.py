@@ -8,6 +8,11 @@ with the task's builder (``crab.avuie.<task>``). Inputs beside the native annota
 * ``<root>/avsynth_scenes.jsonl``: AV-Synth's exact scenes, the facts of the explicit reasoning;
 * ``<root>/converted_label/``: Crab's released AV-UIE answers, used verbatim (``crab.avuie.schema``).
 
+With ``avuie.release`` (null by default) the tasks whose sample lists Crab's release folder holds are imported
+from it instead (:mod:`crab.avuie.released`: their own quality gate, ``data/avuie/released.json`` and
+``released_docs/``; the stage fails after writing if a task quarantines more than
+``validation.max_failure_rate``); the other tasks are built as above.
+
 Outputs (repository root = working directory): ``data/avuie/<task>/<split>.jsonl`` (lines sorted by id)
 and ``data/avuie/stats.json`` (counts, exclusions, target sources, mean target length, AVQA majority-answer
 rates per question type: the "prior" baseline every AVQA table states). The folder is built in a temp
@@ -34,18 +39,30 @@ from crab.avuie.avqa import build_avqa
 from crab.avuie.avs_build import build_avs
 from crab.avuie.avss_build import build_avss
 from crab.avuie.ref_avs_build import avuie_split, build_ref_avs
+from crab.avuie.seg_build import build_seg
 from crab.atomic import replace_dir
+from crab.avuie.released.importer import (
+    DOCS_NAME,
+    REPORT_NAME,
+    ReleasedImport,
+    found_tasks,
+    import_released,
+    released_result,
+    write_report_into,
+)
 from crab.avuie.schema import AvuieRecord, write_jsonl
 from crab.config import Params
 from crab.datasets.ave import read_ave
 from crab.datasets.avss import read_avss
 from crab.datasets.avsbench import read_ms3, read_s4
 from crab.datasets.llp import read_llp
+from crab.datasets.lvis import read_lvis
 from crab.datasets.music_avqa import read_music_avqa
 from crab.datasets.ref_avs import REF_AVS_SPLITS, read_ref_avs
 from crab.datasets.valor import read_valor
 from crab.errors import DataError
 from crab.quality.quarantine import load_quarantined, read_report
+from crab.quality.runner import enforce_max_failure_rate
 from crab.synth.scene import SCENES_FILENAME, Scene, read_scenes
 from crab.tasks import TASKS, Task
 
@@ -88,6 +105,7 @@ _SOURCES: dict[Task, _TaskSource] = {
     # test_s / test_u / test_n -> test, the subset kept in the label (crab.avuie.ref_avs_build)
     Task.REF_AVS: _TaskSource(read_ref_avs, ("train", "val", "test"), build_ref_avs, read_splits=REF_AVS_SPLITS),
     Task.AVCAP: _TaskSource(read_valor, ("train", "val"), build_avcap),  # Crab: train, and val for testing
+    Task.SEG: _TaskSource(read_lvis, ("train", "val"), build_seg),  # the decoder's pre-training (LVIS layout)
 }
 
 
@@ -112,7 +130,8 @@ def avuie_build(params: Params) -> AvuieBuildResult:
     """Build the AV-UIE JSONL files of ``params.avuie.tasks`` (module docstring).
 
     Args:
-        params: reads ``datasets`` (roots) and ``avuie`` (tasks, seed, use_reasoning).
+        params: reads ``datasets`` (roots), ``avuie`` (tasks, seed, use_reasoning, release) and, with a release,
+            ``validation`` (the import gate's threshold and the AVE clip length).
 
     Returns:
         Counts per task and split, exclusions and the stats written to ``data/avuie/stats.json``.
@@ -123,11 +142,15 @@ def avuie_build(params: Params) -> AvuieBuildResult:
     """
     quarantined = load_quarantined(RAW_REPORT)
     validated = read_report(RAW_REPORT)["datasets"]
+    released = _import_release(params)
     outputs: dict[str, dict[str, list[AvuieRecord]]] = {}
     task_stats: dict[str, Any] = {}
     for name in params.avuie.tasks:
         task = Task(name)
         spec, source = TASKS[task], _SOURCES[task]
+        if released is not None and name in released.records:  # imported from Crab's release, gated there
+            outputs[name], task_stats[name] = released.records[name], released.stats[name]
+            continue
         group = source.group or spec.dataset
         if group not in validated or not validated[group].get("present", True):
             reason = f"dataset {group} (task {task}) was not validated; run `crab validate_raw`"
@@ -165,8 +188,12 @@ def avuie_build(params: Params) -> AvuieBuildResult:
             },
         }
     stats = {"seed": params.avuie.seed, "use_reasoning": params.avuie.use_reasoning, "tasks": task_stats}
-    _write_atomically(OUT_DIR, outputs, stats)
+    if released is not None:
+        stats["release"] = released.release.as_posix()
+    _write_atomically(OUT_DIR, outputs, stats, released)
     _log_summary(stats)
+    if released is not None:  # after writing: released.json names every quarantined row
+        enforce_max_failure_rate(released_result(released, OUT_DIR / REPORT_NAME))
     return AvuieBuildResult(
         out_dir=OUT_DIR,
         num_records={t: {s: len(rs) for s, rs in splits.items()} for t, splits in outputs.items()},
@@ -239,14 +266,43 @@ def _majority_answers(records: Sequence[AvuieRecord]) -> dict[str, dict[str, Any
     return out
 
 
-def _write_atomically(out_dir: Path, outputs: dict[str, dict[str, list[AvuieRecord]]], stats: dict[str, Any]) -> None:
-    """Write every split file and ``stats.json`` into a temp sibling folder, then swap it in."""
+def _write_atomically(
+    out_dir: Path,
+    outputs: dict[str, dict[str, list[AvuieRecord]]],
+    stats: dict[str, Any],
+    released: ReleasedImport | None = None,
+) -> None:
+    """Write every split file and ``stats.json`` (and an import's ``released.json`` and data docs) into a temp
+    sibling folder, then swap it in."""
     with replace_dir(out_dir) as tmp:
         for task, splits in outputs.items():
             for split, records in splits.items():
                 write_jsonl(tmp / task / f"{split}.jsonl", records)
         text = json.dumps(stats, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         (tmp / "stats.json").write_text(text, encoding="utf-8")
+        if released is not None:
+            write_report_into(tmp, released)
+
+
+def _import_release(params: Params) -> ReleasedImport | None:
+    """With ``avuie.release``: the tasks of ``avuie.tasks`` whose sample lists the release holds, imported and gated
+    (:mod:`crab.avuie.released`); the other tasks are built. None without a release.
+
+    Raises:
+        DataError: the release folder is missing or holds no sample list of a task in ``avuie.tasks``.
+    """
+    if params.avuie.release is None:
+        return None
+    release = Path(params.avuie.release)
+    if not release.is_dir():
+        raise DataError(release, "avuie.release: folder not found")
+    tasks = [t for t in found_tasks(release, params.datasets) if t in params.avuie.tasks]
+    if not tasks:
+        raise DataError(release, f"avuie.release holds no sample list of avuie.tasks {list(params.avuie.tasks)}")
+    log.info("avuie_build: importing %s from Crab's release %s; building the other tasks", tasks, release)
+    docs_dir = OUT_DIR.with_name(f".{OUT_DIR.name}.{DOCS_NAME}")
+    a = params.avuie
+    return import_released(release, params.datasets, params.validation, docs_dir, tasks, a.seed, a.use_reasoning)
 
 
 def _log_summary(stats: dict[str, Any]) -> None:

@@ -24,7 +24,8 @@ Schema (one JSON object per line, keys sorted, ``ensure_ascii=False``, lines sor
     ``{"video": path, "audio": path}`` as the reader gave them (relative to the repository root with
     the default params); audio is the same mp4 when the clip carries its own audio track. For S4 / MS3
     ``video`` is the clip's frame folder (AVSBench's PNG frames) and ``audio`` its wav; ARIG has
-    ``{"image": path, "audio": path}`` instead (one frame, the clip's wav).
+    ``{"image": path, "audio": path}`` instead (one frame, the clip's wav), SEG ``{"image": path}`` (an image, no
+    audio: the mask decoder's pre-training).
 ``instruction`` (str)
     the task's ONE canonical prompt (``crab.tasks.TASKS[task].instruction(...)``), placeholders included.
 ``target`` (str)
@@ -48,7 +49,8 @@ may end with a newline) instead of generating a reasoning process, provided its 
 the annotation's label. A file whose tags do not match (e.g. AVE's one file per video for a video with
 several annotated events) is not used for that item: the item gets a generated target and is counted in
 ``stats.json`` under ``tasks.<task>.targets.released_mismatched`` (``released`` counts the files used).
-Crab's JSON sample lists themselves are not needed: the native annotations carry the same labels. With
+Crab's JSON sample lists are not needed: the native annotations carry the same labels (to train on the lists
+themselves, import them with :mod:`crab.avuie.released`). With
 ``use_reasoning: false`` the released files are ignored. Note that MUSIC-AVQA's real annotations have no
 scenes, so without released files its targets are the bare ``<answer> x </answer>`` tag.
 """
@@ -165,8 +167,10 @@ class AvuieRecord:
         if not isinstance(raw["reasoning"], bool):
             raise ValueError(f"reasoning: expected true/false, got {type(raw['reasoning']).__name__}")
         media = raw["media"]
-        if not (isinstance(media, dict) and set(media) in ({"video", "audio"}, {"image", "audio"})):
-            raise ValueError('media: expected {"video": path, "audio": path} or {"image": path, "audio": path}')
+        if not (isinstance(media, dict) and set(media) in ({"video", "audio"}, {"image", "audio"}, {"image"})):
+            raise ValueError(
+                'media: expected {"video": path, "audio": path}, {"image": path, "audio": path} or {"image": path}'
+            )
         if not all(isinstance(v, str) for v in media.values()):
             raise ValueError("media: paths must be strings")
         if not isinstance(raw["label"], dict):

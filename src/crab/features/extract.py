@@ -53,6 +53,7 @@ from crab.features.fbank import BEATS_SAMPLE_RATE, beats_fbank, num_fbank_frames
 from crab.features.store import (
     INDEX_NAME,
     levels_key,
+    levels_source,
     AudioCut,
     StoreWriter,
     audio_cut,
@@ -209,8 +210,8 @@ def plan_items(records: Iterable[AvuieRecord], params: Params) -> list[MediaItem
         params: reads ``media`` (the audio scheme is part of the key).
 
     Returns:
-        One video item per video file (or image item per image file: ARIG), one audio item per (audio file,
-        scheme), one levels item per video of a segmentation task (``TaskSpec.masks``).
+        One video item per video file (or image item per image file: ARIG, SEG), one audio item per (audio
+        file, scheme), one levels item per video (SEG: image) of a segmentation task (``TaskSpec.masks``).
     """
     items: dict[str, MediaItem] = {}
     for record in records:
@@ -220,11 +221,13 @@ def plan_items(records: Iterable[AvuieRecord], params: Params) -> list[MediaItem
         else:
             vkey = video_key(record)
             items.setdefault(vkey, MediaItem(vkey, "video", record.media["video"]))
-        akey = audio_key(record, params)
-        items.setdefault(akey, MediaItem(akey, "audio", record.media["audio"], audio_cut(record.task, params.media)))
+        if "audio" in record.media:  # all but the image-only segmentation pre-training (seg)
+            akey = audio_key(record, params)
+            cut = audio_cut(record.task, params.media)
+            items.setdefault(akey, MediaItem(akey, "audio", record.media["audio"], cut))
         if TASKS[Task(record.task)].masks:
-            lkey = levels_key(record)
-            items.setdefault(lkey, MediaItem(lkey, "levels", record.media["video"]))
+            lkey = levels_key(record)  # an image's levels: one frame (its file decodes as a one-frame clip)
+            items.setdefault(lkey, MediaItem(lkey, "levels", levels_source(record)))
     return [items[key] for key in sorted(items)]
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "fingerprint_of",
     "image_key",
     "levels_key",
+    "levels_source",
     "shard_name",
     "video_key",
 ]
@@ -146,12 +147,19 @@ def image_key(record: Any) -> str:
 
 
 def levels_key(record: Any) -> str:
-    """Feature key of the mask decoder's CLIP levels of a record's frames: ``"levels/<media.video>"``.
+    """Feature key of the mask decoder's CLIP levels of a record's frames: ``"levels/<media.video>"``, or
+    ``"levels/<media.image>"`` for an image (the segmentation pre-training's one-frame clip).
 
     Args:
         record: an ``AvuieRecord`` or its JSON dict (of a segmentation task, ``TaskSpec.masks``).
     """
-    return f"levels/{_field(record, 'media')['video']}"
+    return f"levels/{levels_source(record)}"
+
+
+def levels_source(record: Any) -> str:
+    """The media whose frames give a segmentation record's levels: its video (frame folder), or its image."""
+    media = _field(record, "media")
+    return media["video"] if "video" in media else media["image"]
 
 
 def audio_key(record: Any, params: Params) -> str:

@@ -5,13 +5,13 @@ exist)". Every line of ``data/avuie/<task>/<split>.jsonl`` (schema: :mod:`crab.a
 row; lines that are not JSON are quarantined as ``"malformed JSON line"``, lines that are JSON but break
 the schema get a ``schema`` reason (and skip the other checks). The checks (the suite is here, next to
 the frame it reads) cover ids (unique, ``<task>/<split>/<item_id>``), task / split / dataset against the
-file the line is in, the instruction's placeholders (exactly one ``<video>`` and one ``<audio>``, each
-wrapped as ``<video_start><video><video_end>`` / ``<audio_start><audio><audio_end>``), the labels (AVE
+file the line is in, the instruction's placeholders (exactly one ``<video>`` (ARIG and SEG: ``<image>``) and one
+``<audio>`` (SEG: none), each wrapped in its start / end markers), the labels (AVE
 category and ``0 <= start < end <= validation.ave_duration_s``; AVVP classes in LLP's 25 and spans on its
 ten 1-s segments; AVQA answer and question type, AVCAP caption; S4 / MS3 frame index, objects among S4's 23
 and the mask file; Ref-AVS frame index, object among Ref-AVS's categories, expression and test subset, nothing
-named in a null row), media existence (a clip file, or a frame folder), and that the target says what the
-label says. The target is parsed with the
+named in a null row; SEG mask file, category name and definition), media existence (a clip file, or a frame
+folder), and that the target says what the label says. The target is parsed with the
 task's own parser (``crab.tasks.TASKS[task].parse_answer``, the one evaluation uses), so the gate checks
 exactly the format the model is trained and scored on.
 
@@ -84,6 +84,7 @@ def _label_problem(task: str, label: dict[str, Any]) -> str | None:
         "avss": (("frame", int), ("mask", str)),
         "ref_avs": (("frame", int), ("mask", str), ("objects", list), ("expression", str), ("subset", str)),
         "arig": (("x0", int), ("y0", int), ("x1", int), ("y1", int), ("object", str), ("frame", int), ("mask", str)),
+        "seg": (("frame", int), ("mask", str), ("name", str), ("definition", str)),
     }[task]
     for key, kind in fields:
         if key not in label:
@@ -148,9 +149,11 @@ def _target_problem(task: str, target: str, label: dict[str, Any]) -> str | None
         if parsed.box != box:
             return f"<obj> {parsed.box} differs from the label {box}"
         return None
-    if task in _MASK_TASKS:
+    if task in _MASK_TASKS or task == "seg":
         if parsed is None:
             return "no <mask_start><mask_0>...<mask_5><mask_end> block (exactly one is needed)"
+        if task == "seg":  # the request names the object; the answer is the mask block alone
+            return None
         expected = None if label["objects"] is None else tuple(label["objects"])
         if parsed.objects != expected:
             return f"<object> {parsed.objects} differs from the label {expected}"
@@ -193,7 +196,7 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
         target_error=_target_problem(task, record.target, record.label),
     )
     missing = sorted({p for p in record.media.values() if not _media_exists(Path(p))})
-    if task in (*_MASK_TASKS, "arig") and not Path(record.label["mask"]).is_file():
+    if task in (*_MASK_TASKS, "arig", "seg") and not Path(record.label["mask"]).is_file():
         missing.append(record.label["mask"])
     if missing:
         row["media_error"] = "media file not found: " + ", ".join(missing)
@@ -212,6 +215,10 @@ def _row(task: str, file_split: str, location: str, line: str, raw: Any) -> dict
         row.update(objects_error=_ref_avs_label_problem(label))
     elif task == "arig":
         row.update(box_error=_arig_box_problem(label))
+    elif task == "seg":
+        row.update(
+            objects_error=None if label["name"].strip() and label["definition"].strip() else "empty name or definition"
+        )
     else:
         row.update(caption=label["caption"])
     return row
@@ -223,9 +230,15 @@ def _media_exists(path: Path) -> bool:
     return path.is_file() or (path.is_dir() and any(p.suffix.lower() in _FRAME_SUFFIXES for p in path.iterdir()))
 
 
+#: Object names of S4 / MS3 / ARIG labels: S4's categories (AVSBench-object, ``avuie_build``) or AVSBench-semantic's
+#: object classes (its ``v1s`` / ``v1m`` copy names the same clips with them; Crab's release, ``crab.avuie.released``).
+_AVS_OBJECT_NAMES = frozenset(S4_CATEGORIES) | frozenset(AVSS_CLASSES[1:])
+_AVS_OBJECT_VOCABULARY = f"neither one of S4's {len(S4_CATEGORIES)} categories nor an AVSS object class"
+
+
 def _arig_box_problem(label: dict[str, Any]) -> str | None:
     """Why an ARIG label does not fit (box empty, reversed or outside the 224x224 frame, frame outside the clip,
-    object outside S4's 23), or None."""
+    object outside S4's 23 and AVSS's 70 object classes), or None."""
     from crab.avuie.arig import ArigLabel
 
     try:
@@ -234,18 +247,19 @@ def _arig_box_problem(label: dict[str, Any]) -> str | None:
         return str(err)
     if not 0 <= label["frame"] < NUM_AVS_OBJECT_FRAMES:
         return f"frame {label['frame']} is not one of the clip's {NUM_AVS_OBJECT_FRAMES} (0-based)"
-    if label["object"] not in S4_CATEGORIES:
-        return f"object {label['object']!r} is not one of S4's {len(S4_CATEGORIES)} categories"
+    if label["object"] not in _AVS_OBJECT_NAMES:
+        return f"object {label['object']!r} is {_AVS_OBJECT_VOCABULARY}"
     return None
 
 
 def _avs_objects_problem(label: dict[str, Any]) -> str | None:
-    """Why an S4 / MS3 label does not fit AVSBench (frame outside the clip, object outside S4's 23), or None."""
+    """Why an S4 / MS3 label does not fit AVSBench (frame outside the clip, object outside S4's 23 and AVSS's 70
+    object classes), or None."""
     if not 0 <= label["frame"] < NUM_AVS_OBJECT_FRAMES:
         return f"frame {label['frame']} is not one of the clip's {NUM_AVS_OBJECT_FRAMES} (0-based)"
-    unknown = [o for o in label["objects"] or () if o not in S4_CATEGORIES]
+    unknown = [o for o in label["objects"] or () if o not in _AVS_OBJECT_NAMES]
     if unknown:
-        return f"object {unknown[0]!r} is not one of AVSBench's {len(S4_CATEGORIES)} S4 categories"
+        return f"object {unknown[0]!r} is {_AVS_OBJECT_VOCABULARY}"
     return None
 
 
@@ -323,14 +337,16 @@ def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
               {"column": "dataset", "value_set": [TASKS[Task(task)].dataset]}, "dataset {dataset!r} for task {task!r}"),
         Check(f"{visual}_placeholder", "ExpectColumnValuesToMatchRegex", {"column": "instruction", "regex": regex},
               f"instruction needs exactly one <{visual}>, as <{visual}_start><{visual}><{visual}_end>"),
-        Check("audio_placeholder", "ExpectColumnValuesToMatchRegex", {"column": "instruction", "regex": _AUDIO_REGEX},
-              "instruction needs exactly one <audio>, as <audio_start><audio><audio_end>"),
         Check("target_not_empty", "ExpectColumnValuesToMatchRegex", {"column": "target", "regex": r"\S"},
               "empty target"),
         Check("media_exist", "ExpectColumnValuesToBeNull", {"column": "media_error"}, "{media_error}"),
         Check("target_matches_label", "ExpectColumnValuesToBeNull", {"column": "target_error"},
               "target: {target_error}"),
     ]  # fmt: skip
+    if "<audio>" in TASKS[Task(task)].prompt:  # every task but the image-only segmentation pre-training (seg)
+        checks.append(Check("audio_placeholder", "ExpectColumnValuesToMatchRegex",
+                            {"column": "instruction", "regex": _AUDIO_REGEX},
+                            "instruction needs exactly one <audio>, as <audio_start><audio><audio_end>"))  # fmt: skip
     if task == "ave":
         duration = validation.ave_duration_s
         checks += [
@@ -346,7 +362,7 @@ def avuie_suite(task: str, validation: ValidationConfig) -> list[Check]:
         ]  # fmt: skip
     elif task == "avvp":
         checks.append(Check("events_valid", "ExpectColumnValuesToBeNull", {"column": "events_error"}, "{events_error}"))
-    elif task in _MASK_TASKS:
+    elif task in (*_MASK_TASKS, "seg"):
         checks.append(
             Check("objects_valid", "ExpectColumnValuesToBeNull", {"column": "objects_error"}, "{objects_error}")
         )

@@ -18,7 +18,9 @@ expression) is checked the same way: its wav is decoded once per clip, and each 
 PNG mask once (rows of one clip share frames), :func:`inspect_ref_avs_images`. AVSS (``datasets.avss``,
 the AVSBench-semantic folder, subset v2 only: one row per clip) likewise: the wav, then every frame and
 both masks of each frame (``labels_semantic`` class indices, ``labels_rgb`` palette colours, compared
-pixel for pixel), :func:`inspect_avss_images`.
+pixel for pixel), :func:`inspect_avss_images`. LVIS (``datasets.lvis``, Crab's segmentation pre-training
+samples, one row per sample) has no audio or video file to probe: each distinct image and every mask is
+decoded once by :func:`crab.quality.lvis.inspect_lvis_images`, and :mod:`crab.quality.lvis` holds its suite.
 
 Outputs (repository root = working directory): ``reports/validation/raw.json`` (the quarantine, keyed
 by the readers' stable ``source``, which ``avuie_build`` excludes through
@@ -54,6 +56,7 @@ from crab.datasets.ave import AVE_SPLIT_FILES, read_ave
 from crab.datasets.avsbench import AVSBENCH_SPLITS, AvsObjectRecord, read_ms3, read_s4
 from crab.datasets.avss import AVSS_SPLITS, AVSS_SUBSETS, AvssRecord, read_avss
 from crab.datasets.llp import LLP_SPLIT_FILES, LlpEvent, LlpRecord, read_llp
+from crab.datasets.lvis import LVIS_SPLITS, read_lvis
 from crab.datasets.media import verify_decodes
 from crab.datasets.music_avqa import AVQA_SPLITS, read_music_avqa
 from crab.datasets.records import AvqaRecord, ReadResult, Rejection
@@ -61,6 +64,7 @@ from crab.datasets.ref_avs import REF_AVS_SPLITS, RefAvsRecord, read_ref_avs
 from crab.datasets.valor import VALOR_SPLITS, read_valor
 from crab.datasets.vocab_seg import AVSS_CLASSES, AVSS_PALETTE
 from crab.errors import CrabError, DataError
+from crab.quality.lvis import LVIS_COLUMNS, LVIS_IMAGE_COLUMNS, inspect_lvis_images, lvis_columns, lvis_suite
 from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
 from crab.quality.runner import Gate, enforce_max_failure_rate, log_summary, open_gate
 from crab.quality.suites import (
@@ -119,7 +123,8 @@ class _DatasetSpec:
             attribute values of the same names (or None: every column is a plain attribute).
         root_field: the ``params.datasets`` field holding its root (None: the field named like the dataset).
         folder: its sub-folder of that root ("": the root itself); the dataset is present when it is a folder.
-        media_column: the column holding the media file that is fully decoded.
+        media_column: the column holding the media file that is fully decoded (None: no audio / video file,
+            as LVIS's stills, whose images ``inspect`` decodes).
         need_video: whether that file must have a video stream (it must always have an audio stream).
         one_file: every split lives in one file with a split column; rows of no known split are reported
             only by a read with ``split=None``, which then collects them.
@@ -136,7 +141,7 @@ class _DatasetSpec:
     encode: Callable[[Any], dict[str, Any]] | None = None
     root_field: str | None = None
     folder: str = ""
-    media_column: str = "video_path"
+    media_column: str | None = "video_path"
     need_video: bool = True
     one_file: bool = False
     inspect: Callable[[Sequence[Any]], list[dict[str, Any]]] | None = None
@@ -647,6 +652,17 @@ _SPECS: dict[str, _DatasetSpec] = {
         inspect=inspect_avss_images,
         inspected=_AVSS_IMAGES,
     ),
+    "lvis": _DatasetSpec(
+        splits=LVIS_SPLITS,
+        read=read_lvis,
+        columns=LVIS_COLUMNS,
+        derive=None,
+        suite=lvis_suite,
+        encode=lvis_columns,
+        media_column=None,
+        inspect=inspect_lvis_images,
+        inspected=LVIS_IMAGE_COLUMNS,
+    ),
 }
 
 
@@ -723,9 +739,11 @@ def _validate_dataset(
     records, rejected = _read_all(spec, root)
     rows = [spec.row(r) for r in records]
     read_s = time.perf_counter() - started
-    media = probe_media([row[spec.media_column] for row in rows], need_video=spec.need_video)
-    for row in rows:
-        row.update(media[row[spec.media_column]])
+    media: dict[str, dict[str, Any]] = {}
+    if spec.media_column is not None:  # else the media columns stay empty (NaN) and no check reads them
+        media = probe_media([row[spec.media_column] for row in rows], need_video=spec.need_video)
+        for row in rows:
+            row.update(media[row[spec.media_column]])
     if spec.inspect is not None:
         for row, columns in zip(rows, spec.inspect(records), strict=True):
             row.update(columns)

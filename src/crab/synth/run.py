@@ -2,8 +2,8 @@
 
 This is the body of ``crab synth``, which bootstraps the tiny profile's raw data outside ``dvc.yaml``
 (``data.dvc`` versions the result). Each dataset (AVE, LLP, AVSBench S4 + MS3, MUSIC-AVQA, VALOR, Ref-AVS,
-AVSBench-semantic v2 for AVSS) is written into a temporary sibling folder and renamed into place when
-complete, so an interrupted run never leaves a half-written dataset that looks finished. Existing non-empty dataset folders are never overwritten without ``force``,
+AVSBench-semantic v2 for AVSS, Crab's LVIS samples for segmentation pre-training) is written into a
+temporary sibling folder and renamed into place when complete, so an interrupted run never leaves a half-written dataset that looks finished. Existing non-empty dataset folders are never overwritten without ``force``,
 because they may hold a user's real data. Every clip is byte-deterministic from ``synth.seed`` (seeds per
 dataset, split and item, :func:`crab.synth.world.item_seeds`), so the output matches what ``data.dvc``
 records on any machine with the same stack.
@@ -24,6 +24,7 @@ from crab.synth.ave import write_ave
 from crab.synth.avsbench import write_ms3, write_s4
 from crab.synth.avss import write_avss
 from crab.synth.llp import write_llp
+from crab.synth.lvis import write_lvis
 from crab.synth.music_avqa import write_music_avqa
 from crab.synth.ref_avs import write_ref_avs
 from crab.synth.valor import write_valor
@@ -41,7 +42,7 @@ class SynthResult:
 
     Attributes:
         num_clips: clips written per dataset (``"ave"``, ``"llp"``, ``"avsbench"``, ``"music_avqa"``, ``"valor"``,
-            ``"ref_avs"``, ``"avss"``); a dataset that was skipped is absent.
+            ``"ref_avs"``, ``"avss"``; ``"lvis"`` counts images); a dataset that was skipped is absent.
         seconds: wall-clock time of the whole run.
     """
 
@@ -74,6 +75,12 @@ def _write_avss(params: Params, root: Path) -> int:
     return write_avss(root, synth.avss, synth.video, synth.audio, synth.difficulty, synth.seed)
 
 
+def _write_lvis(params: Params, root: Path) -> int:
+    """``write_lvis`` takes its sections explicitly (stills: no audio section); counts images, not clips."""
+    synth = params.synth
+    return write_lvis(root, synth.lvis, synth.video, synth.difficulty, synth.seed)
+
+
 def _is_non_empty(path: Path) -> bool:
     return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
@@ -87,7 +94,7 @@ def _write_atomically(name: str, writer: Writer, params: Params, target: Path) -
 
 
 def synthesize(params: Params, force: bool = False) -> SynthResult:
-    """Write AV-Synth's AVE, LLP, AVSBench (S4, MS3), MUSIC-AVQA, VALOR, Ref-AVS and AVSS datasets into ``params.datasets`` paths.
+    """Write AV-Synth's AVE, LLP, AVSBench (S4, MS3), MUSIC-AVQA, VALOR, Ref-AVS, AVSS and LVIS datasets into ``params.datasets`` paths.
 
     Args:
         params: ``synth`` (seed, sizes, rendering, difficulty) and ``datasets`` (target folders, relative to
@@ -109,6 +116,7 @@ def synthesize(params: Params, force: bool = False) -> SynthResult:
         "valor": write_valor,
         "ref_avs": _write_ref_avs,
         "avss": _write_avss,
+        "lvis": _write_lvis,
     }
     jobs = {name: (w, Path(getattr(params.datasets, name))) for name, w in writers.items()}
     occupied = [str(target) for _, target in jobs.values() if _is_non_empty(target)]

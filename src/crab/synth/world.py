@@ -81,6 +81,7 @@ DATASET_INDEX: dict[str, int] = {
     "ms3": 5,
     "ref_avs": 6,
     "avss": 7,
+    "lvis": 8,
 }
 SPLIT_INDEX: dict[str, int] = {"train": 0, "val": 1, "test": 2, "test_s": 3, "test_u": 4, "test_n": 5}
 

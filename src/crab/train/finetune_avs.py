@@ -76,6 +76,7 @@ __all__ = [
     "head_classes",
     "load_finetuned_avs",
     "mask_stage",
+    "profile_decoder_config",
     "save_avs_weights",
     "setup_finetune_avs",
     "with_mask_decoder",
@@ -185,22 +186,39 @@ def add_mask_decoder(
     return out.to(model.dtype)
 
 
+def profile_decoder_config(params: Params, config: CrabConfig, num_classes: int) -> CrabMaskDecoderConfig:
+    """The profile's mask decoder for a Crab of ``config`` (tiny: sized by the base models' manifest), with a
+    ``num_classes`` head.
+
+    Raises:
+        CrabError: the manifest names no decoder levels.
+    """
+    manifest = json.loads(BaseModelPaths.of(params.base_models.out_dir).manifest.read_text(encoding="utf-8"))
+    return _decoder_config(config, params.profile, manifest, num_classes)
+
+
 def with_mask_decoder(
     params: Params,
     model: CrabForConditionalGeneration,
     tokenizer: PreTrainedTokenizerBase,
     stage: MaskStage = "finetune_avs",
 ) -> CrabForConditionalGeneration:
-    """``model`` with the profile's mask decoder (tiny: sized by the base models' manifest), the head its tasks
-    need (:func:`head_classes`), seeded by the stage's ``seed``: the model ``stage`` trains.
+    """``model`` with the profile's mask decoder, the head its tasks need (:func:`head_classes`), seeded by the
+    stage's ``seed``, then given the weights of the decoder ``pretrain`` trained, where there is one
+    (:func:`crab.train.seg_pretrain.load_pretrained_decoder`: all but a head of another size): the model
+    ``stage`` trains.
 
     Raises:
-        CrabError: the manifest names no decoder levels, or the tokenizer lacks a mask token.
+        CrabError: the manifest names no decoder levels, the tokenizer lacks a mask token, or the pre-trained
+            decoder has other sizes.
     """
-    manifest = json.loads(BaseModelPaths.of(params.base_models.out_dir).manifest.read_text(encoding="utf-8"))
+    from crab.train.seg_pretrain import load_pretrained_decoder  # it builds on this module
+
     cfg: FinetuneAvsConfig = getattr(params, stage)
-    decoder = _decoder_config(model.config, params.profile, manifest, head_classes(cfg))
-    return add_mask_decoder(model, tokenizer, decoder, cfg.seed)
+    decoder = profile_decoder_config(params, model.config, head_classes(cfg))
+    out = add_mask_decoder(model, tokenizer, decoder, cfg.seed)
+    load_pretrained_decoder(out, params.pretrain.out_dir)
+    return out
 
 
 def added_token_rows(tokenizer: PreTrainedTokenizerBase) -> list[int]:

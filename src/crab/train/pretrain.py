@@ -6,7 +6,8 @@ loaded checkpoint, never restated), trains it on the mixture of ``pretrain.tasks
 writes ``pretrain.out_dir``::
 
     models/pretrain/        config.json, generation_config.json, model.safetensors (save_pretrained),
-                            the tokenizer files, train_summary.json
+                            the tokenizer files, train_summary.json,
+                            mask_decoder/ (with pretrain.segmentation: the pre-trained mask decoder)
     models/pretrain_log/    dvclive: metrics.json, plots/metrics/train/*.tsv (loss curve for dvc plots)
 
 Phases. The tiny profile (``pretrain.language`` set) first trains its random-init LLM on the train records
@@ -19,7 +20,9 @@ aligns on direct answers (:func:`crab.train.data.direct_record`: the instruction
 reasoning), and the language phase then learns each record in both forms, so the frozen LLM already knows
 which form the request selects and the projectors only have to carry the media. When the
 config standardises features (tiny), the projectors' statistics are those of the mixture's features
-(:func:`crab.train.data.feature_statistics`), fixed before alignment and saved with the model.
+(:func:`crab.train.data.feature_statistics`), fixed before alignment and saved with the model. Last, with
+``pretrain.segmentation`` set, Crab's segmentation pre-training trains the mask decoder alone on the aligned
+model (:mod:`crab.train.seg_pretrain`); the segmentation stages start from it.
 
 How it differs from the authors' code: Crab runs two separate pre-training stages (visual on image / video
 captions, audio on AudioCaps) plus a segmentation one; the tiny profile aligns both projectors at once on
@@ -209,14 +212,25 @@ def pretrain(params: Params) -> PretrainResult:
         setup.model, setup.dataset, setup.collate_fn, cfg.optim, seed=cfg.seed, work_dir=paths.work_dir,
         fingerprint=setup.fingerprint, desc="pretrain",
     )  # fmt: skip
+    segmentation = None
+    if cfg.segmentation is not None:  # Crab's P3, on the aligned model (crab.train.seg_pretrain)
+        from crab.train import seg_pretrain  # imports finetune_avs, which imports this module
+
+        phases.append(seg_pretrain.SEGMENTATION_PHASE)
+        segmentation = seg_pretrain.train_decoder(
+            params, setup.model, setup.tokenizer, paths.phase_work_dir(seg_pretrain.SEGMENTATION_PHASE)
+        )
     extra = {"seed": cfg.seed, "tasks": list(cfg.tasks), "train_llm": cfg.train_llm,
              "direct_answers": cfg.direct_answers, "base_models": params.base_models.out_dir,
              "language": None if language is None else {"num_steps": language.plan.num_steps,
-                                                         "loss_history": language.history}}  # fmt: skip
+                                                         "loss_history": language.history},
+             "segmentation": None if segmentation is None else seg_pretrain.summary(segmentation)}  # fmt: skip
 
     def write(folder: Path) -> None:
         setup.model.save_pretrained(folder)
         setup.tokenizer.save_pretrained(folder)
+        if segmentation is not None:
+            seg_pretrain.save_decoder(segmentation.decoder, folder)
         (folder / SUMMARY_NAME).write_text(summary_json("pretrain", setup, result, extra), encoding="utf-8")
 
     publish_stage(paths, write, phases)

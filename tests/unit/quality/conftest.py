@@ -241,6 +241,7 @@ def make_params(raw_root: Path, tasks: list[str], max_failure_rate: float, **roo
         valor=roots.get("valor", str(raw_root / "valor")),
         ref_avs=roots.get("ref_avs", str(raw_root / "ref_avs")),
         avss=roots.get("avss", str(raw_root / "avss")),
+        lvis=roots.get("lvis", str(raw_root / "lvis")),
     )
     return dataclasses.replace(
         params,

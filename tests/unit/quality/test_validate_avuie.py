@@ -30,6 +30,8 @@ from crab.avuie.avvp import AvvpLabel
 from crab.avuie.avvp import format_answer as avvp_answer
 from crab.avuie.ref_avs import RefAvsLabel
 from crab.avuie.ref_avs import format_answer as ref_avs_answer
+from crab.avuie.seg import SegLabel
+from crab.avuie.seg import format_answer as seg_answer
 from crab.errors import CrabError
 from crab.quality.avuie import validate_avuie
 from crab.quality.quarantine import ValidationResult, load_quarantined_avuie
@@ -74,6 +76,7 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
             "frame": 1,
             "mask": (avs_root / "mask.png").as_posix(),
         },
+        "seg": {"frame": 0, "mask": (avs_root / "mask.png").as_posix(), "name": "dog", "definition": "a pet"},
     }.get(task, {})
     label.update(changes.pop("label", {}))
     if task == "ave":
@@ -88,6 +91,8 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         target = ref_avs_answer(RefAvsLabel.from_dict(label), "A guitar is on the left.")
     elif task == "arig":
         target = arig_answer(ArigLabel(*(label[k] for k in ("x0", "y0", "x1", "y1"))), "A dog barks on the left.")
+    elif task == "seg":
+        target = seg_answer(SegLabel.from_dict(label), None)
     else:
         target = avcap_answer(AvcapLabel(caption=label["caption"]), None) if label["caption"] else ""
     label.update(changes.pop("raw_label", {}))
@@ -96,7 +101,9 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         media = {"video": (avs_root / "frames").as_posix(), "audio": (avs_root / "audio.wav").as_posix()}
     if task == "arig":
         media = {"image": (avs_root / "frames" / "v_1.png").as_posix(), "audio": (avs_root / "audio.wav").as_posix()}
-    instruction = {"avqa": {"question": AVQA_QUESTION}, "s4": {"nth": "third"}, "ms3": {"nth": "first"}, "avss": {"nth": "fifth"},
+    if task == "seg":
+        media = {"image": (avs_root / "frames" / "v_1.png").as_posix()}
+    instruction = {"seg": {"name": "dog", "definition": "a pet"}, "avqa": {"question": AVQA_QUESTION}, "s4": {"nth": "third"}, "ms3": {"nth": "first"}, "avss": {"nth": "fifth"},
                    "ref_avs": {"expression": "the object on the left", "nth": "fourth"}}  # fmt: skip
     fields = {
         "id": f"{task}/{split}/{item_id}",
@@ -109,7 +116,7 @@ def record(task: str, split: str, item_id: str, media_path: str, /, **changes: A
         "media": media,
         "instruction": spec.instruction(**instruction.get(task, {})),
         "target": target,
-        "reasoning": task != "avcap",
+        "reasoning": task not in ("avcap", "seg"),
         "label": label,
     }
     fields.update(changes)
@@ -122,7 +129,7 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
     def line(
         task: str, split: str, item_id: str, reason: str | None = None, /, **changes: Any
     ) -> tuple[str, str | None]:
-        path = avs_media if task in ("s4", "ms3", "arig", "avss", "ref_avs") else media
+        path = avs_media if task in ("s4", "ms3", "arig", "avss", "ref_avs", "seg") else media
         return json.dumps(record(task, split, item_id, path, **changes), sort_keys=True, ensure_ascii=False), reason
 
     def drop_label_key(task: str, item_id: str, key: str, reason: str) -> tuple[str, str]:
@@ -195,7 +202,7 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
             line("s4", "test", "v_3"),
             line("s4", "test", "v_4", label={"frame": 3, "objects": []}),
             line("s4", "test", "v_5", label={"frame": 4, "objects": None}),
-            line("s4", "test", "v_6", "object 'dog' is not one of AVSBench's 23 S4 categories", label={"objects": ["dog"]}),
+            line("s4", "test", "v_6", "object 'kazoo' is neither one of S4's 23", label={"objects": ["kazoo"]}),
             line("s4", "test", "v_7", "frame 5 is not one of the clip's 5", raw_label={"frame": 5}),
             line("s4", "test", "v_8", "<object> ('dog_barking',) differs from the label ('playing_piano',)",
                  raw_label={"objects": ["playing_piano"]}),
@@ -232,12 +239,21 @@ def planted_lines(media: str, avs_media: str) -> dict[tuple[str, str], list[tupl
             line("ref_avs", "test", "r_9", "empty referring expression", raw_label={"expression": " "}),
             line("ref_avs", "test", "r_10", "media file not found: gone.png", raw_label={"mask": "gone.png"}),
         ],
+        ("seg", "train"): [
+            line("seg", "train", "g_1"),
+            line("seg", "train", "g_2", "no <mask_start>", target="It is."),
+            line("seg", "train", "g_3", "empty name or definition", raw_label={"definition": " "}),
+            line("seg", "train", "g_4", "media file not found: gone.png", raw_label={"mask": "gone.png"}),
+            drop_label_key("seg", "g_5", "name", "schema: label: missing key 'name'"),
+            line("seg", "train", "g_6", "instruction needs exactly one <image>",
+                 instruction=TASKS[Task.S4].instruction(nth="first")),
+        ],
         ("arig", "test"): [
             line("arig", "test", "v_2"),
             line("arig", "test", "v_3", "x0 < x1", raw_label={"x1": 5}),
             line("arig", "test", "v_4", "<obj> (10, 20, 60, 90) differs from the label (10, 20, 60, 91)",
                  raw_label={"y1": 91}),
-            line("arig", "test", "v_5", "object 'dog' is not one of S4's 23 categories", raw_label={"object": "dog"}),
+            line("arig", "test", "v_5", "object 'kazoo' is neither one of S4's 23", raw_label={"object": "kazoo"}),
             line("arig", "test", "v_6", "frame 7 is not one of the clip's 5", raw_label={"frame": 7}),
             line("arig", "test", "v_7", "no parsable <obj>(x0,y0)(x1,y1)</obj> tag", target="The box is (1,2)(3,4)."),
             line("arig", "test", "v_8", "media file not found: gone.png", raw_label={"mask": "gone.png"}),
@@ -277,7 +293,7 @@ def avuie_run(
     )  # any existing file: the gate checks presence
     (workdir / "empty_folder").mkdir()
     good, bad = write_avuie(workdir, planted_lines(str(media_kit.files["good"]), avs.as_posix()))
-    tasks = ["ave", "avvp", "avqa", "avcap", "s4", "ms3", "arig", "avss", "ref_avs"]
+    tasks = ["ave", "avvp", "avqa", "avcap", "s4", "ms3", "arig", "avss", "ref_avs", "seg"]
     params = make_params(workdir / "raw", tasks, max_failure_rate=1.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workdir)
@@ -296,7 +312,8 @@ def test_bad_lines_quarantined_with_reason_and_good_records_pass(avuie_run) -> N
         )
     assert sum(g.num_passed for g in result.groups.values()) == len(good)
     assert {name: g.num_items for name, g in result.groups.items()} == {
-        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 12, "ms3": 1, "arig": 9, "avss": 5, "ref_avs": 10
+        "ave": 20, "avvp": 7, "avqa": 7, "avcap": 5, "s4": 12, "ms3": 1, "arig": 9, "avss": 5, "ref_avs": 10,
+        "seg": 6,
     }  # fmt: skip
 
 
@@ -314,6 +331,7 @@ def test_report_and_quarantined_ids(avuie_run) -> None:
         "arig",
         "avss",
         "ref_avs",
+        "seg",
     }
     ids = load_quarantined_avuie(path)
     assert {"ave/train/dog", "ave/train/dupid", "avqa/train/q3", "avcap/train/c2", "avvp/test/p3"} <= ids

@@ -63,7 +63,7 @@ def test_report_matches_contract(raw_run) -> None:
         "expect_column_values_to_be_null",
     }
     expected = {name: set(p.bad) for name, p in planted.items()} | dict.fromkeys(
-        ("llp", "s4", "ms3", "ref_avs", "avss"), set()
+        ("llp", "s4", "ms3", "ref_avs", "avss", "lvis"), set()
     )  # absent
     assert load_quarantined(workdir / "reports/validation/raw.json") == expected
 

@@ -63,7 +63,7 @@ def test_config_is_validated():
 
 def test_seed_index_is_registered_and_existing_ones_unchanged():
     assert world.DATASET_INDEX == {
-        "ave": 0, "music_avqa": 1, "valor": 2, "llp": 3, "s4": 4, "ms3": 5, "ref_avs": 6, "avss": 7
+        "ave": 0, "music_avqa": 1, "valor": 2, "llp": 3, "s4": 4, "ms3": 5, "ref_avs": 6, "avss": 7, "lvis": 8
     }  # fmt: skip
 
 

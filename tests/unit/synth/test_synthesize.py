@@ -34,6 +34,7 @@ def _tiny_params(seed: int | None = None):
             synth.ref_avs, num_train_videos=1, num_val_videos=1, num_test_s_videos=1, num_test_u_videos=1
         ),
         avss=dataclasses.replace(synth.avss, num_train=1, num_val=1, num_test=1),
+        lvis=dataclasses.replace(synth.lvis, num_train_images=2, num_val_images=1),
     )
     return dataclasses.replace(PARAMS, synth=synth)  # datasets stay relative: data/raw/<name>
 
@@ -61,6 +62,7 @@ def test_two_runs_write_identical_bytes(tmp_path, monkeypatch):
             "valor": 2,
             "ref_avs": 4,
             "avss": 3,
+            "lvis": 3,
         }
         digests.append(_digest(tmp_path / run))
     assert digests[0] == digests[1]
@@ -68,8 +70,11 @@ def test_two_runs_write_identical_bytes(tmp_path, monkeypatch):
     assert {"data/raw/ave/Annotations.txt", "data/raw/valor/train_samples.json"} <= names
     assert (
         sum(n.endswith(".mp4") for n in names)
-        == sum(result.num_clips.values()) - result.num_clips["ref_avs"] - result.num_clips["avss"]
-    )  # no mp4s (Ref-AVS, AVSS)
+        == sum(result.num_clips.values())
+        - result.num_clips["ref_avs"]
+        - result.num_clips["avss"]
+        - result.num_clips["lvis"]
+    )  # no mp4s (Ref-AVS, AVSS, LVIS stills)
     assert not any("synth-tmp" in n or "synth-old" in n for n in names)  # temp folders are gone
     (tmp_path / "c").mkdir()
     monkeypatch.chdir(tmp_path / "c")
@@ -97,6 +102,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, monkeypatch):
         "avsbench",
         "avss",
         "llp",
+        "lvis",
         "music_avqa",
         "ref_avs",
         "valor",
