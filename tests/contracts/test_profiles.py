@@ -64,6 +64,10 @@ def test_the_paper_profile_has_the_reference_values(tmp_path: Path) -> None:
     assert seg is not None and seg.tasks == ["seg"] and seg.optim.mixed_precision == "bf16"
     assert seg.optim.batch_size * seg.optim.grad_accum * NUM_GPUS == 64
     assert (seg.optim.epochs, seg.optim.lr, seg.loss.bce) == (5, 1e-4, 1.0)
+    # AVS fine-tuning (F2), binary and AVSS heads: global batch 256, 30 epochs, lr 1e-4.
+    for avs in (params.finetune_avs, params.finetune_avss):
+        assert avs.optim.batch_size * avs.optim.grad_accum * NUM_GPUS == 256
+        assert (avs.optim.epochs, avs.optim.lr, avs.optim.mixed_precision) == (30, 1e-4, "bf16")
     # Media: 10 frames, ten 1-s clips at 16 kHz (2-s windows for AVQA); decoding budget 500 tokens.
     media = params.media
     assert (media.num_frames, media.num_audio_segments, media.audio_sample_rate) == (10, 10, 16000)
