@@ -114,5 +114,5 @@ def test_exp_args_use_the_override_grammar_dvc_parses() -> None:
     assert args[:2] == ["-S", 'profile="tiny"']
     assert 'pretrain.tasks=["avcap","ave"]' in args
     language = next(a for a in args if a.startswith("pretrain.language="))
-    assert language.startswith("pretrain.language={epochs:2,batch_size:16,") and 'mixed_precision:"no"' in language
+    assert language.startswith("pretrain.language={epochs:1.5,batch_size:16,") and 'mixed_precision:"no"' in language
     assert "pretrain.language=null" in exp_args("paper", PROFILES)
