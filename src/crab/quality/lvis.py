@@ -36,7 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from crab.datasets.lvis import LvisRecord
-from crab.quality.suites import Check
+from crab.quality.suites import BINARY_MASK_MODES, BINARY_MASK_VALUES, Check
 
 if TYPE_CHECKING:
     from crab.config import ValidationConfig
@@ -71,8 +71,6 @@ LVIS_IMAGE_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 _MAX_THREADS = 8  # PIL releases the GIL while decoding
-_MASK_MODES = ("L", "1")
-_MASK_VALUES = frozenset({0, 255})
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def _decode(path: Path, is_mask: bool) -> _Decoded | str:
         with Image.open(path) as image:
             image.load()  # a truncated or corrupt body raises here, not at open
             size, mode = image.size, image.mode
-            if not is_mask or mode not in _MASK_MODES:
+            if not is_mask or mode not in BINARY_MASK_MODES:
                 return _Decoded(size, mode)
             values = tuple(v for v, n in enumerate(image.histogram()) if n)  # a 1-bit image's bins are 0 and 255
             foreground = np.asarray(image) != 0  # (H, W)
@@ -156,16 +154,16 @@ def _columns(record: LvisRecord, image: _Decoded | str, mask: _Decoded | str) ->
         columns["mask_problems"] = f"{record.mask_path.name}: {mask}"
         return columns
     name = record.mask_path.name
-    if mask.mode not in _MASK_MODES:
+    if mask.mode not in BINARY_MASK_MODES:
         columns["mask_mode_problems"] = f"{name} is mode {mask.mode}"
-    extra = sorted(set(mask.values) - _MASK_VALUES)
+    extra = sorted(set(mask.values) - BINARY_MASK_VALUES)
     if extra:
         shown = ", ".join(map(str, extra[:5])) + (", ..." if len(extra) > 5 else "")
         columns["mask_value_problems"] = f"{name} holds {shown}"
     if isinstance(image, _Decoded) and mask.size != image.size:
         (mw, mh), (iw, ih) = mask.size, image.size
         columns["mask_size_problems"] = f"{name} is {mw}x{mh} px, image {record.image_path.name} {iw}x{ih} px"
-    if mask.mode in _MASK_MODES and not extra:  # box and area are read from valid binary masks only
+    if mask.mode in BINARY_MASK_MODES and not extra:  # box and area are read from valid binary masks only
         columns.update(_geometry_problems(record, mask))
     return columns
 

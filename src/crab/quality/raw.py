@@ -68,6 +68,8 @@ from crab.quality.lvis import LVIS_COLUMNS, LVIS_IMAGE_COLUMNS, inspect_lvis_ima
 from crab.quality.quarantine import GroupReport, QuarantinedItem, ValidationResult, write_report
 from crab.quality.runner import Gate, enforce_max_failure_rate, log_summary, open_gate
 from crab.quality.suites import (
+    BINARY_MASK_MODES,
+    BINARY_MASK_VALUES,
     Check,
     ave_suite,
     avss_suite,
@@ -195,11 +197,6 @@ def _avs_columns(record: AvsObjectRecord) -> dict[str, Any]:
 # AVSBench-object frames and masks
 # --------------------------------------------------------------------------------------------------
 
-#: Mask modes the release's "single-channel 8-bit PNG" allows: 8-bit grey, and 1-bit (binary by construction).
-_MASK_MODES = ("L", "1")
-#: The values an 8-bit grey mask may hold: 0 = background, 255 = sounding object (dataset-layouts 4.3).
-_MASK_VALUES = frozenset({0, 255})
-
 
 @dataclass(frozen=True)
 class _Png:
@@ -228,7 +225,7 @@ def _read_png(path: Path, is_mask: bool, keep_pixels: bool = False) -> _Png | st
         with Image.open(path) as image:
             image.load()  # a truncated or corrupt body raises here, not at open
             values: tuple[int, ...] = ()
-            if is_mask and image.mode in _MASK_MODES:  # a 1-bit image's histogram has bins 0 and 255
+            if is_mask and image.mode in BINARY_MASK_MODES:  # a 1-bit image's histogram has bins 0 and 255
                 values = tuple(v for v, count in enumerate(image.histogram()) if count)  # 256 bins, in C
             pixels = np.asarray(image) if keep_pixels else None
             return _Png(image.size, image.mode, values, pixels)
@@ -267,9 +264,9 @@ def _mask_rule_problems(
     for mask_path, mask, frame_path, frame in zip(mask_paths, masks, frame_paths, frames, strict=False):
         if not isinstance(mask, _Png):
             continue
-        if mask.mode not in _MASK_MODES:
+        if mask.mode not in BINARY_MASK_MODES:
             modes.append(f"{mask_path.name} is mode {mask.mode}")
-        extra = sorted(set(mask.values) - _MASK_VALUES)
+        extra = sorted(set(mask.values) - BINARY_MASK_VALUES)
         if extra:
             shown = ", ".join(map(str, extra[:5])) + (", ..." if len(extra) > 5 else "")
             values.append(f"{mask_path.name} holds {shown}")

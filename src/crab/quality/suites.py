@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AVQA_TYPE_STRINGS",
+    "BINARY_MASK_MODES",
+    "BINARY_MASK_VALUES",
     "AVS_ALL_MASK_FRAMES",
     "Check",
     "ave_suite",
@@ -67,6 +69,12 @@ __all__ = [
     "s4_suite",
     "valor_suite",
 ]
+
+#: Modes a binary mask PNG may have (AVSBench's "single-channel 8-bit PNG", LVIS's masks): 8-bit grey, and
+#: 1-bit (binary by construction).
+BINARY_MASK_MODES = ("L", "1")
+#: The values an 8-bit grey binary mask may hold: 0 = background, 255 = the object (dataset-layouts 4.3).
+BINARY_MASK_VALUES = frozenset({0, 255})
 
 #: A media file name stem: YouTube ids (11 chars of [A-Za-z0-9_-], may start with '-'), MUSIC-AVQA's
 #: 8-digit / synthetic ids, AV-Synth ids. No path separators, no spaces.
