@@ -383,6 +383,26 @@ class TinyVisionConfig:
 
 
 @dataclass(frozen=True)
+class TinyAudioConfig:
+    """The tiny profile's seeded random-init BEATs (paper: BEATs iter3+ AS2M, patch embedding 512, width 768).
+
+    Only the sizes differ from the released model's config (``crab.models.beats.beats_tiny_config`` keeps its
+    switches); the patch size stays 16, so one second still gives 48 tokens.
+    """
+
+    embed_dim: int  # output channels of the 16x16 fbank patch embedding (BEATs ``embed_dim``)
+    hidden_size: int  # transformer width (``encoder_embed_dim``); != embed_dim adds post_extract_proj, as in BEATs
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "embed_dim", "hidden_size", "num_layers", "num_heads", "intermediate_size")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError("hidden_size: must be a multiple of num_heads")
+
+
+@dataclass(frozen=True)
 class TinyLlmConfig:
     """The tiny profile's seeded random-init ``LlamaForCausalLM`` (paper: Llama-2-7b-chat)."""
 
@@ -427,6 +447,7 @@ class BaseModelsConfig:
     out_dir: str
     seed: int
     vision: TinyVisionConfig
+    audio: TinyAudioConfig
     llm: TinyLlmConfig
     tokenizer: TokenizerConfig
     pretrained: PretrainedPathsConfig

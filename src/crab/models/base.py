@@ -162,7 +162,7 @@ def base_models(params: Params) -> BaseModelsResult:
         vision.save_pretrained(paths.vision)
         processor.save_pretrained(paths.vision)
 
-        audio = beats_tiny(seeds["audio"])
+        audio = beats_tiny(seeds["audio"], cfg.audio)
         paths.audio.parent.mkdir(parents=True)
         save_beats_checkpoint(audio, audio.cfg, paths.audio)
 

@@ -39,13 +39,16 @@ import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from crab.errors import CrabError
+
+if TYPE_CHECKING:
+    from crab.config import TinyAudioConfig
 
 __all__ = [
     "BEATs",
@@ -484,18 +487,25 @@ class BEATs(nn.Module):
         return torch.sigmoid((logits * valid).sum(dim=1) / valid.sum(dim=1))
 
 
-def beats_tiny(seed: int = 0) -> BEATs:
+def beats_tiny(seed: int = 0, sizes: TinyAudioConfig | None = None) -> BEATs:
     """A randomly initialised ``beats_tiny_config()`` model, deterministic in ``seed``, in eval mode.
 
     Args:
         seed: seed for a forked RNG (the global RNG state is left untouched).
+        sizes: the tiny profile's sizes (``base_models.audio``) in place of ``beats_tiny_config()``'s.
 
     Returns:
-        The model (about 0.2 M parameters).
+        The model (about 0.1 M parameters with the default sizes).
     """
+    cfg = beats_tiny_config()
+    if sizes is not None:
+        cfg = dataclasses.replace(
+            cfg, embed_dim=sizes.embed_dim, encoder_embed_dim=sizes.hidden_size, encoder_layers=sizes.num_layers,
+            encoder_attention_heads=sizes.num_heads, encoder_ffn_embed_dim=sizes.intermediate_size,
+        )  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return BEATs(beats_tiny_config()).eval()
+        return BEATs(cfg).eval()
 
 
 def save_beats_checkpoint(model: BEATs, cfg: BEATsConfig, path: str | Path) -> None:

@@ -54,6 +54,9 @@ def _params() -> Params:
                 base.vision, image_size=32, patch_size=16, hidden_size=32, num_layers=2, num_heads=2,
                 intermediate_size=64, feature_layer=1,
             ),
+            audio=dataclasses.replace(
+                base.audio, embed_dim=48, hidden_size=40, num_layers=1, num_heads=2, intermediate_size=80
+            ),
             llm=dataclasses.replace(base.llm, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
             tokenizer=dataclasses.replace(base.tokenizer, vocab_size=300, min_frequency=2),
         ),
@@ -158,6 +161,10 @@ def test_beats_checkpoint_is_official_format_and_gives_48_tokens_per_second(
 ) -> None:
     checkpoint = torch.load(built[0] / "beats" / "beats.pt", weights_only=True)
     assert set(checkpoint) == {"cfg", "model"}
+    cfg = checkpoint["cfg"]  # the sizes of base_models.audio, BEATs' other switches unchanged
+    assert (cfg["embed_dim"], cfg["encoder_embed_dim"], cfg["encoder_layers"]) == (48, 40, 1)
+    assert (cfg["encoder_attention_heads"], cfg["encoder_ffn_embed_dim"]) == (2, 80)
+    assert cfg["input_patch_size"] == 16 and cfg["layer_norm_first"] is False
     wave = torch.from_numpy(np.random.default_rng(1).uniform(-0.5, 0.5, 16000).astype(np.float32))
     with torch.no_grad():
         tokens = loaded.audio(beats_fbank(wave).unsqueeze(0))  # (1, 98, 128) -> (1, 48, C)
