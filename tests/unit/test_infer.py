@@ -94,6 +94,8 @@ def _params(root: Path) -> Params:
             base, out_dir=str(root / "models/base"),
             vision=dataclasses.replace(base.vision, image_size=32, patch_size=16, hidden_size=32, num_layers=2,
                                        num_heads=2, intermediate_size=64, feature_layer=1),
+            audio=dataclasses.replace(base.audio, embed_dim=32, hidden_size=48, num_layers=1, num_heads=2,
+                                      intermediate_size=96),
             llm=dataclasses.replace(base.llm, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
             tokenizer=dataclasses.replace(base.tokenizer, vocab_size=300, min_frequency=2),
         ),
@@ -630,7 +632,7 @@ def test_runs_on_the_authors_ave_example(in_workspace: Workspace) -> None:
     ]
     video, _, audio, _ = media_features(requests[0], model.encoders, params)
     # Two 5 s segments: 498 fbank frames -> 31 patches of 16 x 8 BEATs tokens each.
-    assert video.shape == (NUM_FRAMES, 4, 32) and audio.shape == (NUM_SEGMENTS, 248, 64)
+    assert video.shape == (NUM_FRAMES, 4, 32) and audio.shape == (NUM_SEGMENTS, 248, 48)  # base_models widths
     outcomes = infer(params, requests, model)
     assert all(isinstance(o, dict) and o["inputs"]["video"] == str(SAMPLE_MP4) for o in outcomes)
 

@@ -24,6 +24,12 @@ the repository, so no torchaudio code is committed):
    The npz (``np.savez_compressed``) holds ``wave_<name>`` (int16) and ``fbank_<name>`` (float32,
    ``(T, 128)``, T = 98 / 198 / 48). Measured when written: our fbank equals it exactly (max abs diff 0.0).
 
+The float32 FFT rounds differently on another CPU: on an AVX2-only AMD EPYC (2026-11-27) the log energies
+of bins far below their frame's strongest bin moved by up to 0.02 (chirp; 0.0016 sine), while every bin
+within 12 nats (52 dB) of its frame's strongest stayed within 2.5e-5 and every bin's energy within 1.9e-6
+of its frame's peak energy. So the comparison is exact to 1e-4 on the bins that carry the signal and, below
+them, bounded by float32's precision relative to the frame's peak.
+
 kaldi-native-fbank (dev dependency, version 1.23.0) refuses 128 bins at 16 kHz / 25 ms because mel bin 3
 covers no FFT bin; torchaudio keeps that bin at ``log(eps)``. It is compared at 80 bins instead. Its float32
 FFT differs from torch's in the far spectral tails, so the comparison covers the bins within 80 dB of each
@@ -70,13 +76,22 @@ def test_matches_torchaudio_fixture(reference: dict[str, np.ndarray], name: str)
     ours = kaldi_fbank(_wave(reference, name) * 2**15, num_mel_bins=128, sample_frequency=16000)
     assert ours.shape == expected.shape == (EXPECTED_FRAMES[name], 128)
     assert ours.dtype == torch.float32
-    assert (ours - expected).abs().max().item() < 1e-3
+    ours, expected = ours.double(), expected.double()
+    signal = expected > expected.amax(dim=1, keepdim=True) - 12.0  # within 12 nats of the frame's strongest bin
+    assert signal.float().mean().item() > 0.1
+    assert (ours - expected)[signal].abs().max().item() < 1e-4
+    peak = expected.exp().amax(dim=1, keepdim=True)  # (T, 1) each frame's peak mel energy
+    assert ((ours.exp() - expected.exp()).abs() / peak).max().item() < 1e-5
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_beats_fbank_normalises_the_fixture(reference: dict[str, np.ndarray], name: str) -> None:
+    wave = _wave(reference, name)
+    fbank = kaldi_fbank(wave * 2**15, num_mel_bins=128, sample_frequency=16000)
+    torch.testing.assert_close(beats_fbank(wave), (fbank - BEATS_FBANK_MEAN) / (2 * BEATS_FBANK_STD), atol=1e-6, rtol=0)
     expected = (torch.from_numpy(reference[f"fbank_{name}"]) - BEATS_FBANK_MEAN) / (2 * BEATS_FBANK_STD)
-    torch.testing.assert_close(beats_fbank(_wave(reference, name)), expected, atol=1e-4, rtol=0)
+    signal = expected > expected.amax(dim=1, keepdim=True) - 12.0 / (2 * BEATS_FBANK_STD)
+    torch.testing.assert_close(beats_fbank(wave)[signal], expected[signal], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", NAMES)
