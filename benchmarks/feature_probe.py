@@ -42,7 +42,7 @@ from crab.models.beats import beats_tiny
 NUM_SECONDS = 10
 
 
-def _records(split: str, limit: int) -> list[dict]:
+def _records(split: str, limit: int | None) -> list[dict]:
     with open(Path("data/avuie/ave") / f"{split}.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f][:limit]
 
@@ -100,8 +100,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=800, help="probe training steps (batch 64)")
     args = parser.parse_args()
     params = load_params("params.yaml")
-    train, test = _records("train", args.num_train), _records("test", args.num_test)
-    class_ids = {c: i + 1 for i, c in enumerate(sorted({r["label"]["event"] for r in _records("train", 10**9)}))}
+    every_train = _records("train", None)  # the class list comes from the whole split, the probes see a part
+    train, test = every_train[: args.num_train], _records("test", args.num_test)
+    class_ids = {c: i + 1 for i, c in enumerate(sorted({r["label"]["event"] for r in every_train}))}
     records = train + test
     start = time.perf_counter()
     size = params.base_models.vision.image_size
