@@ -78,6 +78,31 @@ def _probe(x: Tensor, y: Tensor, num_train: int, steps: int, seed: int = 0) -> f
         return (net(x[num_train:]).argmax(-1) == y[num_train:]).float().mean().item()
 
 
+def probe_features(v: Tensor, a: Tensor, labels: Tensor, num_train: int, steps: int) -> tuple[float, float, float]:
+    """The three probes' test accuracies ``(second, visual, audio)`` on one set of encoder features.
+
+    Args:
+        v: (N, 10, P, Dv) CLIP tokens of each second's frame.
+        a: (N, 10, T, Da) BEATs tokens of each second's audio.
+        labels: (N, 10) per-second labels (0 = background); the first ``num_train`` rows train the probes.
+        num_train: training clips; the rest are the test clips.
+        steps: probe training steps (batch 64).
+    """
+    v, a = _standardise(v, v[:num_train]), _standardise(a, a[:num_train])
+    pooled_v = torch.cat([v.mean(2), v.amax(2)], -1)  # (N, 10, 2 Dv)
+    pooled_a = torch.cat([a.mean(2), a.amax(2)], -1)  # (N, 10, 2 Da)
+    both = torch.cat([pooled_v, pooled_a], -1)
+    context = torch.cat(
+        [both, both.mean(1, keepdim=True).expand_as(both), both.amax(1, keepdim=True).expand_as(both)], -1
+    )
+    clip_class = labels.amax(1)  # (N,)
+    return (
+        _probe(context, labels, num_train, steps),
+        _probe(torch.cat([pooled_v.mean(1), pooled_v.amax(1)], -1), clip_class, num_train, steps),
+        _probe(torch.cat([pooled_a.mean(1), pooled_a.amax(1)], -1), clip_class, num_train, steps),
+    )
+
+
 def _variant(params: Params, spec: str) -> tuple[TinyVisionConfig, TinyAudioConfig]:
     vision, audio = params.base_models.vision, params.base_models.audio
     for part in filter(None, spec.split(",")):
@@ -112,7 +137,6 @@ def main() -> None:
     ).astype(np.float32)  # (N, 10, L)
     print(f"decoded {len(records)} clips in {time.perf_counter() - start:.0f} s")
     labels = _labels(records, class_ids)  # (N, 10)
-    clip_class = labels.amax(1)  # (N,)
     num_train = len(train)
     baseline = None
     print(f"{'variant':50s} {'second':>7s} {'visual':>7s} {'audio':>7s}  (ratio of second to the baseline)")
@@ -125,16 +149,7 @@ def main() -> None:
             a = encode_clips(beats, audio.reshape(-1, audio.shape[-1]), 64)
         v = v.reshape(len(records), NUM_SECONDS, *v.shape[1:])  # (N, 10, P, Dv)
         a = a.reshape(len(records), NUM_SECONDS, *a.shape[1:])  # (N, 10, T, Da)
-        v, a = _standardise(v, v[:num_train]), _standardise(a, a[:num_train])
-        pooled_v = torch.cat([v.mean(2), v.amax(2)], -1)  # (N, 10, 2 Dv)
-        pooled_a = torch.cat([a.mean(2), a.amax(2)], -1)  # (N, 10, 2 Da)
-        both = torch.cat([pooled_v, pooled_a], -1)
-        context = torch.cat(
-            [both, both.mean(1, keepdim=True).expand_as(both), both.amax(1, keepdim=True).expand_as(both)], -1
-        )
-        second = _probe(context, labels, num_train, args.steps)
-        visual = _probe(torch.cat([pooled_v.mean(1), pooled_v.amax(1)], -1), clip_class, num_train, args.steps)
-        audible = _probe(torch.cat([pooled_a.mean(1), pooled_a.amax(1)], -1), clip_class, num_train, args.steps)
+        second, visual, audible = probe_features(v, a, labels, num_train, args.steps)
         baseline = second if baseline is None else baseline
         print(
             f"{spec or 'baseline (params.yaml)':50s} {second:7.3f} {visual:7.3f} {audible:7.3f}  x{second / baseline:.3f}"
