@@ -78,15 +78,14 @@ def _probe(x: Tensor, y: Tensor, num_train: int, steps: int, seed: int = 0) -> f
         return (net(x[num_train:]).argmax(-1) == y[num_train:]).float().mean().item()
 
 
-def probe_features(v: Tensor, a: Tensor, labels: Tensor, num_train: int, steps: int) -> tuple[float, float, float]:
-    """The three probes' test accuracies ``(second, visual, audio)`` on one set of encoder features.
+def probe_inputs(v: Tensor, a: Tensor, labels: Tensor, num_train: int) -> dict[str, tuple[Tensor, Tensor]]:
+    """Inputs and targets of the three probes, ``{"second", "visual", "audio"}: (x, y)``, from encoder features.
 
     Args:
         v: (N, 10, P, Dv) CLIP tokens of each second's frame.
         a: (N, 10, T, Da) BEATs tokens of each second's audio.
         labels: (N, 10) per-second labels (0 = background); the first ``num_train`` rows train the probes.
-        num_train: training clips; the rest are the test clips.
-        steps: probe training steps (batch 64).
+        num_train: training clips (the standardisation statistics come from them); the rest are test clips.
     """
     v, a = _standardise(v, v[:num_train]), _standardise(a, a[:num_train])
     pooled_v = torch.cat([v.mean(2), v.amax(2)], -1)  # (N, 10, 2 Dv)
@@ -96,11 +95,11 @@ def probe_features(v: Tensor, a: Tensor, labels: Tensor, num_train: int, steps: 
         [both, both.mean(1, keepdim=True).expand_as(both), both.amax(1, keepdim=True).expand_as(both)], -1
     )
     clip_class = labels.amax(1)  # (N,)
-    return (
-        _probe(context, labels, num_train, steps),
-        _probe(torch.cat([pooled_v.mean(1), pooled_v.amax(1)], -1), clip_class, num_train, steps),
-        _probe(torch.cat([pooled_a.mean(1), pooled_a.amax(1)], -1), clip_class, num_train, steps),
-    )
+    return {
+        "second": (context, labels),
+        "visual": (torch.cat([pooled_v.mean(1), pooled_v.amax(1)], -1), clip_class),
+        "audio": (torch.cat([pooled_a.mean(1), pooled_a.amax(1)], -1), clip_class),
+    }
 
 
 def _variant(params: Params, spec: str) -> tuple[TinyVisionConfig, TinyAudioConfig]:
@@ -149,7 +148,9 @@ def main() -> None:
             a = encode_clips(beats, audio.reshape(-1, audio.shape[-1]), 64)
         v = v.reshape(len(records), NUM_SECONDS, *v.shape[1:])  # (N, 10, P, Dv)
         a = a.reshape(len(records), NUM_SECONDS, *a.shape[1:])  # (N, 10, T, Da)
-        second, visual, audible = probe_features(v, a, labels, num_train, args.steps)
+        second, visual, audible = (
+            _probe(x, y, num_train, args.steps) for x, y in probe_inputs(v, a, labels, num_train).values()
+        )
         baseline = second if baseline is None else baseline
         print(
             f"{spec or 'baseline (params.yaml)':50s} {second:7.3f} {visual:7.3f} {audible:7.3f}  x{second / baseline:.3f}"

@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
-from feature_probe import NUM_SECONDS, probe_features
+from feature_probe import NUM_SECONDS, _probe, probe_inputs
 
 from crab.config import DifficultyConfig, Params, SynthConfig, load_params
 from crab.datasets.media import sample_indices, segment_audio
@@ -99,10 +99,9 @@ def main() -> None:
             a = encode_clips(beats, audio.reshape(-1, audio.shape[-1]), 64)
         v = v.reshape(len(scenes), NUM_SECONDS, *v.shape[1:])  # (N, 10, P, Dv)
         a = a.reshape(len(scenes), NUM_SECONDS, *a.shape[1:])  # (N, 10, T, Da)
-        seconds = []
-        for steps in STEP_COUNTS:
-            second, visual, audible = probe_features(v, a, labels, args.num_train, steps)
-            seconds.append(second)
+        inputs = probe_inputs(v, a, labels, args.num_train)
+        seconds = [_probe(*inputs["second"], args.num_train, steps) for steps in STEP_COUNTS]
+        visual, audible = (_probe(*inputs[name], args.num_train, STEP_COUNTS[-1]) for name in ("visual", "audio"))
         cells = " ".join(f"{s:11.3f}" for s in seconds)
         took = time.perf_counter() - start
         print(
