@@ -289,19 +289,24 @@ def load_training_curves(run_dirs: Mapping[str, str | Path]) -> pd.DataFrame:
             are skipped (no training run yet).
 
     Returns:
-        Columns ``stage, metric, step, value`` (``metric`` like ``"train/loss"``), sorted; empty if none.
+        Columns ``stage, metric, step, value`` (``metric`` like ``"train/loss"``; an earlier phase's,
+        logged in a sub-folder of the stage's dvclive folder, like ``"language/train/loss"``), sorted;
+        empty if none.
 
     Raises:
         DataError: a TSV without a ``step`` column or a value column.
     """
     frames = []
     for stage, run_dir in run_dirs.items():
+        # a stage's own dvclive folder holds its earlier phases' folders (models/pretrain_log/language/, ...):
+        # their metrics are named after the phase, or every phase's loss would draw as one zigzag line
+        phased = (Path(run_dir) / "plots" / "metrics").is_dir()
         for tsv in sorted(Path(run_dir).rglob("*.tsv")):
             parts = tsv.relative_to(run_dir).parts
             at = next((i for i in range(len(parts) - 2) if parts[i : i + 2] == ("plots", "metrics")), None)
             if at is None:
                 continue  # not a dvclive metric history
-            metric = Path(*parts[at + 2 :]).with_suffix("").as_posix()
+            metric = Path(*parts[:at] if phased else (), *parts[at + 2 :]).with_suffix("").as_posix()
             frame = pd.read_csv(tsv, sep="\t")
             value_columns = [c for c in frame.columns if c not in ("step", "timestamp")]
             if "step" not in frame.columns or len(value_columns) != 1:

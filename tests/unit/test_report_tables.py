@@ -406,6 +406,13 @@ def test_load_training_curves_reads_dvclive_tsvs(tmp_path):
     (log_dir / "grad_norm.tsv").write_text("step\tgrad_norm\n1\t0.5\n")
     curves = load_training_curves({"finetune": tmp_path / "finetune_log"})
     assert curves.values.tolist() == [["finetune", "train/grad_norm", 1, 0.5]]
+    # pretrain's phases log in sub-folders of the stage's dvclive folder: one curve per phase
+    for phase in (".", "language", "grounding"):
+        phase_dir = tmp_path / "pretrain_log" / phase / "plots" / "metrics" / "train"
+        phase_dir.mkdir(parents=True)
+        (phase_dir / "loss.tsv").write_text("step\tloss\n1\t2.0\n")
+    curves = load_training_curves({"pretrain": tmp_path / "pretrain_log"})
+    assert sorted(curves["metric"]) == ["grounding/train/loss", "language/train/loss", "train/loss"]
 
 
 def test_example_predictions_alternate_and_mark_results():
