@@ -483,6 +483,9 @@ class OptimConfig:
     # Recompute the LLM's layer activations in the backward pass: the paper model's finetune step at 2 x 1024
     # tokens needs 15.1 instead of 31.9 GiB on an H200, at 2.1x the time (benchmarks/README.md). Same math.
     gradient_checkpointing: bool = False
+    # Batch examples of similar length together (crab.train.data.ResumableBatchSampler): the tiny fine-tuning
+    # mixture's random batches were 32 % padding, grouped 4 %. Changes which examples share a batch, not the epoch.
+    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "batch_size", "grad_accum", "lr", "log_every_steps", "save_every_steps")
@@ -497,6 +500,17 @@ class PretrainSegmentationConfig:
 
     tasks: list[TaskName]  # binary-head mask tasks (seg: LVIS or its AV-Synth stand-in); checked by check_tasks
     loss: SegLossConfig  # the finetune_avs objective's weights (lm: no trainable weight sees it here)
+    optim: OptimConfig
+
+
+@dataclass(frozen=True)
+class PretrainGroundingConfig:
+    """``pretrain``'s grounding phase (tiny profile), after alignment: the LLM, full, trains together with the
+    aligned projectors on ``tasks``' train records, so that the random-init LLM learns to read the media tokens
+    (Llama-2 arrives at fine-tuning able to; the tiny LLM, taught on text alone, cannot)."""
+
+    tasks: list[TaskName]
+    direct_answers: bool  # train on direct answers (:func:`crab.train.data.direct_record`) instead of reasoning
     optim: OptimConfig
 
 
@@ -518,6 +532,9 @@ class PretrainConfig:
     # Crab's segmentation pre-training (P3), after alignment: the binary mask decoder alone; null = none (the
     # segmentation stages then start from a seeded decoder).
     segmentation: PretrainSegmentationConfig | None = None
+    # tiny: after alignment, the LLM and the projectors train together on task data (PretrainGroundingConfig);
+    # paper: null (Crab's pre-training never trains the LLM).
+    grounding: PretrainGroundingConfig | None = None
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,13 @@ def shrink(params: Params) -> Params:
     base = dataclasses.replace(base, tokenizer=dataclasses.replace(base.tokenizer, vocab_size=400))
     short = {"epochs": 1.0, "batch_size": 4, "save_every_steps": 4, "log_every_steps": 2}
     language = params.pretrain.language and dataclasses.replace(params.pretrain.language, **short)
+    grounding = params.pretrain.grounding
+    grounding = grounding and dataclasses.replace(grounding, optim=dataclasses.replace(grounding.optim, **short))
     pretrain = dataclasses.replace(
-        params.pretrain, language=language, optim=dataclasses.replace(params.pretrain.optim, **short)
+        params.pretrain,
+        language=language,
+        grounding=grounding,
+        optim=dataclasses.replace(params.pretrain.optim, **short),
     )
     finetune = dataclasses.replace(params.finetune, optim=dataclasses.replace(params.finetune.optim, **short))
     finetune_avs = dataclasses.replace(

@@ -67,6 +67,11 @@ class LanguageDataset:
     def __getitem__(self, index: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return self.examples[index]
 
+    @property
+    def lengths(self) -> list[int]:
+        """Prompt + target tokens per example (what ``optim.group_by_length`` batches by)."""
+        return [len(prompt) + len(target) for prompt, target in self.examples]
+
     def collate(self, examples: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> dict[str, torch.Tensor]:
         """Right-padded batch of prompt + target: ``input_ids``, ``attention_mask``, ``labels`` (B, L) each.
 

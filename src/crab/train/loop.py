@@ -231,6 +231,16 @@ def _open_live(live_dir: Path, run: _RunState) -> Any:
     return Live(dir=str(live_dir), resume=run.resumed_from is not None, save_dvc_exp=False, dvcyaml=None, report=None)
 
 
+def _lengths(dataset: Sequence[Any], desc: str) -> Sequence[int]:
+    """The per-example token lengths ``optim.group_by_length`` batches by (the dataset's ``lengths``)."""
+    lengths = getattr(dataset, "lengths", None)
+    if lengths is None:
+        raise ValueError(
+            f"{desc}: group_by_length needs a dataset with per-example lengths, {type(dataset).__name__} has none"
+        )
+    return lengths
+
+
 def fit(
     model: nn.Module,
     dataset: Sequence[Any],
@@ -282,8 +292,9 @@ def fit(
     if accelerator.state.deepspeed_plugin is not None:
         configure_deepspeed(accelerator.state.deepspeed_plugin, optim)
     sampler = ResumableBatchSampler(
-        len(dataset), optim.batch_size, seed, num_replicas=accelerator.num_processes, rank=accelerator.process_index
-    )
+        len(dataset), optim.batch_size, seed, lengths=_lengths(dataset, desc) if optim.group_by_length else None,
+        num_replicas=accelerator.num_processes, rank=accelerator.process_index,
+    )  # fmt: skip
     plan = plan_steps(len(dataset), optim, accelerator.num_processes)
     set_seed(seed, device_specific=True)
     optimizer = build_optimizer(named, optim)

@@ -100,6 +100,7 @@ def _params(root: Path) -> Params:
         pretrain=dataclasses.replace(
             params.pretrain, out_dir="models/pretrain", seed=0, tasks=["avcap", "ave", "avqa"], language=None,
             train_llm=True, direct_answers=False, optim=optim, segmentation=None,  # test_seg_pretrain sets it
+            grounding=None,  # test_pretrain_finetune sets it
         ),
         finetune=dataclasses.replace(
             params.finetune, out_dir="models/finetune", seed=0, tasks=["ave", "avqa"], adapter="ia_lora",

@@ -72,6 +72,7 @@ def test_examples_carry_loss_on_the_answer_only_and_expand_placeholders(
     assert example.input_ids.count(config.video_token_id) == NUM_FRAMES * config.num_visual_queries
     assert example.input_ids.count(config.audio_token_id) == NUM_CLIPS * config.num_audio_queries
     assert example.video_features.shape == (NUM_FRAMES, 4, config.vision_hidden_size)
+    assert dataset.lengths == [len(dataset[i].input_ids) for i in range(len(dataset))]  # what group_by_length sorts
 
     inference = AvuieDataset([record], tokenizer, config, dataset.store, workspace.params, with_targets=False)
     assert all(label == IGNORE_INDEX for label in inference[0].labels)
@@ -181,6 +182,35 @@ def test_replicas_split_every_global_batch() -> None:
     np.testing.assert_array_equal(ranks[0].epoch_order(0), ranks[1].epoch_order(0))
     with pytest.raises(ValueError, match="rank 2 outside"):
         ResumableBatchSampler(7, 2, seed=0, num_replicas=2, rank=2)
+
+
+def _padded_tokens(sampler: ResumableBatchSampler, lengths: np.ndarray, num_batches: int) -> int:
+    return sum(int(lengths[sampler.batch(p)].max()) * len(sampler.batch(p)) for p in range(num_batches))
+
+
+def test_length_grouped_batches_keep_each_epoch_a_permutation_and_cut_the_padding() -> None:
+    lengths = np.random.default_rng(0).choice([20, 60, 350], size=1001)  # AVQA-, AVE-, AVVP-like answers
+    plain = ResumableBatchSampler(1001, 8, seed=3)
+    grouped = ResumableBatchSampler(1001, 8, seed=3, lengths=lengths.tolist())
+    per_epoch = grouped.batches_per_epoch  # 126: the last batch holds one example
+    for epoch in range(2):
+        order = [i for b in range(per_epoch) for i in grouped.batch(epoch * per_epoch + b)]
+        assert sorted(order) == list(range(1001))
+    assert len(grouped.batch(per_epoch - 1)) == 1  # the smaller last batch stays last
+    assert _padded_tokens(plain, lengths, per_epoch) > 1.5 * lengths.sum()  # random batches: mostly padding
+    assert _padded_tokens(grouped, lengths, per_epoch) < 1.15 * lengths.sum()  # 2 mixed batches per group of 16
+    maxima = [int(lengths[grouped.batch(p)].max()) for p in range(16)]  # one group's worth of batches
+    assert maxima != sorted(maxima, reverse=True)  # the batches are shuffled, not served longest first
+    fresh = ResumableBatchSampler(1001, 8, seed=3, lengths=lengths.tolist())  # resumable: same batches anywhere
+    assert [fresh.batch(p) for p in (200, 3, 127)] == [grouped.batch(p) for p in (200, 3, 127)]
+
+    ranks = [
+        ResumableBatchSampler(7, 2, seed=0, lengths=[5, 1, 9, 3, 7, 2, 8], num_replicas=2, rank=r) for r in range(2)
+    ]
+    seen = [i for p in range(ranks[0].batches_per_epoch) for s in ranks for i in s.batch(p)]
+    assert len(seen) == 8 and set(seen) == set(range(7))
+    with pytest.raises(ValueError, match="3 lengths for 7 examples"):
+        ResumableBatchSampler(7, 2, seed=0, lengths=[1, 2, 3])
 
 
 def test_direct_record_of_a_mask_task_keeps_the_labelled_second_and_the_mask_block() -> None:

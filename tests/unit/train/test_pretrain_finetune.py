@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 import crab.train.finetune as finetune_module
 import crab.train.language as language_module
 import crab.train.pretrain as pretrain_module
-from crab.config import Params
+from crab.config import Params, PretrainGroundingConfig
 from crab.errors import CrabError
 from crab.models.base import BaseModelPaths, load_llm
 from crab.train.finetune import finetune, load_finetuned
@@ -165,6 +165,51 @@ def test_language_phase_teaches_the_llm_then_the_projectors_align_to_it_frozen(
     weights = _weights(other / "models/pretrain")
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
     assert _tsv_steps(other / "models/pretrain_log/language", "loss") == list(range(1, 11))
+    assert not (other / "models/checkpoints").exists()
+
+
+def _kill_in_phase(phase: str, step: int, *args: Any, **kwargs: Any) -> Any:
+    """``fit`` that is killed after ``step`` optimizer steps of the run named ``phase`` (other runs finish)."""
+    if kwargs.get("desc") == phase:
+        kwargs["on_step_end"] = functools.partial(_kill_after, step)
+    return fit(*args, **kwargs)
+
+
+def test_grounding_phase_trains_the_llm_after_the_frozen_alignment_and_resumes_when_killed(
+    workspace: Any, stage_dir: Path, base_llm: dict[str, torch.Tensor], tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    params = _pretrain_params(workspace, epochs=1.0)
+    cfg = params.pretrain
+    grounding = PretrainGroundingConfig(
+        tasks=["ave", "avqa"], direct_answers=True, optim=dataclasses.replace(cfg.optim, epochs=2.0, batch_size=4)
+    )  # 4 AVE + 4 AVQA train records (the quarantined one left out), 2 epochs of 2 batches: 4 steps
+    params = dataclasses.replace(params, pretrain=dataclasses.replace(cfg, train_llm=False, grounding=grounding))
+    aligned_only = pretrain(dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, grounding=None)))
+    aligned = _weights(stage_dir / "models/pretrain")
+    reference = pretrain(params)
+    expected = _weights(stage_dir / "models/pretrain")
+
+    assert reference.trainable["language_model"] == 0  # the alignment itself keeps the LLM frozen
+    assert reference.final_loss == aligned_only.final_loss  # and is the same run with or without grounding
+    summary = json.loads((stage_dir / "models/pretrain/train_summary.json").read_text())["grounding"]
+    assert summary["num_steps"] == 4 and summary["num_examples"] == {"ave": 4, "avqa": 4}
+    assert summary["trainable_parameters"]["language_model"] > 0
+    assert all(not torch.equal(expected[f"language_model.{k}"], v) for k, v in base_llm.items())
+    for name in ("visual_projector.linear_2.weight", "audio_projector.query_tokens"):
+        assert not torch.equal(expected[name], aligned[name])  # the projectors go on training
+    assert _tsv_steps(stage_dir / "models/pretrain_log/grounding", "loss") == [1, 2, 3, 4]
+
+    other = _second_workspace(workspace, tmp_path_factory, monkeypatch)
+    monkeypatch.setattr(pretrain_module, "fit", functools.partial(_kill_in_phase, "pretrain.grounding", 3))
+    with pytest.raises(Killed):
+        pretrain(params)
+    assert sorted(p.name for p in (other / "models/checkpoints/pretrain.grounding").glob("step-*")) == ["step-00002"]
+    monkeypatch.setattr(pretrain_module, "fit", fit)
+    pretrain(params)
+    weights = _weights(other / "models/pretrain")
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)
+    assert _tsv_steps(other / "models/pretrain_log/grounding", "loss") == [1, 2, 3, 4]
     assert not (other / "models/checkpoints").exists()
 
 
