@@ -79,6 +79,7 @@ __all__ = [
     "profile_decoder_config",
     "save_avs_weights",
     "setup_finetune_avs",
+    "train_decoder_and_token_rows",
     "with_mask_decoder",
 ]
 
@@ -250,16 +251,28 @@ def setup_finetune_avs(params: Params, stage: MaskStage = "finetune_avs") -> Tra
     base, tokenizer = load_pretrained(params.pretrain.out_dir)
     model = with_mask_decoder(params, base, tokenizer, stage)
     peft = _with_adapter(model, params.finetune.out_dir)
-    for name, param in peft.named_parameters():
-        param.requires_grad_(_DECODER in name)
     rows = added_token_rows(tokenizer)
-    trainable = {"mask_decoder": sum(p.numel() for p in model.mask_decoder.parameters())}
-    for part, module in (("embed_tokens", model.get_input_embeddings()), ("lm_head", model.get_output_embeddings())):
-        train_rows_only(module.weight, rows)
-        trainable[part] = len(rows) * module.weight.shape[1]
+    trainable = train_decoder_and_token_rows(peft, rows)
     dataset = training_dataset(params, list(cfg.tasks), tokenizer, model.config, with_masks=True)
     fingerprint = {"stage": stage, "config": dataclasses.asdict(cfg), "trainable": trainable, "token_rows": rows}
     return TrainSetup(SegmentationObjective(peft, cfg.loss), tokenizer, dataset, trainable, fingerprint)
+
+
+def train_decoder_and_token_rows(model: PeftModel, rows: list[int]) -> dict[str, int]:
+    """F2's trainable set on the adapted Crab: the mask decoder, and ``rows`` of the token embeddings and the LM
+    head (their gradient masked to those rows); the LLM, the adapter and the projectors frozen.
+
+    Returns:
+        Trainable parameters per part: ``mask_decoder``, ``embed_tokens``, ``lm_head`` (the rows' share).
+    """
+    for name, param in model.named_parameters():
+        param.requires_grad_(_DECODER in name)
+    crab = model.get_base_model()
+    trainable = {"mask_decoder": sum(p.numel() for p in crab.mask_decoder.parameters())}
+    for part, module in (("embed_tokens", crab.get_input_embeddings()), ("lm_head", crab.get_output_embeddings())):
+        train_rows_only(module.weight, rows)
+        trainable[part] = len(rows) * module.weight.shape[1]
+    return trainable
 
 
 def _with_adapter(model: CrabForConditionalGeneration, finetune_dir: str | Path) -> PeftModel:

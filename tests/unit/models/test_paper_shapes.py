@@ -24,6 +24,8 @@ from crab.models.configuration_crab import crab_llama2_7b_config
 from crab.models.modeling_crab import CrabForConditionalGeneration, parameter_counts, set_trainable
 from crab.models.tokenizer import CRAB_ADDED_TOKENS, PLACEHOLDER_TOKENS
 from crab.train.finetune import attach_adapter, trainable_components
+from crab.train.finetune_avs import train_decoder_and_token_rows
+from crab.train.token_rows import trained_rows
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -211,3 +213,25 @@ def test_finetune_adapter_counts_and_trainable_set(adapter: str, num_heads: int,
 
     projectors = {"visual_projector": projector_count(CLIP_WIDTH), "audio_projector": projector_count(BEATS_WIDTH)}
     assert trainable_components(model) == {"adapter": total, **projectors}  # the LLM stays frozen
+
+
+def test_paper_finetune_avs_trains_the_decoder_and_the_17_added_token_rows_only() -> None:
+    # Crab's F2 (crab-reference 3.6), fixed: the mask decoder and the added tokens' embedding / LM-head rows train;
+    # the LLM, the IA-LoRA adapter F1 trained and the projectors stay frozen. Built on meta like the F1 checks.
+    with torch.device("meta"):
+        crab = CrabForConditionalGeneration(crab_llama2_7b_config(use_mask_decoder=True))
+        model = attach_adapter(crab, finetune_config("ia_lora", 3))
+    rows = list(range(BASE_VOCAB, BASE_VOCAB + NUM_ADDED_TOKENS))  # Crab's 17 tokens follow Llama-2's 32000
+    assert len(CRAB_ADDED_TOKENS) == NUM_ADDED_TOKENS
+
+    counts = train_decoder_and_token_rows(model, rows)
+    decoder = sum(p.numel() for p in crab.mask_decoder.parameters())
+    assert decoder > 0
+    assert counts == {"mask_decoder": decoder, "embed_tokens": 17 * LLM_WIDTH, "lm_head": 17 * LLM_WIDTH}
+    embed, head = crab.get_input_embeddings().weight, crab.get_output_embeddings().weight
+    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
+    rows_params = {name for name, param in model.named_parameters() if param is embed or param is head}
+    assert len(rows_params) == 2 and rows_params <= trainable
+    assert {name for name in trainable - rows_params if "mask_decoder." not in name} == set()
+    assert sum(p.numel() for n, p in model.named_parameters() if n in trainable - rows_params) == decoder
+    assert trained_rows(embed).tolist() == rows == trained_rows(head).tolist()  # gradients masked to these rows
