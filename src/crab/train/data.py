@@ -35,7 +35,7 @@ from crab.config import Params
 from crab.errors import DataError
 from crab.datasets.media import read_binary_mask, read_class_mask
 from crab.features.store import FeatureStore, FeatureStoreError, audio_key, image_key, levels_key, video_key
-from crab.models.collator import CrabExample, build_example
+from crab.models.collator import CrabExample, build_example, expand_placeholders, placeholder_counts
 from crab.models.configuration_crab import CrabConfig
 from crab.models.tokenizer import build_prompt
 from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
@@ -232,18 +232,17 @@ class AvuieDataset(torch.utils.data.Dataset):
 
     @functools.cached_property
     def lengths(self) -> list[int]:
-        """Per item, the tokens the LLM reads: prompt and answer, each placeholder expanded to its queries (a
-        clip's per frame / segment); what ``optim.group_by_length`` batches by."""
-        queries = {"video": self.config.num_visual_queries, "audio": self.config.num_audio_queries,
-                   "image": self.config.num_visual_queries}  # fmt: skip
+        """Per item, the tokens the LLM reads: prompt and answer, each placeholder expanded as
+        :func:`~crab.models.collator.build_example` expands it (from the stored shapes, no tensor read); what
+        ``optim.group_by_length`` batches by."""
         lengths = []
         for item in self.items:
-            media = 0
-            for modality, per_clip in queries.items():
-                if (key := getattr(item, f"{modality}_key")) is not None:
-                    shape = self.store.shape(key)  # video / audio (T, N, D), image (N, D)
-                    media += (shape[0] if len(shape) == 3 else 1) * per_clip - 1  # the placeholder is replaced
-            lengths.append(len(item.prompt_ids) + len(item.answer_ids) + media)
+            counts = placeholder_counts(
+                self.config,
+                num_frames=self.store.shape(item.video_key)[0] if item.video_key is not None else 1,
+                num_audio_clips=self.store.shape(item.audio_key)[0] if item.audio_key is not None else 1,
+            )  # fmt: skip
+            lengths.append(len(expand_placeholders(list(item.prompt_ids), counts)) + len(item.answer_ids))
         return lengths
 
     def _check_store(self) -> None:
