@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     results = {}
     for task in tasks:
-        dataset = training_dataset(params, [task], tokenizer, config, direct_answers=args.direct)
+        dataset = training_dataset(params, [task], tokenizer, config, answers="direct" if args.direct else "reasoning")
         results[task] = measure_task(model, dataset, pad_id, tokenizer, args.records, args.batch_size)
         _print(task, results[task])
     if args.json is not None:

@@ -37,6 +37,7 @@ TaskName = Literal[
 TextTaskName = Literal["ave", "avvp", "avqa", "arig"]  # tasks the `evaluate` stage scores from the answer text
 #: tasks `finetune_avs` / `finetune_avss` train and `evaluate_avs` / `evaluate_avss` score from predicted masks
 MaskTaskName = Literal["s4", "ms3", "ref_avs", "avss"]
+AnswerForm = Literal["reasoning", "direct", "both"]  # a training phase's targets (crab.train.data.answer_forms)
 DatasetName = Literal["ave", "llp", "avsbench", "music_avqa", "valor", "ref_avs", "avss", "lvis"]
 
 
@@ -511,7 +512,9 @@ class PretrainGroundingConfig:
     (Llama-2 arrives at fine-tuning able to; the tiny LLM, taught on text alone, cannot)."""
 
     tasks: list[TaskName]
-    direct_answers: bool  # train on direct answers (:func:`crab.train.data.direct_record`) instead of reasoning
+    # reasoning targets, direct answers, or each record in both forms (crab.train.data.answer_forms); tiny: both
+    # (direct alone made the LLM forget the reasoning, and the fine-tuned model then ignored the media)
+    answers: AnswerForm
     optim: OptimConfig
 
 

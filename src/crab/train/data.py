@@ -31,7 +31,7 @@ from transformers import PreTrainedTokenizerBase
 
 from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.avuie.schema import AvuieRecord, read_jsonl
-from crab.config import Params
+from crab.config import AnswerForm, Params
 from crab.errors import DataError
 from crab.datasets.media import read_binary_mask, read_class_mask
 from crab.features.store import FeatureStore, FeatureStoreError, audio_key, image_key, levels_key, video_key
@@ -43,6 +43,7 @@ from crab.quality.quarantine import load_quarantined_avuie
 from crab.tasks import DIRECT_ANSWER_REQUEST, TASKS, Task
 
 __all__ = [
+    "AnswerForm",
     "AvuieDataset",
     "EncodedRecord",
     "ResumableBatchSampler",
@@ -50,6 +51,7 @@ __all__ = [
     "encode_target",
     "feature_statistics",
     "load_records",
+    "answer_forms",
     "direct_record",
     "plain_target",
     "training_dataset",
@@ -333,6 +335,24 @@ def feature_statistics(dataset: AvuieDataset, min_std: float = 1e-5) -> dict[str
     return stats
 
 
+def answer_forms(records: Sequence[AvuieRecord], answers: AnswerForm) -> list[AvuieRecord]:
+    """The records in the answer form a phase trains on: as built (``"reasoning"``), :func:`direct_record`
+    (``"direct"``), or every record in both forms (``"both"``: the records, then their direct forms).
+
+    Why ``"both"``: the tiny profile's grounding phase on direct answers alone made the LLM forget the reasoning
+    it learned from text (3.0 nats a reasoning token), and the fine-tuned model then answered without reading
+    the media (``benchmarks/media_reliance.py``); on reasoning alone it learned the media more slowly.
+    """
+    if answers == "reasoning":
+        return list(records)
+    direct = [direct_record(r) for r in records]
+    if answers == "direct":
+        return direct
+    if answers == "both":
+        return [*records, *(d for r, d in zip(records, direct, strict=True) if r.reasoning)]
+    raise ValueError(f"answers must be 'reasoning', 'direct' or 'both', got {answers!r}")
+
+
 def training_dataset(
     params: Params,
     tasks: Sequence[str],
@@ -340,7 +360,7 @@ def training_dataset(
     config: CrabConfig,
     split: str = "train",
     *,
-    direct_answers: bool = False,
+    answers: AnswerForm = "reasoning",
     with_masks: bool = False,
 ) -> AvuieDataset:
     """A stage's mixture: ``tasks``' records of ``split`` from ``data/avuie`` minus the quarantine, with features.
@@ -351,7 +371,7 @@ def training_dataset(
         tokenizer: the model's tokenizer.
         config: the model config.
         split: the split to read.
-        direct_answers: ask for and train on the direct answers (:func:`direct_record`).
+        answers: the records' answer form (:func:`answer_forms`): as built, direct, or both.
         with_masks: mask tasks' examples carry the decoder's inputs and targets (:class:`AvuieDataset`).
 
     Returns:
@@ -361,9 +381,7 @@ def training_dataset(
         DataError: an AV-UIE file or the ``validate_avuie`` report is missing or malformed.
         FeatureStoreError: the feature store is missing, unfinished or lacks a record's media.
     """
-    records = load_records(AVUIE_DIR, tasks, split, load_quarantined_avuie(AVUIE_REPORT))
-    if direct_answers:
-        records = [direct_record(r) for r in records]
+    records = answer_forms(load_records(AVUIE_DIR, tasks, split, load_quarantined_avuie(AVUIE_REPORT)), answers)
     store = FeatureStore(params.features.out_dir)
     return AvuieDataset(records, tokenizer, config, store, params, with_masks=with_masks)
 

@@ -171,7 +171,9 @@ def setup_pretrain(params: Params) -> TrainSetup:
     cfg = params.pretrain
     model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, cfg.seed)
     trainable = set_trainable(model, llm="full" if cfg.train_llm else "frozen", projectors=True)
-    dataset = training_dataset(params, cfg.tasks, tokenizer, model.config, direct_answers=cfg.direct_answers)
+    dataset = training_dataset(
+        params, cfg.tasks, tokenizer, model.config, answers="direct" if cfg.direct_answers else "reasoning"
+    )
     if model.config.standardize_features:
         stats = feature_statistics(dataset)
         for modality, projector in (("video", model.visual_projector), ("audio", model.audio_projector)):
@@ -201,7 +203,7 @@ def _ground(params: Params, setup: TrainSetup, work_dir: Path) -> dict[str, Any]
     assert grounding is not None
     trainable = set_trainable(setup.model, llm="full", projectors=True)
     dataset = training_dataset(params, grounding.tasks, setup.tokenizer, setup.model.config,
-                               direct_answers=grounding.direct_answers)  # fmt: skip
+                               answers=grounding.answers)  # fmt: skip
     fingerprint = {"stage": f"pretrain.{GROUNDING_PHASE}", "profile": params.profile,
                    "config": dataclasses.asdict(cfg), "trainable": trainable}  # fmt: skip
     result = fit(

@@ -23,6 +23,7 @@ from crab.models.tokenizer import build_prompt
 from crab.train.data import (
     AvuieDataset,
     ResumableBatchSampler,
+    answer_forms,
     encode_prompt,
     direct_record,
     encode_target,
@@ -99,7 +100,7 @@ def test_direct_records_ask_for_and_give_the_answer_without_reasoning(
     avcap = next(r for r in workspace.records if r.task == "avcap")
     assert direct_record(avcap) == avcap  # a caption has no reasoning to drop
 
-    dataset = training_dataset(workspace.params, ["avcap", "ave", "avqa"], tokenizer, model.config, direct_answers=True)
+    dataset = training_dataset(workspace.params, ["avcap", "ave", "avqa"], tokenizer, model.config, answers="direct")
     by_id = {r.id: direct_record(r) for r in workspace.records if r.split == "train"}
     for item in dataset.items:
         record = by_id[item.record_id]
@@ -108,6 +109,19 @@ def test_direct_records_ask_for_and_give_the_answer_without_reasoning(
     broken = dataclasses.replace(ave, target="The bell is heard, but no tag says so.")
     with pytest.raises(DataError, match=r"ann\.txt:1.*no well-formed ave answer"):
         direct_record(broken)
+
+
+def test_answer_forms_give_the_records_direct_or_both(workspace: Any) -> None:
+    train = [r for r in workspace.records if r.split == "train" and r.task in ("avcap", "ave")]
+    captions = [r for r in train if not r.reasoning]
+    assert captions and len(captions) < len(train)
+    assert answer_forms(train, "reasoning") == train
+    assert answer_forms(train, "direct") == [direct_record(r) for r in train]
+    both = answer_forms(train, "both")  # the records, then the direct form of each one with reasoning
+    assert both == train + [direct_record(r) for r in train if r.reasoning]
+    assert len(both) == 2 * len(train) - len(captions)  # a caption has one form: not trained twice
+    with pytest.raises(ValueError, match="'reasoning', 'direct' or 'both'"):
+        answer_forms(train, "plain")  # type: ignore[arg-type]
 
 
 def test_feature_statistics_count_each_media_item_once(

@@ -38,7 +38,7 @@ def test_swap_gives_each_sample_the_previous_samples_features(bench: ModuleType)
 
 
 def _measure(bench: ModuleType, model: Any, tokenizer: Any, params: Any) -> dict:
-    dataset = training_dataset(params, ["ave"], tokenizer, model.config, direct_answers=False)
+    dataset = training_dataset(params, ["ave"], tokenizer, model.config, answers="reasoning")
     return bench.measure_task(model, dataset, tokenizer.eos_token_id, tokenizer, num_records=4, batch_size=4)
 
 
@@ -66,7 +66,7 @@ def test_gain_is_zero_exactly_when_the_model_cannot_see_the_media(
 
 def _logits_and_labels(model: Any, tokenizer: Any, params: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's own mean answer-token loss over the same 4 records, as the training loss computes it."""
-    dataset = training_dataset(params, ["ave"], tokenizer, model.config, direct_answers=False)
+    dataset = training_dataset(params, ["ave"], tokenizer, model.config, answers="reasoning")
     batch = collate([dataset[i] for i in range(4)], pad_token_id=tokenizer.eos_token_id)
     with torch.no_grad():
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1]

@@ -182,7 +182,7 @@ def test_grounding_phase_trains_the_llm_after_the_frozen_alignment_and_resumes_w
     params = _pretrain_params(workspace, epochs=1.0)
     cfg = params.pretrain
     grounding = PretrainGroundingConfig(
-        tasks=["ave", "avqa"], direct_answers=True, optim=dataclasses.replace(cfg.optim, epochs=2.0, batch_size=4)
+        tasks=["ave", "avqa"], answers="direct", optim=dataclasses.replace(cfg.optim, epochs=2.0, batch_size=4)
     )  # 4 AVE + 4 AVQA train records (the quarantined one left out), 2 epochs of 2 batches: 4 steps
     params = dataclasses.replace(params, pretrain=dataclasses.replace(cfg, train_llm=False, grounding=grounding))
     aligned_only = pretrain(dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, grounding=None)))
