@@ -24,7 +24,9 @@ config standardises features (tiny), the projectors' statistics are those of the
 (:func:`crab.train.data.feature_statistics`), fixed before alignment and saved with the model. Then, with
 ``pretrain.grounding`` set (tiny), the LLM trains, full, together with the aligned projectors on the task data
 (:func:`_ground`): the frozen text-taught LLM reads the projected media too poorly for fine-tuning's adapter to
-build on, which Llama-2 does not. Last, with
+build on, which Llama-2 does not. Its ``answers`` form is ``both`` in the tiny profile: each record with its
+reasoning and as a direct answer (on direct answers alone the LLM forgot the reasoning it had learned, and the
+fine-tuned model then answered without reading the media: ``benchmarks/media_reliance.py``). Last, with
 ``pretrain.segmentation`` set, Crab's segmentation pre-training trains the mask decoder alone on the aligned
 model (:mod:`crab.train.seg_pretrain`); the segmentation stages start from it.
 
