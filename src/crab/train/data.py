@@ -43,7 +43,6 @@ from crab.quality.quarantine import load_quarantined_avuie
 from crab.tasks import DIRECT_ANSWER_REQUEST, TASKS, Task
 
 __all__ = [
-    "AnswerForm",
     "AvuieDataset",
     "EncodedRecord",
     "ResumableBatchSampler",
@@ -345,11 +344,10 @@ def answer_forms(records: Sequence[AvuieRecord], answers: AnswerForm) -> list[Av
     """
     if answers == "reasoning":
         return list(records)
-    direct = [direct_record(r) for r in records]
     if answers == "direct":
-        return direct
+        return [direct_record(r) for r in records]
     if answers == "both":
-        return [*records, *(d for r, d in zip(records, direct, strict=True) if r.reasoning)]
+        return [*records, *(direct_record(r) for r in records if r.reasoning)]
     raise ValueError(f"answers must be 'reasoning', 'direct' or 'both', got {answers!r}")
 
 
