@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,16 +14,10 @@ from crab.models.collator import collate
 from crab.train.data import training_dataset
 from crab.train.pretrain import build_crab_model
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("media_reliance", REPO / "benchmarks" / "media_reliance.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return load_benchmark("media_reliance")
 
 
 def test_swap_gives_each_sample_the_previous_samples_features(bench: ModuleType) -> None:
