@@ -61,10 +61,16 @@ def slot_columns(grid: int) -> list[list[int]]:
     return [[c for c in range(grid) if c * 3 < (s + 1) * grid and (c + 1) * 3 > s * grid] for s in range(len(SLOTS))]
 
 
-def load_frames(store: FeatureStore, scenes: list[dict], media_dir: str) -> tuple[Tensor, Tensor]:
-    """(F, P, D) patch tokens of every frame of ``scenes`` and their (F, 3) slot labels."""
+def class_ids_of(scenes: list[dict]) -> dict[str, int]:
+    """One id per class of every split's scenes (sorted), ``NONE`` last: train and test share the ids."""
     classes = sorted({obj["name"] for scene in scenes for obj in scene["objects"]}) + [NONE]
-    class_ids = {name: i for i, name in enumerate(classes)}
+    return {name: i for i, name in enumerate(classes)}
+
+
+def load_frames(
+    store: FeatureStore, scenes: list[dict], media_dir: str, class_ids: dict[str, int]
+) -> tuple[Tensor, Tensor]:
+    """(F, P, D) patch tokens of every frame of ``scenes`` and their (F, 3) slot labels."""
     tokens, labels = [], []
     for scene in scenes:
         frames = store.video(video_key({"media": {"video": f"{media_dir}/{scene['video_id']}.mp4"}}))  # (T, P, D)
@@ -134,10 +140,10 @@ def main() -> None:
     with open(args.scenes, encoding="utf-8") as f:
         scenes = [json.loads(line) for line in f]
     store = FeatureStore(args.features)
-    train = load_frames(store, [s for s in scenes if s["split"] == "train"], args.media_dir)
-    test = load_frames(store, [s for s in scenes if s["split"] == "test"], args.media_dir)
-    num_classes = len({obj["name"] for s in scenes for obj in s["objects"]}) + 1
-    none_id = num_classes - 1
+    class_ids = class_ids_of(scenes)
+    train = load_frames(store, [s for s in scenes if s["split"] == "train"], args.media_dir, class_ids)
+    test = load_frames(store, [s for s in scenes if s["split"] == "test"], args.media_dir, class_ids)
+    num_classes, none_id = len(class_ids), class_ids[NONE]
     _, num_patches, width = train[0].shape
     grid = round(num_patches**0.5)
     columns = slot_columns(grid)

@@ -34,3 +34,11 @@ def test_slot_columns_are_the_patch_columns_overlapping_each_third(bench: Module
     assert bench.slot_columns(3) == [[0], [1], [2]]
     assert bench.slot_columns(7) == [[0, 1, 2], [2, 3, 4], [4, 5, 6]]  # 112 px, patch 16: columns 2 and 4 are shared
     assert bench.slot_columns(6) == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_class_ids_are_shared_by_the_splits_with_none_last(bench: ModuleType) -> None:
+    scenes = [
+        {"split": "train", "objects": [{"name": "Dog"}, {"name": "Bus"}]},
+        {"split": "test", "objects": [{"name": "Cat"}]},  # a class only the test split has
+    ]
+    assert bench.class_ids_of(scenes) == {"Bus": 0, "Cat": 1, "Dog": 2, bench.NONE: 3}
