@@ -532,6 +532,9 @@ class PretrainConfig:
     # tiny: align on direct answers (instruction + "answer directly" request, answer without reasoning); the
     # language phase then learns both forms. paper: False (align on the mixture as it is).
     direct_answers: bool
+    # tiny: one learned position embedding per CLIP patch in the visual projector, so that its queries can tell
+    # the left object from the right one; paper: False (Crab has none; CLIP ViT-L's features keep positions).
+    visual_feature_positions: bool
     optim: OptimConfig
     # Crab's segmentation pre-training (P3), after alignment: the binary mask decoder alone; null = none (the
     # segmentation stages then start from a seeded decoder).

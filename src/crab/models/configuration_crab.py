@@ -59,6 +59,11 @@ class CrabConfig(PreTrainedConfig):
             training features (buffers ``feature_mean`` / ``feature_std``, set by ``pretrain``) before Crab's
             LayerNorm. Off for the paper model (Crab has no such step); on in the tiny profile, whose
             random-init encoders give ill-conditioned features (:func:`crab_tiny_config`).
+        visual_feature_positions: learned position embeddings added to the visual projector's normalised input
+            tokens, token ``i`` of a frame getting entry ``i % visual_feature_positions``; 0 (the default, Crab)
+            adds none. ``pretrain.visual_feature_positions`` sets one per CLIP patch (the tiny profile: the
+            random-init CLIP's own position embedding hardly survives into its features).
+        audio_feature_positions: the same for the audio projector (0: none, in both profiles).
         mask_decoder_config: ``CrabMaskDecoderConfig`` (or its dict) of the optional segmentation decoder;
             ``None`` (the default) builds no decoder.
         mask_token_ids: ids of ``<mask_0>`` ... ``<mask_{K-1}>`` in order (Llama-2: 32011-32016); required with a
@@ -66,9 +71,10 @@ class CrabConfig(PreTrainedConfig):
 
     Raises:
         ValueError: if a Q-Former's ``encoder_hidden_size`` disagrees with its feature width, a query count is
-            not positive, or two placeholder ids coincide; with a decoder, if its ``llm_hidden_size`` or
-            ``vision_hidden_size`` disagrees with the LLM or CLIP width, or ``mask_token_ids`` is missing, has the
-            wrong length, repeats an id, reuses a placeholder id or lies outside the vocabulary.
+            not positive, a feature-position count is negative, or two placeholder ids coincide; with a decoder,
+            if its ``llm_hidden_size`` or ``vision_hidden_size`` disagrees with the LLM or CLIP width, or
+            ``mask_token_ids`` is missing, has the wrong length, repeats an id, reuses a placeholder id or lies
+            outside the vocabulary.
     """
 
     model_type = "crab"
@@ -99,6 +105,8 @@ class CrabConfig(PreTrainedConfig):
     audio_hidden_size: int = 768
     initializer_range: float = 0.02
     standardize_features: bool = False
+    visual_feature_positions: int = 0
+    audio_feature_positions: int = 0
     mask_decoder_config: dict | PreTrainedConfig | None = None
     mask_token_ids: list[int] | None = None
 
@@ -117,6 +125,9 @@ class CrabConfig(PreTrainedConfig):
         for name in ("num_visual_queries", "num_audio_queries"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("visual_feature_positions", "audio_feature_positions"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: no position embedding), got {getattr(self, name)}")
         ids = {
             "video_token_id": self.video_token_id,
             "audio_token_id": self.audio_token_id,

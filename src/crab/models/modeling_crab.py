@@ -98,14 +98,22 @@ class CrabQFormerProjector(nn.Module):
         standardize: standardise each feature dimension with the persistent buffers ``feature_mean`` and
             ``feature_std`` (identity until :meth:`set_feature_statistics`) before the LayerNorm
             (``CrabConfig.standardize_features``).
+        num_positions: learned position embeddings ``feature_position`` added after the LayerNorm, token ``i``
+            getting row ``i % num_positions`` (``CrabConfig.visual_feature_positions``); 0: none.
     """
 
     def __init__(
-        self, qformer_config: Blip2QFormerConfig, num_queries: int, output_hidden_size: int, standardize: bool = False
+        self,
+        qformer_config: Blip2QFormerConfig,
+        num_queries: int,
+        output_hidden_size: int,
+        standardize: bool = False,
+        num_positions: int = 0,
     ) -> None:
         super().__init__()
         query_width, feature_width = qformer_config.hidden_size, qformer_config.encoder_hidden_size
         self.standardize = standardize
+        self.feature_position = nn.Parameter(torch.zeros(num_positions, feature_width)) if num_positions else None
         if standardize:
             self.register_buffer("feature_mean", torch.zeros(feature_width))  # (D_enc,)
             self.register_buffer("feature_std", torch.ones(feature_width))  # (D_enc,)
@@ -149,6 +157,9 @@ class CrabQFormerProjector(nn.Module):
         if self.standardize:
             features = (features - self.feature_mean) / self.feature_std
         features = self.feature_norm(features)  # (S, N, D_enc)
+        if self.feature_position is not None:
+            rows = torch.arange(features.shape[1], device=features.device) % self.feature_position.shape[0]  # (N,)
+            features = features + self.feature_position[rows].to(features.dtype)  # (S, N, D_enc)
         queries = self.query_tokens.expand(features.shape[0], -1, -1)  # (S, Q, Hq)
         hidden = self.qformer(query_embeds=queries, encoder_hidden_states=features).last_hidden_state  # (S, Q, Hq)
         return self.linear_2(self.act(self.linear_1(hidden)))  # (S, Q, H)
@@ -172,6 +183,8 @@ class CrabPreTrainedModel(PreTrainedModel):
             if module.standardize:  # identity until pretrain sets the training statistics
                 init.zeros_(module.feature_mean)
                 init.ones_(module.feature_std)
+            if module.feature_position is not None:  # zero: training starts from the projector without positions
+                init.zeros_(module.feature_position)
         elif isinstance(module, CrabMaskDecoder):
             # Visited after its children: overrides their generic N(0, 0.02) with the decoder's own (SAM) init;
             # tensors loaded from a checkpoint are skipped by ``transformers.initialization``.
@@ -193,11 +206,13 @@ class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
         llm_width = config.text_config.hidden_size
         standardize = config.standardize_features
         self.visual_projector = CrabQFormerProjector(
-            config.visual_qformer_config, config.num_visual_queries, llm_width, standardize
-        )
+            config.visual_qformer_config, config.num_visual_queries, llm_width, standardize,
+            config.visual_feature_positions,
+        )  # fmt: skip
         self.audio_projector = CrabQFormerProjector(
-            config.audio_qformer_config, config.num_audio_queries, llm_width, standardize
-        )
+            config.audio_qformer_config, config.num_audio_queries, llm_width, standardize,
+            config.audio_feature_positions,
+        )  # fmt: skip
         self.language_model = LlamaForCausalLM._from_config(config.text_config)
         # Last, so the other modules' state-dict keys and order are those of a model without a decoder.
         decoder_config = config.mask_decoder_config

@@ -95,7 +95,12 @@ class PretrainResult:
 
 
 def build_crab_config(
-    profile: str, llm_config: Any, tokenizer: PreTrainedTokenizerBase, manifest: dict[str, Any]
+    profile: str,
+    llm_config: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    manifest: dict[str, Any],
+    *,
+    visual_feature_positions: bool = False,
 ) -> CrabConfig:
     """The Crab config for a loaded base LLM: its own config as ``text_config``, projectors from the builder.
 
@@ -103,7 +108,9 @@ def build_crab_config(
         profile: ``"tiny"`` (``crab_tiny_config`` projectors) or ``"paper"`` (``crab_llama2_7b_config``).
         llm_config: the loaded LLM's ``LlamaConfig``.
         tokenizer: gives the placeholder ids.
-        manifest: the base models' manifest (feature widths, CLIP feature layer).
+        manifest: the base models' manifest (feature widths, CLIP feature layer, patches per frame).
+        visual_feature_positions: give the visual projector one learned position embedding per CLIP patch
+            (``pretrain.visual_feature_positions``; ``CrabConfig.visual_feature_positions``).
 
     Returns:
         The config.
@@ -134,11 +141,12 @@ def build_crab_config(
         vision_hidden_size=template.vision_hidden_size,
         audio_hidden_size=template.audio_hidden_size,
         standardize_features=template.standardize_features,
+        visual_feature_positions=vision["num_patches"] if visual_feature_positions else 0,
     )
 
 
 def build_crab_model(
-    base_dir: str | Path, profile: str, seed: int
+    base_dir: str | Path, profile: str, seed: int, *, visual_feature_positions: bool = False
 ) -> tuple[CrabForConditionalGeneration, PreTrainedTokenizerBase]:
     """Crab with fresh projectors (seeded) and the base LLM's weights; the tokenizer of the base models.
 
@@ -148,6 +156,7 @@ def build_crab_model(
         base_dir: the ``base_models`` folder.
         profile: see :func:`build_crab_config`.
         seed: seeds the projector initialisation (the global RNG is left untouched).
+        visual_feature_positions: see :func:`build_crab_config`.
 
     Raises:
         BaseModelsError: a base-model file is missing or does not fit.
@@ -159,7 +168,9 @@ def build_crab_model(
     manifest = json.loads(paths.manifest.read_text(encoding="utf-8"))
     # paper: Llama-2's 32000 rows + Crab's 17, seeded by base_models as load_base_models does, not by this stage
     fit_llm_to_tokenizer(llm, tokenizer, manifest["seed"])
-    config = build_crab_config(profile, llm.config, tokenizer, manifest)
+    config = build_crab_config(
+        profile, llm.config, tokenizer, manifest, visual_feature_positions=visual_feature_positions
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CrabForConditionalGeneration(config)
@@ -171,7 +182,9 @@ def build_crab_model(
 def setup_pretrain(params: Params) -> TrainSetup:
     """Model with the declared trainable components, and the pre-training mixture."""
     cfg = params.pretrain
-    model, tokenizer = build_crab_model(params.base_models.out_dir, params.profile, cfg.seed)
+    model, tokenizer = build_crab_model(
+        params.base_models.out_dir, params.profile, cfg.seed, visual_feature_positions=cfg.visual_feature_positions
+    )
     trainable = set_trainable(model, llm="full" if cfg.train_llm else "frozen", projectors=True)
     dataset = training_dataset(
         params, cfg.tasks, tokenizer, model.config, answers="direct" if cfg.direct_answers else "reasoning"
