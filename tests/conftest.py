@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -29,9 +30,13 @@ def load_benchmark() -> Callable[[str], ModuleType]:
     """Import a script of ``benchmarks/`` (not a package) by its name, e.g. ``load_benchmark("media_reliance")``."""
 
     def load(name: str) -> ModuleType:
-        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        qualified = f"benchmarks_{name}"  # registered before it runs: dataclasses look their module up there
+        if qualified in sys.modules:
+            return sys.modules[qualified]
+        spec = importlib.util.spec_from_file_location(qualified, REPO / "benchmarks" / f"{name}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[qualified] = module
         spec.loader.exec_module(module)
         return module
 
