@@ -111,13 +111,29 @@ class BEATsConfig:
     predictor_class: int = 527
 
     def __post_init__(self) -> None:
-        for name in ("input_patch_size", "embed_dim", "encoder_layers", "encoder_embed_dim",
-                     "encoder_ffn_embed_dim", "encoder_attention_heads", "conv_pos", "conv_pos_groups",
-                     "num_buckets", "max_distance", "predictor_class"):
+        for name in (
+            "input_patch_size",
+            "embed_dim",
+            "encoder_layers",
+            "encoder_embed_dim",
+            "encoder_ffn_embed_dim",
+            "encoder_attention_heads",
+            "conv_pos",
+            "conv_pos_groups",
+            "num_buckets",
+            "max_distance",
+            "predictor_class",
+        ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 raise ValueError(f"BEATsConfig.{name} must be a positive int, got {getattr(self, name)!r}")
-        for name in ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop", "dropout_input",
-                     "predictor_dropout"):
+        for name in (
+            "dropout",
+            "attention_dropout",
+            "activation_dropout",
+            "encoder_layerdrop",
+            "dropout_input",
+            "predictor_dropout",
+        ):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"BEATsConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.encoder_embed_dim % self.encoder_attention_heads:
@@ -167,13 +183,31 @@ def beats_iter3_plus_as2m_config() -> BEATsConfig:
     ``encoder_layerdrop=0``; it only acts in training mode, and Crab runs BEATs frozen in eval mode.
     """
     return BEATsConfig(
-        input_patch_size=16, embed_dim=512, conv_bias=False,
-        encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072, encoder_attention_heads=12,
-        activation_fn="gelu", layer_wise_gradient_decay_ratio=0.6, layer_norm_first=False, deep_norm=True,
-        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, encoder_layerdrop=0.05, dropout_input=0.0,
-        conv_pos=128, conv_pos_groups=16,
-        relative_position_embedding=True, num_buckets=320, max_distance=800, gru_rel_pos=True,
-        finetuned_model=True, predictor_dropout=0.0, predictor_class=527,
+        input_patch_size=16,
+        embed_dim=512,
+        conv_bias=False,
+        encoder_layers=12,
+        encoder_embed_dim=768,
+        encoder_ffn_embed_dim=3072,
+        encoder_attention_heads=12,
+        activation_fn="gelu",
+        layer_wise_gradient_decay_ratio=0.6,
+        layer_norm_first=False,
+        deep_norm=True,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        encoder_layerdrop=0.05,
+        dropout_input=0.0,
+        conv_pos=128,
+        conv_pos_groups=16,
+        relative_position_embedding=True,
+        num_buckets=320,
+        max_distance=800,
+        gru_rel_pos=True,
+        finetuned_model=True,
+        predictor_dropout=0.0,
+        predictor_class=527,
     )
 
 
@@ -185,8 +219,17 @@ def beats_tiny_config() -> BEATsConfig:
     """
     return dataclasses.replace(
         beats_iter3_plus_as2m_config(),
-        embed_dim=32, encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_attention_heads=2,
-        conv_pos=16, conv_pos_groups=4, num_buckets=32, max_distance=64, encoder_layerdrop=0.0, predictor_class=10,
+        embed_dim=32,
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_ffn_embed_dim=128,
+        encoder_attention_heads=2,
+        conv_pos=16,
+        conv_pos_groups=4,
+        num_buckets=32,
+        max_distance=64,
+        encoder_layerdrop=0.0,
+        predictor_class=10,
     )
 
 
@@ -412,8 +455,14 @@ class BEATs(nn.Module):
             beta = (8 * self.cfg.encoder_layers) ** -0.25
             for layer in self.encoder.layers:
                 attn = layer.self_attn
-                for linear, gain in ((attn.k_proj, 1.0), (attn.v_proj, beta), (attn.q_proj, 1.0),
-                                     (attn.out_proj, beta), (layer.fc1, beta), (layer.fc2, beta)):
+                for linear, gain in (
+                    (attn.k_proj, 1.0),
+                    (attn.v_proj, beta),
+                    (attn.q_proj, 1.0),
+                    (attn.out_proj, beta),
+                    (layer.fc1, beta),
+                    (layer.fc2, beta),
+                ):
                     nn.init.xavier_normal_(linear.weight, gain=gain)
 
     def num_tokens(self, num_frames: int, num_mel_bins: int = 128) -> int:

@@ -60,10 +60,9 @@ class CrabConfig(PreTrainedConfig):
             LayerNorm. Off for the paper model (Crab has no such step); on in the tiny profile, whose
             random-init encoders give ill-conditioned features (:func:`crab_tiny_config`).
         visual_feature_positions: learned position embeddings added to the visual projector's normalised input
-            tokens, token ``i`` of a frame getting entry ``i % visual_feature_positions``; 0 (the default, Crab)
-            adds none. ``pretrain.visual_feature_positions`` sets one per CLIP patch (the tiny profile: the
-            random-init CLIP's own position embedding hardly survives into its features).
-        audio_feature_positions: the same for the audio projector (0: none, in both profiles).
+            tokens, one per token of a frame; 0 (the default, Crab) adds none. ``pretrain.visual_feature_positions``
+            sets one per CLIP patch (the tiny profile: the random-init CLIP's own position embedding hardly
+            survives into its features). The audio projector has none (its probe needed none).
         mask_decoder_config: ``CrabMaskDecoderConfig`` (or its dict) of the optional segmentation decoder;
             ``None`` (the default) builds no decoder.
         mask_token_ids: ids of ``<mask_0>`` ... ``<mask_{K-1}>`` in order (Llama-2: 32011-32016); required with a
@@ -106,7 +105,6 @@ class CrabConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     standardize_features: bool = False
     visual_feature_positions: int = 0
-    audio_feature_positions: int = 0
     mask_decoder_config: dict | PreTrainedConfig | None = None
     mask_token_ids: list[int] | None = None
 
@@ -125,9 +123,10 @@ class CrabConfig(PreTrainedConfig):
         for name in ("num_visual_queries", "num_audio_queries"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("visual_feature_positions", "audio_feature_positions"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0: no position embedding), got {getattr(self, name)}")
+        if self.visual_feature_positions < 0:
+            raise ValueError(
+                f"visual_feature_positions must be >= 0 (0: no position embedding), got {self.visual_feature_positions}"
+            )
         ids = {
             "video_token_id": self.video_token_id,
             "audio_token_id": self.audio_token_id,

@@ -98,8 +98,8 @@ class CrabQFormerProjector(nn.Module):
         standardize: standardise each feature dimension with the persistent buffers ``feature_mean`` and
             ``feature_std`` (identity until :meth:`set_feature_statistics`) before the LayerNorm
             (``CrabConfig.standardize_features``).
-        num_positions: learned position embeddings ``feature_position`` added after the LayerNorm, token ``i``
-            getting row ``i % num_positions`` (``CrabConfig.visual_feature_positions``); 0: none.
+        num_positions: learned position embeddings ``feature_position`` added after the LayerNorm, one per input
+            token of a segment (``CrabConfig.visual_feature_positions``); 0: none.
     """
 
     def __init__(
@@ -158,8 +158,12 @@ class CrabQFormerProjector(nn.Module):
             features = (features - self.feature_mean) / self.feature_std
         features = self.feature_norm(features)  # (S, N, D_enc)
         if self.feature_position is not None:
-            rows = torch.arange(features.shape[1], device=features.device) % self.feature_position.shape[0]  # (N,)
-            features = features + self.feature_position[rows].to(features.dtype)  # (S, N, D_enc)
+            if features.shape[1] != self.feature_position.shape[0]:
+                raise ValueError(
+                    f"the projector has {self.feature_position.shape[0]} position embeddings but got "
+                    f"{features.shape[1]} tokens a segment (features of another encoder?)"
+                )
+            features = features + self.feature_position.to(features.dtype)  # (S, N, D_enc)
         queries = self.query_tokens.expand(features.shape[0], -1, -1)  # (S, Q, Hq)
         hidden = self.qformer(query_embeds=queries, encoder_hidden_states=features).last_hidden_state  # (S, Q, Hq)
         return self.linear_2(self.act(self.linear_1(hidden)))  # (S, Q, H)
@@ -210,9 +214,8 @@ class CrabForConditionalGeneration(CrabPreTrainedModel, GenerationMixin):
             config.visual_feature_positions,
         )  # fmt: skip
         self.audio_projector = CrabQFormerProjector(
-            config.audio_qformer_config, config.num_audio_queries, llm_width, standardize,
-            config.audio_feature_positions,
-        )  # fmt: skip
+            config.audio_qformer_config, config.num_audio_queries, llm_width, standardize
+        )
         self.language_model = LlamaForCausalLM._from_config(config.text_config)
         # Last, so the other modules' state-dict keys and order are those of a model without a decoder.
         decoder_config = config.mask_decoder_config

@@ -27,7 +27,7 @@ def _tokens(seed: int, segments: int, tokens: int) -> torch.Tensor:
 def test_tiny_visual_projector_has_one_zero_initialised_row_per_patch_and_audio_none() -> None:
     torch.manual_seed(0)
     model = CrabForConditionalGeneration(_tiny())
-    assert model.config.visual_feature_positions == PATCHES and model.config.audio_feature_positions == 0
+    assert model.config.visual_feature_positions == PATCHES
     assert model.visual_projector.feature_position.shape == (PATCHES, WIDTH)
     assert torch.equal(model.visual_projector.feature_position, torch.zeros(PATCHES, WIDTH))
     assert model.audio_projector.feature_position is None
@@ -59,22 +59,28 @@ def test_positions_let_the_projector_see_token_order() -> None:
         assert not torch.allclose(projector(features), projector(shuffled), atol=1e-3)
 
 
-def test_token_i_gets_row_i_modulo_the_row_count() -> None:
-    """A segment with more tokens than rows (e.g. a 2-s audio window of a 1-s table) reuses them periodically."""
+def test_row_i_is_added_to_token_i_after_the_layer_norm() -> None:
     torch.manual_seed(0)
-    model = CrabForConditionalGeneration(_tiny()).eval()
-    projector = model.visual_projector
+    projector = CrabForConditionalGeneration(_tiny()).eval().visual_projector
     rows = torch.randn(PATCHES, WIDTH, generator=torch.Generator().manual_seed(5))
-    features = _tokens(6, 2, 2 * PATCHES)
+    features = _tokens(6, 2, PATCHES)
     with torch.no_grad():
         projector.feature_position.copy_(rows)
         ours = projector(features)
         reference = copy.deepcopy(projector)
         reference.feature_position = None
-        hook = reference.feature_norm.register_forward_hook(lambda _m, _i, out: out + torch.cat([rows, rows]))
+        hook = reference.feature_norm.register_forward_hook(lambda _m, _i, out: out + rows)
         expected = reference(features)
         hook.remove()
     torch.testing.assert_close(ours, expected)
+
+
+def test_a_token_count_other_than_the_row_count_is_an_error_naming_both() -> None:
+    """Features of another CLIP grid must not get positions that belong to other patches."""
+    torch.manual_seed(0)
+    projector = CrabForConditionalGeneration(_tiny()).eval().visual_projector
+    with pytest.raises(ValueError, match=f"{PATCHES} position embeddings but got {PATCHES + 1} tokens"):
+        projector(_tokens(6, 2, PATCHES + 1))
 
 
 def test_rows_survive_save_load(tmp_path: Path) -> None:
@@ -90,6 +96,6 @@ def test_rows_survive_save_load(tmp_path: Path) -> None:
 
 def test_negative_count_is_an_error_naming_the_field() -> None:
     config = _tiny().to_dict()
-    config["audio_feature_positions"] = -1
-    with pytest.raises(ValueError, match="audio_feature_positions must be >= 0"):
+    config["visual_feature_positions"] = -1
+    with pytest.raises(ValueError, match="visual_feature_positions must be >= 0"):
         CrabConfig(**config)
