@@ -96,22 +96,30 @@ def train_steps(
         yield step, loss.item()
 
 
-def score_records(
-    model: Any, tokenizer: Any, params: Params, task: str, records: Sequence[Any], train_labels: Sequence[Any],
-    answers: AnswerForm, max_new_tokens: int,
-) -> tuple[float, float, str, float]:  # fmt: skip
-    """The headline score and parse-failure rate of greedy answers to ``records`` (prompts in ``answers`` form)."""
-    prompts = AvuieDataset(
+def pad_token_id(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else EOS (as the stages pad)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def prompts_of(model: Any, tokenizer: Any, params: Params, records: Sequence[Any], answers: AnswerForm) -> AvuieDataset:
+    """The records' prompts in ``answers`` form with their features, read once for every point of the curve."""
+    return AvuieDataset(
         answer_forms(records, answers), tokenizer, model.config, FeatureStore(params.features.out_dir), params,
         with_targets=False,
     )  # fmt: skip
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def score_records(
+    model: Any, tokenizer: Any, params: Params, task: str, records: Sequence[Any], prompts: AvuieDataset,
+    train_labels: Sequence[Any], max_new_tokens: int,
+) -> tuple[float, float, str, float]:  # fmt: skip
+    """The headline score, parse-failure rate, first answer and seconds of greedy answers to ``prompts``."""
     started = time.perf_counter()
     model.eval()
     with torch.no_grad():
         ids, _ = generate_greedy(
             model, prompts, batch_size=params.evaluate.batch_size, max_new_tokens=max_new_tokens,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_token_id(tokenizer),
             lengths=[len(item.prompt_ids) for item in prompts.items], show_progress=False,
         )  # fmt: skip
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -146,30 +154,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     train_labels = [r.label for r in train]
     eval_form: AnswerForm = "direct" if args.answers == "direct" else "reasoning"
     max_new = 96 if eval_form == "direct" else params.evaluate.max_new_tokens
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    scored = {
+        split: (records[: args.num_eval], prompts_of(model, tokenizer, params, records[: args.num_eval], eval_form))
+        for split, records in (("test", test), ("train", train))
+    }
 
-    def point(step: int, split: str, records: Sequence[Any]) -> Point:
+    def point(step: int, split: str) -> Point:
+        records, prompts = scored[split]
         score, failures, example, seconds = score_records(
-            model, tokenizer, params, args.eval, records[: args.num_eval], train_labels, eval_form, max_new
+            model, tokenizer, params, args.eval, records, prompts, train_labels, max_new
         )
         result = Point(step, split, score, failures, seconds, example)
         print(f"step {step:5d} {split:5s} {score:.3f} (parse failures {failures:.3f}, {seconds:.0f} s)", flush=True)
         return result
 
     print(f"examples {dataset.task_counts()}, {args.steps} steps of {args.batch_size}", flush=True)
-    curve = [point(0, "test", test)]
+    curve = [point(0, "test")]
     started = time.perf_counter()
     losses: list[float] = []
     for step, loss in train_steps(
-        model, dataset, pad_id, batch_size=args.batch_size, lr=args.lr, num_steps=args.steps, seed=args.seed
+        model,
+        dataset,
+        pad_token_id(tokenizer),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        num_steps=args.steps,
+        seed=args.seed,
     ):
         losses.append(loss)
         if step % args.every == 0 or step == args.steps:
             mean = sum(losses) / len(losses)
             print(f"step {step:5d} train loss {mean:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
             losses = []
-            curve.append(point(step, "test", test))
-    curve.append(point(args.steps, "train", train))
+            curve.append(point(step, "test"))
+    curve.append(point(args.steps, "train"))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"args": vars(args), "curve": [p.__dict__ for p in curve]}, handle, indent=1)
