@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from transformers import Blip2QFormerConfig, LlamaConfig, PreTrainedConfig
+from transformers import AutoConfig, Blip2QFormerConfig, LlamaConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from crab.models.mask_decoder import CrabMaskDecoderConfig, mask_decoder_paper_config, mask_decoder_tiny_config
@@ -387,3 +387,8 @@ def crab_tiny_config(
         ),
         mask_token_ids=list(mask_token_ids) if use_mask_decoder else None,
     )
+
+
+# transformers' Auto classes read a Crab folder's config.json (AutoTokenizer does, to pick a tokenizer); without the
+# registration they fall back to a bare PreTrainedConfig and warn that a `crab` model is loaded as another type.
+AutoConfig.register(CrabConfig.model_type, CrabConfig, exist_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import AutoConfig
 
 from crab.models.collator import build_example, collate
 from crab.models.configuration_crab import CrabConfig, crab_llama2_7b_config, crab_tiny_config
@@ -168,6 +169,14 @@ def test_save_load_round_trip_gives_identical_logits(
         before = model(**batch).logits
         after = reloaded(**batch).logits
     torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+def test_auto_config_reads_a_crab_folder(config: CrabConfig, tmp_path: Path) -> None:
+    # AutoTokenizer reads a model folder's config through AutoConfig: unregistered, it fell back to a bare config
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path, local_files_only=True)
+    assert type(loaded) is CrabConfig
+    assert _without_dtype(loaded.to_dict()) == _without_dtype(config.to_dict())
 
 
 def _without_dtype(config_dict: dict) -> dict:
