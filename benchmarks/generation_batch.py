@@ -27,12 +27,13 @@ import torch
 
 from crab.config import load_params
 from crab.eval.generation import generate_greedy
-from crab.train.finetune import load_finetuned
 from crab.eval.run import read_split
 from crab.features.store import FeatureStore
+from crab.models.collator import pad_token_id
 from crab.quality.avuie import REPORT_PATH
 from crab.quality.quarantine import load_quarantined_avuie
 from crab.train.data import AvuieDataset
+from crab.train.finetune import load_finetuned
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with_targets=False,
     )  # fmt: skip
     eos_id = tokenizer.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    pad_id = pad_token_id(tokenizer)
     sizes = [int(size) for size in args.batch_sizes.split(",")]
     rows = compare_batch_sizes(
         model, prompts, sizes, max_new_tokens=params.evaluate.max_new_tokens, eos_id=eos_id, pad_id=pad_id,

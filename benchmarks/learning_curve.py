@@ -34,7 +34,7 @@ from crab.eval.generation import generate_greedy
 from crab.eval.run import read_split, score_predictions
 from crab.eval.scoring import HEADLINE_SCORES
 from crab.features.store import FeatureStore
-from crab.models.collator import collate
+from crab.models.collator import collate, pad_token_id
 from crab.models.modeling_crab import set_trainable
 from crab.quality.avuie import REPORT_PATH
 from crab.quality.quarantine import load_quarantined_avuie
@@ -94,11 +94,6 @@ def train_steps(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         yield step, loss.item()
-
-
-def pad_token_id(tokenizer: Any) -> int:
-    """The id batches are padded with: the tokenizer's pad token, else EOS (as the stages pad)."""
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def prompts_of(model: Any, tokenizer: Any, params: Params, records: Sequence[Any], answers: AnswerForm) -> AvuieDataset:

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from crab.config import load_params
-from crab.models.collator import collate
+from crab.models.collator import collate, pad_token_id
 from crab.train.data import training_dataset
 from crab.train.finetune import load_finetuned
 from crab.train.pretrain import load_pretrained
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         model, tokenizer = load_finetuned(args.pretrain, args.finetune)
         config = model.get_base_model().config
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     results = {}
     for task in tasks:
         dataset = training_dataset(params, [task], tokenizer, config, answers="direct" if args.direct else "reasoning")

@@ -66,6 +66,7 @@ from crab.eval.metrics_avvp import AVVP_LEVELS, AVVP_SCORES, avvp_f
 from crab.eval.router_stats import record_router_stats, router_stats_filename
 from crab.eval.scoring import HEADLINE_SCORES, parse_failure_rate
 from crab.features.store import FeatureStore
+from crab.models.collator import pad_token_id
 from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
 from crab.quality.quarantine import load_quarantined_avuie
 from crab.synth.scene import SCENES_FILENAME
@@ -356,7 +357,7 @@ def evaluate(params: Params, task: str) -> EvaluateResult:
         with_targets=False,
     )  # fmt: skip
     eos_id = tokenizer.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    pad_id = pad_token_id(tokenizer)
     with record_router_stats(model, eos_token_id=eos_id) as router:  # hooks on the generation's own forwards
         answer_ids, stats = generate_greedy(
             model, prompts, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, eos_token_id=eos_id,

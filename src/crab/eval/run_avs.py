@@ -70,6 +70,7 @@ from crab.eval.run import (
 )
 from crab.eval.scoring import HEADLINE_SCORES, parse_failure_rate
 from crab.features.store import FeatureStore, levels_key
+from crab.models.collator import pad_token_id
 from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
 from crab.quality.quarantine import load_quarantined_avuie
 from crab.tasks import TASKS, Task
@@ -99,7 +100,7 @@ def decode_mask_answers(tokenizer: Any, answer_ids: Sequence[Sequence[int]]) -> 
     """Answer texts of a mask task: ``<mask_start>`` ... ``<mask_end>`` are special tokens and ARE the answer, so
     only EOS and padding are dropped (``skip_special_tokens`` would drop the mask block too)."""
     eos_id = tokenizer.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    pad_id = pad_token_id(tokenizer)
     return [tokenizer.decode([t for t in ids if t not in (eos_id, pad_id)]) for ids in answer_ids]
 
 
@@ -267,7 +268,7 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     store = FeatureStore(params.features.out_dir)
     prompts = AvuieDataset(records, tokenizer, model.get_base_model().config, store, params, with_targets=False)
     eos_id = tokenizer.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    pad_id = pad_token_id(tokenizer)
     with record_router_stats(model, eos_token_id=eos_id) as router:
         answer_ids, stats = generate_greedy(
             model, prompts, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, eos_token_id=eos_id,

@@ -44,7 +44,7 @@ from crab.features.extract import ExtractCounters, MediaItem, compute_shard, loa
 from crab.features.store import audio_cut, audio_key, image_key, levels_key, video_key
 from crab.infer.requests import MASK_TASK_FRAMES, InferRequest
 from crab.models.base import BaseModelPaths
-from crab.models.collator import CrabExample, build_example
+from crab.models.collator import CrabExample, build_example, pad_token_id
 from crab.tasks import TASKS
 from crab.train.data import encode_prompt
 from crab.train.finetune import adapter_folders, load_finetuned, use_task_adapter
@@ -350,7 +350,7 @@ def infer(
         if features.levels is not None:
             levels[index] = features.levels  # (T, L, P, Dv)
     eos_id = model.tokenizer.eos_token_id
-    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else eos_id
+    pad_id = pad_token_id(model.tokenizer)
     task_of = {i: str(outcomes[i].task) for i in examples}
     for task in sorted(set(task_of.values())):  # one group per task: its own adapter in the single-task baseline
         order = [i for i in examples if task_of[i] == task]

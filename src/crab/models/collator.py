@@ -19,12 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from crab.models.configuration_crab import CrabConfig
 
-__all__ = ["IGNORE_INDEX", "CrabExample", "build_example", "collate", "expand_placeholders", "placeholder_counts"]
+__all__ = [
+    "IGNORE_INDEX",
+    "CrabExample",
+    "build_example",
+    "collate",
+    "expand_placeholders",
+    "pad_token_id",
+    "placeholder_counts",
+]
 
 #: Label value that carries no loss (transformers' cross-entropy ``ignore_index``).
 IGNORE_INDEX = -100
@@ -172,6 +181,12 @@ def build_example(
         audio_features=audio_features,
         image_features=image_features,
     )
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its EOS (Llama-2's tokenizer has no pad
+    token; the tiny one pads with EOS)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def collate(samples: Sequence[CrabExample], pad_token_id: int) -> dict[str, torch.Tensor | list[torch.Tensor]]:

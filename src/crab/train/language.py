@@ -30,6 +30,7 @@ from transformers import PreTrainedTokenizerBase
 
 from crab.avuie.schema import AvuieRecord
 from crab.config import OptimConfig
+from crab.models.collator import pad_token_id
 from crab.train.data import encode_prompt, encode_target
 from crab.train.loop import FitResult, fit
 
@@ -58,8 +59,7 @@ class LanguageDataset:
         examples = tuple(
             (tuple(encode_prompt(tokenizer, r.instruction)), tuple(encode_target(tokenizer, r.target))) for r in records
         )
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        return cls(examples, pad)
+        return cls(examples, pad_token_id(tokenizer))
 
     def __len__(self) -> int:
         return len(self.examples)

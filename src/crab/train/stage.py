@@ -27,7 +27,7 @@ import torch
 from accelerate import PartialState
 from transformers import PreTrainedTokenizerBase
 
-from crab.models.collator import collate
+from crab.models.collator import collate, pad_token_id
 from crab.train.data import AvuieDataset
 from crab.train.loop import LIVE_DIRNAME, FitResult
 
@@ -75,8 +75,7 @@ class TrainSetup:
 
     def collate_fn(self, examples: list) -> dict:
         """Left-padded batch (pad = the tokenizer's pad id, EOS if it has none)."""
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        return collate(examples, pad_token_id=pad)
+        return collate(examples, pad_token_id=pad_token_id(self.tokenizer))
 
 
 def summary_json(stage: str, setup: TrainSetup, result: FitResult, extra: dict[str, Any]) -> str:

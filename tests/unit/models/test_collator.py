@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from crab.models.collator import (
     build_example,
     collate,
     expand_placeholders,
+    pad_token_id,
     placeholder_counts,
 )
 from crab.models.configuration_crab import CrabConfig, crab_tiny_config
@@ -114,3 +117,9 @@ def test_collate_stacks_equal_features_and_lists_ragged_ones() -> None:
 def test_collate_rejects_empty_batch() -> None:
     with pytest.raises(ValueError, match="empty batch"):
         collate([], pad_token_id=PAD)
+
+
+def test_pad_token_id_is_the_pad_token_else_eos() -> None:
+    assert pad_token_id(SimpleNamespace(pad_token_id=3, eos_token_id=2)) == 3
+    assert pad_token_id(SimpleNamespace(pad_token_id=0, eos_token_id=2)) == 0  # id 0 is a pad token, not "none"
+    assert pad_token_id(SimpleNamespace(pad_token_id=None, eos_token_id=2)) == 2
