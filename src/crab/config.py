@@ -600,6 +600,16 @@ class FinetuneAvsConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneAvssConfig(FinetuneAvsConfig):
+    """``finetune_avss``: :class:`FinetuneAvsConfig` and the kind of its class head."""
+
+    # "softmax": Crab's head, one softmax over background and the 70 classes; "factorized": a sounding-object
+    # logit (started from the pre-trained binary head) times a softmax over the classes
+    # (crab.models.mask_decoder.factorized_class_log_probs).
+    class_head: Literal["softmax", "factorized"]
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """``evaluate`` stage: greedy generation with KV cache, answer parsing, official metrics.
 
@@ -666,7 +676,7 @@ class Params:
     pretrain: PretrainConfig
     finetune: FinetuneConfig
     finetune_avs: FinetuneAvsConfig
-    finetune_avss: FinetuneAvsConfig
+    finetune_avss: FinetuneAvssConfig
     evaluate: EvaluateConfig
     ablate: AblateConfig
 

@@ -59,6 +59,7 @@ from crab.infer import (
 from crab.infer import run as infer_run
 from crab.models.base import base_models
 from crab.models.collator import build_example
+from crab.models.mask_decoder import class_map
 from crab.synth.ave import ave_scene
 from crab.synth.render import render_clip
 from crab.tasks import TASKS, Task
@@ -107,8 +108,9 @@ def _params(root: Path) -> Params:
         ),
         finetune_avs=dataclasses.replace(params.finetune_avs, out_dir=str(root / "models/finetune_avs"),
                                          tasks=["s4", "ms3"]),
+        # Crab's softmax head: untrained, its argmax map shows classes (an untrained factorized head sounds nowhere)
         finetune_avss=dataclasses.replace(params.finetune_avss, out_dir=str(root / "models/finetune_avss"),
-                                          tasks=["avss"]),
+                                          tasks=["avss"], class_head="softmax"),
         evaluate=dataclasses.replace(params.evaluate, tasks=["ave", "avqa"], batch_size=2,
                                      max_new_tokens=MAX_NEW_TOKENS),
     )  # fmt: skip
@@ -483,7 +485,7 @@ def test_avss_writes_the_asked_seconds_class_map(
     assert written.shape == (32, 32) and 0 <= written.min() and written.max() < len(AVSS_CLASSES)
     assert record["classes"] == [AVSS_CLASSES[k] for k in np.unique(written) if k != 0]
     assert record["classes"]  # the random decoder's map is not all background: the check above means something
-    # the map is the argmax of the 71-class head's logits on the seventh second's levels, resized to the frame
+    # the map is the head's class map (softmax: the argmax) of its logits on the seventh second, resized to the frame
     model = load_infer_model(in_workspace.params, ["finetune_avss"])
     mask_model = model.mask_models["finetune_avss"]
     video, _, audio, levels = media_features(InferRequest.create("avss", CLIP), model.encoders, in_workspace.params)
@@ -492,7 +494,9 @@ def test_avss_writes_the_asked_seconds_class_map(
                             video_features=video, audio_features=audio)  # fmt: skip
     logits = predict_frame_logits(mask_model, example, list(ids), levels[6])  # (71, S, S)
     assert logits.shape[0] == len(AVSS_CLASSES)
-    assert np.array_equal(written, resize_logits(logits, (32, 32)).argmax(0).numpy())
+    head = mask_model.get_base_model().config.mask_decoder_config.class_head
+    assert head == "softmax"
+    assert np.array_equal(written, class_map(resize_logits(logits, (32, 32))[None], head)[0].numpy())
 
 
 def test_avss_needs_the_finetune_avss_model(workspace: Workspace, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ from crab.datasets.media import read_binary_mask, read_class_mask, write_binary_
 from crab.datasets.vocab_seg import AVSS_CLASSES
 from crab.eval.generation import generate_greedy
 from crab.eval.loading import load_metric
-from crab.eval.metrics_avss import avss_predict, avss_scores
+from crab.eval.metrics_avss import avss_scores
 from crab.eval.metrics_avs import (
     AVS_IOU_THRESHOLD,
     avs_scores,
@@ -71,6 +71,7 @@ from crab.eval.run import (
 from crab.eval.scoring import HEADLINE_SCORES, parse_failure_rate
 from crab.features.store import FeatureStore, levels_key
 from crab.models.collator import pad_token_id
+from crab.models.mask_decoder import ClassHead, class_map
 from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
 from crab.quality.quarantine import load_quarantined_avuie
 from crab.tasks import TASKS, Task
@@ -131,14 +132,15 @@ def mask_baselines(truths: Sequence[torch.Tensor]) -> dict[str, dict[str, float]
     return out
 
 
-def _frame_prediction(logits: torch.Tensor | None, size: tuple[int, int], semantic: bool) -> torch.Tensor:
+def _frame_prediction(logits: torch.Tensor | None, size: tuple[int, int], class_head: ClassHead | None) -> torch.Tensor:
     """A frame's prediction at the ground truth's size from ``(C, S, S)`` decoder logits (None: no mask block):
-    binary ``(H, W)`` logits (empty mask without logits), or AVSS ``(H, W)`` argmax classes (all background)."""
+    binary ``(H, W)`` logits (``class_head`` None; empty mask without logits), or AVSS ``(H, W)`` classes
+    (:func:`crab.models.mask_decoder.class_map` of the head's kind; all background without logits)."""
     if logits is None:
-        return torch.zeros(size, dtype=torch.long) if semantic else torch.full(size, EMPTY_LOGIT)
+        return torch.zeros(size, dtype=torch.long) if class_head else torch.full(size, EMPTY_LOGIT)
     if tuple(logits.shape[-2:]) != size:
         logits = resize_logits(logits, size)  # (C, H, W), bilinear as the official code upsamples
-    return avss_predict(logits[None])[0] if semantic else logits[0]
+    return class_map(logits[None], class_head)[0] if class_head else logits[0]
 
 
 def frequent_class(records: Sequence[Any]) -> int:
@@ -263,6 +265,7 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
     model_dir = getattr(params, mask_stage(evaluated.value)).out_dir
     model, tokenizer = load_finetuned_avs(params.pretrain.out_dir, params.finetune.out_dir, model_dir)
     semantic = TASKS[evaluated].mask_classes > 1  # AVSS: class maps, not binary masks
+    class_head = model.get_base_model().config.mask_decoder_config.class_head if semantic else None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     store = FeatureStore(params.features.out_dir)
@@ -293,7 +296,7 @@ def evaluate_masks(params: Params, task: str) -> EvaluateResult:
             logits = predict_frame_logits(model, prompts[index], list(answer_ids[index]), levels)  # cut after EOS
         if logits is None:
             parsed[index] = None  # no usable mask tokens: an empty mask / all background, counted as a parse failure
-        prediction = _frame_prediction(logits, tuple(truth.shape), semantic)
+        prediction = _frame_prediction(logits, tuple(truth.shape), class_head)
         sample = _sample_key(record)
         by_sample[sample].append((label.frame, prediction, truth))
         subsets[sample] = record.label.get("subset", "")

@@ -38,13 +38,13 @@ from crab.datasets.vocab_seg import AVSS_CLASSES
 from crab.errors import CrabError
 from crab.eval.generation import generate_greedy
 from crab.eval.metrics_avs import resize_logits
-from crab.eval.metrics_avss import avss_predict
 from crab.eval.run_avs import binary_mask, decode_mask_answers, predict_frame_logits
 from crab.features.extract import ExtractCounters, MediaItem, compute_shard, load_encoders
 from crab.features.store import audio_cut, audio_key, image_key, levels_key, video_key
 from crab.infer.requests import MASK_TASK_FRAMES, InferRequest
 from crab.models.base import BaseModelPaths
 from crab.models.collator import CrabExample, build_example, pad_token_id
+from crab.models.mask_decoder import class_map
 from crab.tasks import TASKS
 from crab.train.data import encode_prompt
 from crab.train.finetune import adapter_folders, load_finetuned, use_task_adapter
@@ -274,7 +274,8 @@ def _write_mask(model: PeftModel, example: CrabExample, answer: list[int], level
     path = mask_path(masks_dir, request)
     if TASKS[request.task].mask_classes == 1:
         return str(write_binary_mask(path, binary_mask(logits[0]))), None
-    classes = avss_predict(logits[None])[0].numpy()  # (H, W) class indices: the argmax, as evaluate_avss scores
+    class_head = model.get_base_model().config.mask_decoder_config.class_head
+    classes = class_map(logits[None], class_head)[0].numpy()  # (H, W) class indices, as evaluate_avss scores
     present = [AVSS_CLASSES[k] for k in np.unique(classes) if k != 0]  # background (0) is not an object
     return str(write_class_mask(path, classes)), present
 

@@ -19,6 +19,13 @@ How it differs from the authors' ``SegModule`` / ``MaskDecoderMultiScale``:
 - Batched over samples and frames (Crab looped over samples in Python); a sample may carry T frames that share
   its prompt, and the query generator runs once per sample and level, not once per frame.
 - One head per decoder (``num_classes``), chosen by config, instead of two heads picked by a task-name string.
+- A class head may be ``factorized`` (``class_head``; Crab's is ``softmax``, one softmax over background and the
+  classes): channel 0 is a "sounding object here" logit ``f``, channels 1..C-1 score the object classes ``g``,
+  and the decoder returns the log-probabilities ``log sigmoid(-f)`` (background) and ``log sigmoid(f) +
+  log_softmax(g)`` (class c) of one C-way distribution (:func:`factorized_class_log_probs`). Why: on AV-Synth's 60
+  AVSS train clips the tiny decoder with Crab's head learned the background prior and predicted background
+  everywhere (benchmarks/README.md); factorized, where the object is (the part the binary pre-training already
+  learned, whose head initialises ``f``) no longer competes with which object it is.
 - The two-way transformer, neck, layer norm and MLPs are transformers' SAM modules (``SamTwoWayTransformer``,
   ``SamVisionNeck``, ``SamLayerNorm``, ``SamFeedForward``). The positional encoding is our own: transformers'
   ``SamPositionalEmbedding`` holds its Gaussian matrix as a trainable ``nn.Parameter`` and encodes points only,
@@ -29,20 +36,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 from transformers import PreTrainedConfig
 from transformers import initialization as init
 from transformers.models.sam.configuration_sam import SamMaskDecoderConfig, SamVisionConfig
 from transformers.models.sam.modeling_sam import SamFeedForward, SamLayerNorm, SamTwoWayTransformer, SamVisionNeck
 
+#: Kinds of class head (``num_classes > 1``): Crab's one softmax, or "sounding here" x "which class".
+ClassHead = Literal["softmax", "factorized"]
+CLASS_HEADS: tuple[str, ...] = get_args(ClassHead)
+
 __all__ = [
+    "CLASS_HEADS",
+    "ClassHead",
     "CrabMaskDecoder",
     "CrabMaskDecoderConfig",
     "CrabQueryGenerator",
     "CrabRandomFourierPositionalEncoding",
+    "class_map",
+    "factorized_class_log_probs",
     "gather_mask_token_hidden",
     "init_mask_decoder_weights",
     "mask_decoder_paper_config",
@@ -74,11 +91,15 @@ class CrabMaskDecoderConfig(PreTrainedConfig):
         low_res_mask_size: side at which the levels' logits are resized and summed.
         num_classes: 1 (binary: S4, MS3, Ref-AVS) or the class count (AVSS: 71, background included).
         positional_encoding_scale: std of the random-Fourier Gaussian matrices.
+        class_head: how a class head (``num_classes > 1``) turns its channels into class scores: ``softmax``
+            (Crab's: the channels are the classes' logits, background first) or ``factorized`` (channel 0 a
+            sounding-object logit, the rest the object classes' logits; :func:`factorized_class_log_probs`).
+            Unused by a binary head.
 
     Raises:
         ValueError: on a non-positive size, ``num_mask_tokens`` not divisible by ``num_levels``, ``image_size``
-            not divisible by ``patch_size``, heads not dividing the (downsampled) width, an odd ``hidden_size``
-            or a ``vision_feature_layers`` length other than ``num_levels``.
+            not divisible by ``patch_size``, heads not dividing the (downsampled) width, an odd ``hidden_size``,
+            a ``vision_feature_layers`` length other than ``num_levels`` or an unknown ``class_head``.
     """
 
     model_type = "crab_mask_decoder"
@@ -103,6 +124,7 @@ class CrabMaskDecoderConfig(PreTrainedConfig):
     low_res_mask_size: int = 112
     num_classes: int = 1
     positional_encoding_scale: float = 1.0
+    class_head: str = "softmax"
 
     def __post_init__(self, **kwargs) -> None:
         super().__post_init__(**kwargs)
@@ -132,6 +154,13 @@ class CrabMaskDecoderConfig(PreTrainedConfig):
             )
         if len(self.vision_feature_layers) != self.num_levels:
             raise ValueError(f"vision_feature_layers={self.vision_feature_layers} needs {self.num_levels} entries")
+        if self.class_head not in CLASS_HEADS:
+            raise ValueError(f"class_head must be one of {CLASS_HEADS}, got {self.class_head!r}")
+
+    @property
+    def factorized(self) -> bool:
+        """Whether the head is a factorized class head (a binary head never is)."""
+        return self.num_classes > 1 and self.class_head == "factorized"
 
     @property
     def grid_size(self) -> int:
@@ -145,7 +174,11 @@ class CrabMaskDecoderConfig(PreTrainedConfig):
 
 
 def mask_decoder_paper_config(
-    *, llm_hidden_size: int = 4096, num_classes: int = 1, vision_hidden_size: int = 1024
+    *,
+    llm_hidden_size: int = 4096,
+    num_classes: int = 1,
+    vision_hidden_size: int = 1024,
+    class_head: ClassHead = "softmax",
 ) -> CrabMaskDecoderConfig:
     """The paper's decoder: width 256, depth 2, 8 heads, MLP 2048, 300 queries, CLIP ViT-L/14 layers 14 and 22.
 
@@ -153,9 +186,13 @@ def mask_decoder_paper_config(
         llm_hidden_size: the LLM width (Llama-2-7B: 4096).
         num_classes: 1 for S4 / MS3 / Ref-AVS, 71 for AVSS.
         vision_hidden_size: the CLIP width (ViT-L/14: 1024).
+        class_head: a class head's kind (Crab's: ``softmax``).
     """
     return CrabMaskDecoderConfig(
-        llm_hidden_size=llm_hidden_size, num_classes=num_classes, vision_hidden_size=vision_hidden_size
+        llm_hidden_size=llm_hidden_size,
+        num_classes=num_classes,
+        vision_hidden_size=vision_hidden_size,
+        class_head=class_head,
     )
 
 
@@ -167,6 +204,7 @@ def mask_decoder_tiny_config(
     image_size: int = 112,
     patch_size: int = 16,
     num_classes: int = 1,
+    class_head: ClassHead = "softmax",
 ) -> CrabMaskDecoderConfig:
     """The CPU-sized decoder of the ``tiny`` profile: width 64, 4 heads, 16 queries, 7x7 grid -> 112 px masks.
 
@@ -179,6 +217,7 @@ def mask_decoder_tiny_config(
         image_size: the tiny CLIP's input size, also the mask size.
         patch_size: the tiny CLIP's patch size.
         num_classes: 1 for binary tasks, 71 for AVSS.
+        class_head: a class head's kind.
     """
     return CrabMaskDecoderConfig(
         llm_hidden_size=llm_hidden_size,
@@ -194,6 +233,7 @@ def mask_decoder_tiny_config(
         patch_size=patch_size,
         low_res_mask_size=image_size // 2,
         num_classes=num_classes,
+        class_head=class_head,
     )
 
 
@@ -317,6 +357,11 @@ class CrabMaskDecoder(nn.Module):
         self.query_mlp = SamFeedForward(width, width, embed, num_layers=3)  # Crab's hyper_mlp
         self.query_map_mlp = SamFeedForward(config.num_queries, width, embed, num_layers=3)  # hyper_mlp_out (1x1)
         self.classifier = nn.Linear(embed, config.num_classes, bias=False)  # a 1x1 convolution without bias
+        # A factorized head also reads the object class off each pixel's image embedding (what is seen there); the
+        # query maps above carry the prompt (what sounds).
+        self.appearance_classifier = (
+            nn.Conv2d(width, config.num_classes - 1, kernel_size=1) if config.factorized else None
+        )
         init_mask_decoder_weights(self)
 
     def forward(self, mask_token_hidden: torch.Tensor, level_features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -330,7 +375,7 @@ class CrabMaskDecoder(nn.Module):
                 All T frames of a sample share its prompt.
 
         Returns:
-            (B, T, num_classes, image_size, image_size) logits.
+            (B, T, num_classes, image_size, image_size) logits (a factorized class head: class log-probabilities).
 
         Raises:
             ValueError: on a wrong number of mask tokens or levels, or a feature tensor whose shape does not fit.
@@ -360,8 +405,9 @@ class CrabMaskDecoder(nn.Module):
         for level, grid in enumerate(grids):
             if level > 0:
                 grid = self.upsample(grid)  # (N, D, 2g, 2g)
-                # Gate with the previous level's mask (mean over classes): x (1 + sigmoid), as in Crab.
-                gate = previous.mean(dim=1, keepdim=True)  # (N, 1, h', w')
+                # Gate with the previous level's mask: x (1 + sigmoid), as in Crab (mean over classes; a factorized
+                # head has the mask itself, its sounding channel).
+                gate = previous[:, :1] if config.factorized else previous.mean(dim=1, keepdim=True)  # (N, 1, h', w')
                 if gate.shape[-2:] != grid.shape[-2:]:
                     gate = F.interpolate(gate, size=grid.shape[-2:], mode="bilinear", align_corners=False)
                 grid = grid * (gate.sigmoid() + 1)
@@ -371,6 +417,8 @@ class CrabMaskDecoder(nn.Module):
             weighted = self.scale_weights[level] * low_res  # (N, C, s, s)
             summed = weighted if summed is None else summed + weighted
         masks = F.interpolate(summed, size=config.image_size, mode="bilinear", align_corners=False)  # (N, C, S, S)
+        if config.factorized:
+            masks = factorized_class_log_probs(masks)
         return masks.unflatten(0, (batch, num_frames))  # (B, T, C, S, S)
 
     def _feature_grids(self, level_features: Sequence[torch.Tensor], batch: int) -> tuple[list[torch.Tensor], int]:
@@ -422,8 +470,65 @@ class CrabMaskDecoder(nn.Module):
         upscaled = self.output_upscaling(keys)  # (N, E, 2h, 2w)
         maps = hyper @ upscaled.flatten(2)  # (N, Q, 4hw): one map per query
         maps = maps.unflatten(2, upscaled.shape[-2:]).permute(0, 2, 3, 1)  # (N, 2h, 2w, Q)
-        logits = self.classifier(self.query_map_mlp(maps))  # (N, 2h, 2w, C)
-        return logits.permute(0, 3, 1, 2)  # (N, C, 2h, 2w)
+        logits = self.classifier(self.query_map_mlp(maps)).permute(0, 3, 1, 2)  # (N, C, 2h, 2w)
+        if self.appearance_classifier is not None:  # factorized: + the classes' logits of the pixel's embedding
+            appearance = self.appearance_classifier(keys)  # (N, C-1, h, w)
+            appearance = F.interpolate(appearance, size=logits.shape[-2:], mode="bilinear", align_corners=False)
+            logits = torch.cat([logits[:, :1], logits[:, 1:] + appearance], dim=1)
+        return logits
+
+
+def factorized_class_log_probs(channels: torch.Tensor) -> torch.Tensor:
+    """A factorized class head's channels -> the log-probabilities of one distribution over background + classes.
+
+    ``p(background) = sigmoid(-f)`` and ``p(c) = sigmoid(f) * softmax(g)_c``: cross-entropy on these is the BCE of
+    "sounding object here" plus, on object pixels only, the cross-entropy of "which object"; their argmax is the
+    most probable class, as for Crab's head, so the evaluation reads both alike.
+
+    Args:
+        channels: (N, C, ...) with channel 0 the sounding-object logit ``f`` and channels 1..C-1 the object
+            classes' logits ``g``.
+
+    Returns:
+        (N, C, ...) log-probabilities (``logsumexp`` over dim 1 is 0).
+    """
+    sounding, classes = channels[:, :1], channels[:, 1:]  # (N, 1, ...), (N, C-1, ...)
+    background = F.logsigmoid(-sounding)  # (N, 1, ...)
+    objects = F.logsigmoid(sounding) + classes.log_softmax(dim=1)  # (N, C-1, ...)
+    return torch.cat([background, objects], dim=1)
+
+
+def class_map(logits: torch.Tensor, class_head: ClassHead = "softmax") -> torch.Tensor:
+    """A class head's prediction: ``(T, C, H, W)`` decoder output -> ``(T, H, W)`` class indices.
+
+    ``softmax`` (Crab's): the argmax class, as the official AVSBench code. ``factorized``: the head's two answers
+    in turn, as it was trained. Where an object sounds (sounding probability > 0.5, the binary tasks' threshold)
+    is the mask; each connected region of it is one object, labelled with the class most likely for all of its
+    pixels together (the largest sum of their class log-probabilities); elsewhere background. Why regions: the
+    AVSS metric scores every class a frame shows, so the per-pixel argmax of an uncertain class head, a few
+    pixels of many classes on one object, adds a zero score for each of them (AV-Synth, benchmarks/README.md).
+
+    Raises:
+        ValueError: ``logits`` is not 4-D.
+    """
+    if logits.ndim != 4:
+        raise ValueError(f"class logits must be (T, C, H, W), got shape {tuple(logits.shape)}")
+    if class_head == "softmax":
+        return logits.argmax(dim=1)
+    objects = logits[:, 1:]  # (T, C-1, H, W) object classes' log-probabilities
+    sounding = objects.logsumexp(dim=1) > logits[:, 0]  # (T, H, W): p(object) > p(background)
+    out = torch.zeros(sounding.shape, dtype=torch.long, device=logits.device)
+    for t, mask in enumerate(sounding.cpu().numpy()):
+        regions, count = ndimage.label(mask)  # (H, W) region ids 1..count (4-connected), 0 = background
+        if count == 0:
+            continue
+        regions = torch.from_numpy(regions).to(logits.device).flatten()  # (H*W,)
+        evidence = torch.zeros(count + 1, objects.shape[1], dtype=objects.dtype, device=logits.device)
+        evidence.index_add_(0, regions, objects[t].flatten(1).T)  # (count + 1, C-1): summed log-probabilities
+        labels = evidence.argmax(dim=1) + 1  # (count + 1,)
+        labels[0] = 0
+        out[t] = labels[regions].view(mask.shape)
+    return out
 
 
 def init_mask_decoder_weights(decoder: CrabMaskDecoder) -> None:

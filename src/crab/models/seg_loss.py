@@ -4,7 +4,13 @@ Implements the losses of crab-reference section 1.8: binary tasks (S4, MS3, Ref-
 BCE-with-logits averaged over pixels plus the Dice loss on sigmoid probabilities; AVSS takes the per-pixel
 cross-entropy over its classes, averaged over pixels. Each is computed per frame.
 
-One addition for AVSS, weighted by the same ``dice`` weight (0 gives Crab's loss): a soft Dice on the softmax
+A factorized class head (``class_head: factorized``, :func:`crab.models.mask_decoder.factorized_class_log_probs`)
+takes the two losses of its two questions instead: "does an object sound here" as the binary head does (BCE +
+Dice on the sounding logit, all pixels), and "which object" as the cross-entropy over the object classes on the
+object pixels alone (:func:`factorized_mask_losses`). Over all pixels, as the plain cross-entropy weighs it, the
+class part has the weight of the objects' area (4 % of AV-Synth's AVSS pixels) and hardly trained.
+
+For Crab's softmax head, one addition, weighted by the same ``dice`` weight (0 gives Crab's loss): a soft Dice on the softmax
 probabilities, averaged over the classes the frame's label map holds (:func:`semantic_dice_loss`). Why: with
 cross-entropy alone the tiny AV-Synth model learns the background prior (every pixel background, object mIoU 0;
 sounding objects cover a small share of the pixels), while Dice weighs each present class equally, whatever its
@@ -35,6 +41,7 @@ __all__ = [
     "DICE_SMOOTH",
     "SegmentationLoss",
     "binary_mask_losses",
+    "factorized_mask_losses",
     "segmentation_loss",
     "semantic_dice_loss",
     "semantic_mask_loss",
@@ -86,6 +93,30 @@ def binary_mask_losses(
     return bce, dice
 
 
+def factorized_mask_losses(
+    log_probs: torch.Tensor, targets: torch.Tensor, smooth: float = DICE_SMOOTH
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-frame losses of a factorized class head: sounding BCE and Dice (all pixels), class CE (object pixels).
+
+    Args:
+        log_probs: (N, C, S, S) class log-probabilities of a factorized head (background first).
+        targets: (N, S, S) class indices in [0, C) (0 = background).
+        smooth: the Dice smoothing.
+
+    Returns:
+        bce (N,), dice (N,), ce (N,): ``ce`` is the mean over the frame's object pixels of the cross-entropy of
+        their class among the C - 1 object classes (0 for a frame without object pixels).
+    """
+    # The head's logits, exactly: f = log(sum_c p_c / p_0) and log_softmax(g) = log_softmax(log_probs[:, 1:]).
+    sounding = log_probs[:, 1:].logsumexp(dim=1) - log_probs[:, 0]  # (N, S, S)
+    objects = targets > 0  # (N, S, S)
+    bce, dice = binary_mask_losses(sounding, objects.to(log_probs.dtype), smooth)
+    pixel_ce = F.cross_entropy(log_probs[:, 1:], (targets - 1).clamp(min=0), reduction="none")  # (N, S, S)
+    area = objects.flatten(1).sum(dim=1)  # (N,)
+    ce = (pixel_ce * objects).flatten(1).sum(dim=1) / area.clamp(min=1)
+    return bce, dice, ce
+
+
 def semantic_mask_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-frame cross-entropy (pixel mean) of class-index masks.
 
@@ -129,6 +160,7 @@ def segmentation_loss(
     dice_weight: float,
     ce_weight: float,
     dice_smooth: float = DICE_SMOOTH,
+    factorized: bool = False,
 ) -> SegmentationLoss:
     """Mask loss of a batch, averaged over labelled frames within a sample, then over samples.
 
@@ -144,6 +176,8 @@ def segmentation_loss(
         dice_weight: weight of the Dice part (both heads).
         ce_weight: weight of the cross-entropy part (multi-class head).
         dice_smooth: Dice smoothing on pixel-count sums.
+        factorized: the head is a factorized class head (``logits`` are its log-probabilities):
+            :func:`factorized_mask_losses`, weighted ``bce`` / ``dice`` / ``ce``.
 
     Returns:
         The loss and its parts. With no labelled frame at all the loss is a zero that keeps the graph.
@@ -196,6 +230,12 @@ def segmentation_loss(
         low, high = int(frame_targets.min()), int(frame_targets.max())
         raise ValueError(f"class targets must lie in [0, {num_classes}), got [{low}, {high}]")
     frame_targets = frame_targets.long()
+    if factorized:
+        bce, dice, ce = (
+            (frame_weights * part).sum() for part in factorized_mask_losses(frame_logits, frame_targets, dice_smooth)
+        )
+        loss = bce_weight * bce + dice_weight * dice + ce_weight * ce
+        return SegmentationLoss(loss, bce, dice, ce, num_frames, num_samples)
     ce = (frame_weights * semantic_mask_loss(frame_logits, frame_targets)).sum()
     dice = (frame_weights * semantic_dice_loss(frame_logits, frame_targets, dice_smooth)).sum()
     return SegmentationLoss(ce_weight * ce + dice_weight * dice, None, dice, ce, num_frames, num_samples)

@@ -47,11 +47,16 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 import crab.lora  # noqa: F401  (registers ia_lora / lora_moe with peft before the adapter is loaded)
-from crab.config import FinetuneAvsConfig, Params, SegLossConfig
+from crab.config import FinetuneAvsConfig, FinetuneAvssConfig, Params, SegLossConfig
 from crab.errors import CrabError
 from crab.models.base import BaseModelPaths
 from crab.models.configuration_crab import CrabConfig
-from crab.models.mask_decoder import CrabMaskDecoderConfig, mask_decoder_paper_config, mask_decoder_tiny_config
+from crab.models.mask_decoder import (
+    ClassHead,
+    CrabMaskDecoderConfig,
+    mask_decoder_paper_config,
+    mask_decoder_tiny_config,
+)
 from crab.models.modeling_crab import CrabForConditionalGeneration
 from crab.models.tokenizer import CRAB_ADDED_TOKENS, CRAB_MASK_TOKENS
 from crab.tasks import TASKS, Task
@@ -79,6 +84,7 @@ __all__ = [
     "profile_decoder_config",
     "save_avs_weights",
     "setup_finetune_avs",
+    "stage_class_head",
     "train_decoder_and_token_rows",
     "with_mask_decoder",
 ]
@@ -119,13 +125,14 @@ class SegmentationObjective(nn.Module):
 
 
 def _decoder_config(
-    config: CrabConfig, profile: str, manifest: dict[str, Any], num_classes: int
+    config: CrabConfig, profile: str, manifest: dict[str, Any], num_classes: int, class_head: ClassHead
 ) -> CrabMaskDecoderConfig:
     llm_width = config.text_config.hidden_size
     if profile == "paper":
         return mask_decoder_paper_config(
-            llm_hidden_size=llm_width, num_classes=num_classes, vision_hidden_size=config.vision_hidden_size
-        )
+            llm_hidden_size=llm_width, num_classes=num_classes, vision_hidden_size=config.vision_hidden_size,
+            class_head=class_head,
+        )  # fmt: skip
     vision = manifest["vision"]
     layers = vision.get("mask_feature_layers")
     if not layers:
@@ -133,6 +140,7 @@ def _decoder_config(
     return mask_decoder_tiny_config(
         llm_hidden_size=llm_width, vision_hidden_size=config.vision_hidden_size, vision_feature_layers=layers,
         image_size=vision["image_size"], patch_size=vision["patch_size"], num_classes=num_classes,
+        class_head=class_head,
     )  # fmt: skip
 
 
@@ -187,15 +195,22 @@ def add_mask_decoder(
     return out.to(model.dtype)
 
 
-def profile_decoder_config(params: Params, config: CrabConfig, num_classes: int) -> CrabMaskDecoderConfig:
+def profile_decoder_config(
+    params: Params, config: CrabConfig, num_classes: int, class_head: ClassHead = "softmax"
+) -> CrabMaskDecoderConfig:
     """The profile's mask decoder for a Crab of ``config`` (tiny: sized by the base models' manifest), with a
-    ``num_classes`` head.
+    ``num_classes`` head of kind ``class_head`` (a class head's; a binary head ignores it).
 
     Raises:
         CrabError: the manifest names no decoder levels.
     """
     manifest = json.loads(BaseModelPaths.of(params.base_models.out_dir).manifest.read_text(encoding="utf-8"))
-    return _decoder_config(config, params.profile, manifest, num_classes)
+    return _decoder_config(config, params.profile, manifest, num_classes, class_head)
+
+
+def stage_class_head(cfg: FinetuneAvsConfig) -> ClassHead:
+    """A segmentation stage's class-head kind: ``finetune_avss.class_head``; ``softmax`` for the binary stage."""
+    return cfg.class_head if isinstance(cfg, FinetuneAvssConfig) else "softmax"
 
 
 def with_mask_decoder(
@@ -216,7 +231,7 @@ def with_mask_decoder(
     from crab.train.seg_pretrain import load_pretrained_decoder  # it builds on this module
 
     cfg: FinetuneAvsConfig = getattr(params, stage)
-    decoder = profile_decoder_config(params, model.config, head_classes(cfg))
+    decoder = profile_decoder_config(params, model.config, head_classes(cfg), stage_class_head(cfg))
     out = add_mask_decoder(model, tokenizer, decoder, cfg.seed)
     load_pretrained_decoder(out, params.pretrain.out_dir)
     return out

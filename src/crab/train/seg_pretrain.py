@@ -112,7 +112,8 @@ def load_pretrained_decoder(model: CrabForConditionalGeneration, pretrain_dir: s
     """Give ``model``'s decoder the pre-trained decoder's weights, in place, where ``pretrain`` wrote one.
 
     Every tensor of the same shape is loaded; a head of another size (AVSS's 71 classes against the binary
-    head) keeps its init.
+    head) keeps its init, except that a factorized class head's sounding channel (row 0 of its classifier) takes
+    the binary head's row: "an object is here" is what that head learned.
 
     Returns:
         The decoder tensors left at their init (all of them when ``pretrain`` trained no decoder).
@@ -130,7 +131,7 @@ def load_pretrained_decoder(model: CrabForConditionalGeneration, pretrain_dir: s
         return sorted(state)
     saved = CrabMaskDecoderConfig.from_pretrained(folder, local_files_only=True)
     own = model.mask_decoder.config
-    sizes = [n for n in CrabMaskDecoderConfig.__annotations__ if n != "num_classes"]
+    sizes = [n for n in CrabMaskDecoderConfig.__annotations__ if n not in ("num_classes", "class_head")]
     differ = {n: (getattr(saved, n), getattr(own, n)) for n in sizes if getattr(saved, n) != getattr(own, n)}
     if differ:
         raise CrabError(f"{folder}: the pre-trained decoder has other sizes (saved, wanted): {differ}")
@@ -139,10 +140,16 @@ def load_pretrained_decoder(model: CrabForConditionalGeneration, pretrain_dir: s
     if unknown:
         raise CrabError(f"{folder}: tensors the decoder does not have: {unknown[:3]}")
     loaded = {k: v for k, v in weights.items() if v.shape == state[k].shape}
+    head = "classifier.weight"
+    if own.factorized and saved.num_classes == 1 and head not in loaded:
+        classifier = state[head].clone()  # (C, E)
+        classifier[0] = weights[head][0]  # the binary head's (E,) row -> the sounding channel
+        loaded[head] = classifier
     model.mask_decoder.load_state_dict(loaded, strict=False)
     left = sorted(set(state) - set(loaded))
     log.info("mask decoder: %d of %d tensors from %s%s", len(loaded), len(state), folder,
-             f" ({', '.join(left)} keep their init: head of {own.num_classes} vs {saved.num_classes})" if left else "")  # fmt: skip
+             f" ({', '.join(left)} keep their init: a {own.class_head} head of {own.num_classes} vs {saved.num_classes})"
+             if left else "")  # fmt: skip
     return left
 
 

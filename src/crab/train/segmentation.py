@@ -5,8 +5,9 @@ answer holds the six mask tokens, with the target frame's CLIP levels as the dec
 target; as released it never computed it (``is_avs_task`` never set, decoder inputs commented out of the
 dataset). Here the data path (:class:`crab.train.data.AvuieDataset` with ``with_masks``, then
 :func:`crab.models.collator.collate`) puts ``mask_features`` and ``mask_targets`` in the batch, and
-:func:`segmentation_step` turns that batch into one loss: ``lm_weight * LM + BCE + Dice`` (binary head) or
-``lm_weight * LM + CE`` (AVSS's class head), the mask part averaged over samples
+:func:`segmentation_step` turns that batch into one loss: ``lm_weight * LM + BCE + Dice`` (binary head),
+``lm_weight * LM + CE + Dice`` (AVSS's softmax class head) or ``lm_weight * LM + BCE + Dice + CE`` (a factorized
+class head: sounding and class parts), the mask part averaged over samples
 (:func:`crab.models.seg_loss.segmentation_loss`), the weights ``finetune_avs.loss`` of params.
 """
 
@@ -60,7 +61,13 @@ def segmentation_step(
     if inputs.get("labels") is None:
         raise ValueError("segmentation_step needs labels for the LM loss")
     outputs = model(**inputs)
+    decoder = model.config.mask_decoder_config  # a PeftModel's config is its base model's
     mask = segmentation_loss(
-        outputs.mask_logits, targets, bce_weight=weights.bce, dice_weight=weights.dice, ce_weight=weights.ce
+        outputs.mask_logits,
+        targets,
+        bce_weight=weights.bce,
+        dice_weight=weights.dice,
+        ce_weight=weights.ce,
+        factorized=decoder is not None and decoder.factorized,
     )  # mask_logits (B_s, T, C, S, S) vs targets (B_s, T, S, S)
     return SegmentationStep(loss=weights.lm * outputs.loss + mask.loss, lm_loss=outputs.loss, mask=mask)

@@ -9,15 +9,23 @@ from crab.eval.metrics_avss import avss_scores
 from crab.eval.run_avs import _avss_scores, _frame_prediction, frequent_class
 
 
-def test_frame_prediction_is_the_argmax_class_at_the_truths_size():
+def test_frame_prediction_is_the_heads_class_map_at_the_truths_size():
     logits = torch.zeros(71, 2, 2)  # (C, S, S)
     logits[5, 0, 0] = logits[7, 1, 1] = 3.0
-    prediction = _frame_prediction(logits, (4, 4), semantic=True)  # upsampled to the label map's size
+    prediction = _frame_prediction(logits, (4, 4), "softmax")  # upsampled to the label map's size
     assert prediction.dtype == torch.long and prediction.shape == (4, 4)
     assert prediction[0, 0] == 5 and prediction[3, 3] == 7
-    assert torch.equal(_frame_prediction(None, (3, 5), semantic=True), torch.zeros(3, 5, dtype=torch.long))
-    binary = _frame_prediction(torch.ones(1, 2, 2), (2, 2), semantic=False)
-    assert torch.equal(binary, torch.ones(2, 2)) and _frame_prediction(None, (2, 2), semantic=False).max() < -10
+    # a factorized head's log-probabilities: objects sound on the top row (class 5 at 0.35, background 0.3) and
+    # the bottom row (class 7), not in the middle (background 0.9): two regions, one class each
+    probs = torch.full((71, 3, 2), 0.7 / 140)  # (C, S, S)
+    probs[0] = 0.3
+    probs[5, 0], probs[7, 2] = 0.35, 0.35
+    probs[:, 1], probs[0, 1] = 0.1 / 70, 0.9
+    factorized = _frame_prediction(probs.log(), (3, 2), "factorized")
+    assert factorized.tolist() == [[5, 5], [0, 0], [7, 7]]
+    assert torch.equal(_frame_prediction(None, (3, 5), "softmax"), torch.zeros(3, 5, dtype=torch.long))
+    binary = _frame_prediction(torch.ones(1, 2, 2), (2, 2), None)
+    assert torch.equal(binary, torch.ones(2, 2)) and _frame_prediction(None, (2, 2), None).max() < -10
 
 
 def test_frequent_class_counts_the_labels_objects():

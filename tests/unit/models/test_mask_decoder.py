@@ -11,6 +11,8 @@ from crab.models.mask_decoder import (
     CrabMaskDecoder,
     CrabMaskDecoderConfig,
     CrabQueryGenerator,
+    class_map,
+    factorized_class_log_probs,
     gather_mask_token_hidden,
     mask_decoder_paper_config,
     mask_decoder_tiny_config,
@@ -211,6 +213,7 @@ def test_bad_inputs_raise(hidden_shape: tuple, feature_shapes: list, message: st
         ({"hidden_size": 33, "num_attention_heads": 1}, "even"),
         ({"vision_feature_layers": [3]}, "needs 2 entries"),
         ({"num_classes": 0}, "num_classes must be positive"),
+        ({"class_head": "sigmoid"}, "class_head must be one of"),
     ],
 )
 def test_config_rejects_inconsistent_sizes(overrides: dict, message: str) -> None:
@@ -219,10 +222,10 @@ def test_config_rejects_inconsistent_sizes(overrides: dict, message: str) -> Non
 
 
 def test_config_round_trips_through_save_pretrained(tmp_path) -> None:
-    config = _config(num_classes=71, vision_feature_layers=(3, 5))
+    config = _config(num_classes=71, vision_feature_layers=(3, 5), class_head="factorized")
     config.save_pretrained(tmp_path)
     loaded = CrabMaskDecoderConfig.from_pretrained(tmp_path)
-    assert loaded.to_dict() == config.to_dict()
+    assert loaded.to_dict() == config.to_dict() and loaded.factorized
     assert loaded.vision_feature_layers == [3, 5] and loaded.grid_size == 4 and loaded.num_tokens_per_level == 3
 
 
@@ -237,9 +240,74 @@ def test_gather_takes_the_state_before_each_mask_token() -> None:
         gather_mask_token_hidden(hidden, torch.tensor([[50, 51, 2, 2, 2, 2]] * 2), [50, 51])
 
 
-@pytest.mark.parametrize("num_classes", [1, 3])
-def test_tiny_overfit_halves_the_loss(num_classes: int) -> None:
-    decoder = _decoder(_config(num_classes)).train()
+def test_factorized_log_probs_by_hand() -> None:
+    # f = 0: background 1/2; f = log 3: objects 3/4 split by softmax(g) = (1/3, 2/3)
+    channels = torch.tensor([[0.0, 5.0, 5.0], [math.log(3), 0.0, math.log(2)]]).view(2, 3, 1, 1)  # (N, C, 1, 1)
+    probs = factorized_class_log_probs(channels).exp().flatten(1)  # (N, C)
+    torch.testing.assert_close(probs, torch.tensor([[0.5, 0.25, 0.25], [0.25, 0.25, 0.5]]))
+
+
+def test_factorized_cross_entropy_is_sounding_bce_plus_class_ce_on_object_pixels() -> None:
+    g = torch.Generator().manual_seed(0)
+    channels = torch.randn(4, 5, 3, 3, generator=g)  # (N, C, S, S)
+    target = torch.randint(0, 5, (4, 3, 3), generator=g)  # 0 = background
+    log_probs = factorized_class_log_probs(channels)
+    ce = torch.nn.functional.nll_loss(log_probs, target, reduction="none")  # (N, S, S)
+    sounding = (target > 0).float()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(channels[:, 0], sounding, reduction="none")
+    which = torch.nn.functional.cross_entropy(channels[:, 1:], (target - 1).clamp(min=0), reduction="none")
+    torch.testing.assert_close(ce, bce + sounding * which)
+
+
+def test_class_map_of_each_head() -> None:
+    # one frame, 3 pixels; factorized: background 0.4 / objects 0.6 split 0.25 + 0.35 (pixel 0) -> class 2, though
+    # background alone is the most probable; background 0.6 (pixel 1) -> 0; background 0.2 (pixel 2) -> class 1
+    probs = torch.tensor([[0.4, 0.25, 0.35], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3]]).T.reshape(1, 3, 1, 3)  # (T, C, 1, 3)
+    assert class_map(probs.log(), "factorized").tolist() == [[[2, 0, 1]]]  # pixels 0 and 2 are separate regions
+    assert class_map(probs.log(), "softmax").tolist() == [[[0, 0, 1]]]  # Crab's argmax
+    with pytest.raises(ValueError, match=r"\(T, C, H, W\)"):
+        class_map(torch.zeros(3, 4, 4))
+
+
+def test_factorized_class_map_gives_each_connected_region_its_jointly_most_likely_class() -> None:
+    # 2 frames of 3x4; every pixel sounds (background 0.1). Frame 0: a left region (columns 0-1) whose pixels lean
+    # to classes 1, 1, 1, 1, 2, 2 and a right region (column 3) that leans to class 2; column 2 is background.
+    objects = torch.full((2, 2, 3, 4), 0.45)  # (T, C-1, H, W): p(class 1), p(class 2)
+    objects[0, 0, :, :2] = torch.tensor([[0.6, 0.6], [0.6, 0.6], [0.3, 0.3]])
+    objects[0, 1, :, :2] = 0.9 - objects[0, 0, :, :2]
+    objects[0, 0, :, 3], objects[0, 1, :, 3] = 0.2, 0.7
+    background = torch.full((2, 1, 3, 4), 0.1)
+    background[0, 0, :, 2] = 0.9
+    objects[0, :, :, 2] = 0.05
+    logits = torch.cat([background, objects], dim=1).log()  # (T, C, H, W)
+    # left region: class 1 has 4 pixels at 0.6 and 2 at 0.3, class 2 the reverse: its bottom row alone says class 2
+    assert 4 * math.log(0.6) + 2 * math.log(0.3) > 4 * math.log(0.3) + 2 * math.log(0.6)
+    expected = torch.tensor([[1, 1, 0, 2]] * 3)
+    torch.testing.assert_close(class_map(logits, "factorized")[0], expected)
+    torch.testing.assert_close(class_map(logits, "factorized")[1], torch.ones(3, 4, dtype=torch.long))  # ties: first
+
+
+def test_factorized_head_returns_log_probs_and_gates_with_its_sounding_channel() -> None:
+    decoder = _decoder(_config(num_classes=4, class_head="factorized"))
+    hidden, features = _inputs(batch=2, frames=2)
+    out = decoder(hidden, features)  # (B, T, C, S, S)
+    torch.testing.assert_close(out.logsumexp(dim=2), torch.zeros(2, 2, 32, 32), atol=1e-5, rtol=0)
+    # the level-1 gate reads channel 0 only: the class channels of level 0 leave level 1's input unchanged
+    with torch.no_grad():
+        decoder.scale_weights.copy_(torch.tensor([0.0, 1.0]))  # the output is level 1 alone
+        before = decoder(hidden, features)
+        decoder.classifier.weight[1:] += 1.0  # level 0's class logits move (so do level 1's, by the same rows)
+        after = decoder(hidden, features)
+        decoder.classifier.weight[1:] -= 1.0
+        decoder.classifier.weight[0] += 1.0  # the sounding channel moves the output
+        moved = decoder(hidden, features)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)  # a mean-over-channels gate would change it
+    assert not torch.allclose(moved, before, atol=1e-3)
+
+
+@pytest.mark.parametrize(("num_classes", "class_head"), [(1, "softmax"), (3, "softmax"), (3, "factorized")])
+def test_tiny_overfit_halves_the_loss(num_classes: int, class_head: str) -> None:
+    decoder = _decoder(_config(num_classes, class_head=class_head)).train()
     hidden, features = _inputs(batch=1, frames=1)
     rows, cols = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
     if num_classes == 1:

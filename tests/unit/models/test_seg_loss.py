@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
+from crab.models.mask_decoder import factorized_class_log_probs
 from crab.models.seg_loss import (
     DICE_SMOOTH,
     binary_mask_losses,
+    factorized_mask_losses,
     segmentation_loss,
     semantic_dice_loss,
     semantic_mask_loss,
@@ -44,6 +46,31 @@ def test_binary_total_is_weighted_sum() -> None:
     torch.testing.assert_close(out.dice, torch.tensor(1 / 3))
     torch.testing.assert_close(out.loss, torch.tensor(expected_bce + 0.5 / 3))
     assert out.ce is None and (out.num_frames, out.num_samples) == (1, 1)
+
+
+def test_factorized_losses_are_the_sounding_binary_losses_and_the_object_pixels_class_ce() -> None:
+    # the binary case's logits as the sounding channel; class logits g: pixel (0, 0) favours class 2 (2:1)
+    sounding, _ = _binary_case()
+    classes = torch.zeros(2, 2, 2)  # (C-1, S, S) for C = 3
+    classes[1, 0, 0] = LN2
+    channels = torch.cat([sounding[None], classes])[None]  # (1, 3, 2, 2)
+    targets = torch.tensor([[[2, 1], [0, 0]]])  # objects on the top row, as the binary case's mask
+    bce, dice, ce = factorized_mask_losses(factorized_class_log_probs(channels), targets, smooth=1.0)
+    expected_bce, expected_dice = binary_mask_losses(sounding[None], torch.tensor([[[1.0, 1.0], [0.0, 0.0]]]), 1.0)
+    torch.testing.assert_close(bce, expected_bce)
+    torch.testing.assert_close(dice, expected_dice)
+    # object pixels only: (0, 0) class 2 at 2/3, (0, 1) class 1 at 1/2
+    torch.testing.assert_close(ce, torch.tensor([(math.log(3 / 2) + LN2) / 2]))
+    out = segmentation_loss(
+        factorized_class_log_probs(channels)[None], targets[None], dice_smooth=1.0, factorized=True, **WEIGHTS
+    )
+    torch.testing.assert_close(out.loss, (expected_bce + 0.5 * expected_dice + ce)[0])
+
+
+def test_factorized_class_ce_of_a_frame_without_objects_is_zero() -> None:
+    channels = torch.randn(1, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    _, _, ce = factorized_mask_losses(factorized_class_log_probs(channels), torch.zeros(1, 3, 3, dtype=torch.long))
+    assert ce.tolist() == [0.0]
 
 
 def test_dice_of_an_empty_mask_predicted_empty_is_near_zero() -> None:

@@ -281,7 +281,7 @@ def test_finetune_avss_trains_the_71_class_head_and_evaluate_scores_class_maps(
     params = dataclasses.replace(
         avs_params, finetune_avss=dataclasses.replace(
             avs_params.finetune_avss, out_dir=str(stage_dir / "models/finetune_avss"), tasks=["avss"],
-            optim=avs_params.finetune_avs.optim),
+            optim=avs_params.finetune_avs.optim, class_head="factorized"),
         evaluate=dataclasses.replace(avs_params.evaluate, max_new_tokens=48),
     )  # fmt: skip
     result = finetune_avss(params)
@@ -293,7 +293,8 @@ def test_finetune_avss_trains_the_71_class_head_and_evaluate_scores_class_maps(
     model, tokenizer = load_finetuned_avs(
         params.pretrain.out_dir, params.finetune.out_dir, params.finetune_avss.out_dir
     )
-    assert model.get_base_model().config.mask_decoder_config.num_classes == 71
+    decoder = model.get_base_model().config.mask_decoder_config
+    assert decoder.num_classes == 71 and decoder.class_head == "factorized"  # finetune_avss.class_head, saved
 
     records = sorted(_avss_records(stage_dir, "test"), key=lambda r: r.id)
     references = [encode_target(tokenizer, r.target) for r in records]

@@ -118,6 +118,16 @@ def test_segmentation_stages_start_from_the_pretrained_decoder(seg_params: Param
     assert torch.equal(avss.mask_decoder.classifier.weight, init["classifier.weight"])
     assert all(torch.equal(avss.mask_decoder.state_dict()[k], saved[k]) for k in saved if k != "classifier.weight")
 
+    # a factorized class head: its sounding channel takes the binary head's row, the class rows (and the class
+    # logits of the pixels' embeddings, new) keep their init
+    factorized = CrabMaskDecoderConfig.from_dict({**head.to_dict(), "class_head": "factorized"})
+    avss = add_mask_decoder(base, tokenizer, factorized, seed=5)
+    init = avss.mask_decoder.classifier.weight.detach().clone()  # (71, E)
+    left = load_pretrained_decoder(avss, seg_params.pretrain.out_dir)
+    assert left == ["appearance_classifier.bias", "appearance_classifier.weight"]
+    classifier = avss.mask_decoder.classifier.weight
+    assert torch.equal(classifier[0], saved["classifier.weight"][0]) and torch.equal(classifier[1:], init[1:])
+
     wider = CrabMaskDecoderConfig.from_dict({**head.to_dict(), "num_classes": 1, "hidden_size": 2 * head.hidden_size})
     other = add_mask_decoder(base, tokenizer, wider, seed=5)
     with pytest.raises(CrabError, match=r"other sizes .*'hidden_size'"):
