@@ -38,7 +38,7 @@ from crab.avuie.build import OUT_DIR as AVUIE_DIR
 from crab.config import load_params
 from crab.eval.metrics_avss import avss_scores
 from crab.models.collator import collate, pad_token_id
-from crab.models.mask_decoder import class_map
+from crab.models.mask_decoder import class_map, factorized_sounding_logits
 from crab.quality.avuie import REPORT_PATH as AVUIE_REPORT
 from crab.quality.quarantine import load_quarantined_avuie
 from crab.train.data import load_records, training_dataset
@@ -56,7 +56,7 @@ RULES: dict[str, Callable[[Tensor], Tensor]] = {
 
 def sounding_pixels(log_probs: Tensor) -> Tensor:
     """(T, C, H, W) class log-probabilities -> (T, H, W) bool: p(some object) > p(background)."""
-    return log_probs[:, 1:].logsumexp(dim=1) > log_probs[:, 0]
+    return factorized_sounding_logits(log_probs) > 0
 
 
 def pixel_counts(log_probs: Tensor, truth: Tensor) -> dict[str, int]:

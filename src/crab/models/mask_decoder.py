@@ -60,6 +60,7 @@ __all__ = [
     "CrabRandomFourierPositionalEncoding",
     "class_map",
     "factorized_class_log_probs",
+    "factorized_sounding_logits",
     "gather_mask_token_hidden",
     "init_mask_decoder_weights",
     "mask_decoder_paper_config",
@@ -498,6 +499,14 @@ def factorized_class_log_probs(channels: torch.Tensor) -> torch.Tensor:
     return torch.cat([background, objects], dim=1)
 
 
+def factorized_sounding_logits(log_probs: torch.Tensor) -> torch.Tensor:
+    """The sounding logit ``f`` back from a factorized head's (N, C, ...) log-probabilities: (N, ...).
+
+    Exact: ``logsumexp`` of the object classes is ``log sigmoid(f)``, and ``log sigmoid(f) - log sigmoid(-f) = f``.
+    """
+    return log_probs[:, 1:].logsumexp(dim=1) - log_probs[:, 0]
+
+
 def class_map(logits: torch.Tensor, class_head: ClassHead = "softmax") -> torch.Tensor:
     """A class head's prediction: ``(T, C, H, W)`` decoder output -> ``(T, H, W)`` class indices.
 
@@ -516,7 +525,7 @@ def class_map(logits: torch.Tensor, class_head: ClassHead = "softmax") -> torch.
     if class_head == "softmax":
         return logits.argmax(dim=1)
     objects = logits[:, 1:]  # (T, C-1, H, W) object classes' log-probabilities
-    sounding = objects.logsumexp(dim=1) > logits[:, 0]  # (T, H, W): p(object) > p(background)
+    sounding = factorized_sounding_logits(logits) > 0  # (T, H, W): p(object) > p(background)
     out = torch.zeros(sounding.shape, dtype=torch.long, device=logits.device)
     for t, mask in enumerate(sounding.cpu().numpy()):
         regions, count = ndimage.label(mask)  # (H, W) region ids 1..count (4-connected), 0 = background

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from crab.models.mask_decoder import factorized_sounding_logits
+
 __all__ = [
     "DICE_SMOOTH",
     "SegmentationLoss",
@@ -107,8 +109,8 @@ def factorized_mask_losses(
         bce (N,), dice (N,), ce (N,): ``ce`` is the mean over the frame's object pixels of the cross-entropy of
         their class among the C - 1 object classes (0 for a frame without object pixels).
     """
-    # The head's logits, exactly: f = log(sum_c p_c / p_0) and log_softmax(g) = log_softmax(log_probs[:, 1:]).
-    sounding = log_probs[:, 1:].logsumexp(dim=1) - log_probs[:, 0]  # (N, S, S)
+    # The head's logits, exactly: f, and log_softmax(g) = log_softmax(log_probs[:, 1:]).
+    sounding = factorized_sounding_logits(log_probs)  # (N, S, S)
     objects = targets > 0  # (N, S, S)
     bce, dice = binary_mask_losses(sounding, objects.to(log_probs.dtype), smooth)
     pixel_ce = F.cross_entropy(log_probs[:, 1:], (targets - 1).clamp(min=0), reduction="none")  # (N, S, S)
