@@ -516,6 +516,17 @@ class PretrainGroundingConfig:
     # (direct alone made the LLM forget the reasoning, and the fine-tuned model then ignored the media)
     answers: AnswerForm
     optim: OptimConfig
+    # task -> copies of its train records in the mixture (a task not named: 1). Why: the mixture's share is
+    # proportional to a task's clips, and AVVP (400 clips, the longest answers) learns only with steps of its
+    # own (benchmarks/README.md, learning_curve.py: segment Event@AV 0.019 -> 0.137 after 600 AVVP steps).
+    repeat: dict[TaskName, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for task, copies in self.repeat.items():
+            if task not in self.tasks:
+                raise ConfigError(f"repeat.{task}: not one of tasks {self.tasks}")
+            if copies < 1:
+                raise ConfigError(f"repeat.{task}: must be >= 1, got {copies}")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,10 @@ def test_unknown_key_is_named() -> None:
         ("synth.ave.num_test", 0, r"synth\.ave\.num_test: must be > 0, got 0"),
         ("synth.difficulty.offscreen_prob", 1.5, r"synth\.difficulty\.offscreen_prob: must be in \[0, 1\]"),
         ("synth.video.crf", 70, r"synth\.video\.crf: must be in \[0, 51\]"),
+        ("pretrain.grounding.repeat", {"ave": 0}, r"pretrain\.grounding\.repeat\.ave: must be >= 1, got 0"),
+        ("pretrain.grounding.repeat", {"s4": 2}, r"pretrain\.grounding\.repeat\.s4: not one of tasks \['ave'"),
+        ("pretrain.grounding.repeat", {"bogus": 2}, r"pretrain\.grounding\.repeat: expected one of \['ave'"),
+        ("pretrain.grounding.repeat", {"ave": 1.5}, r"pretrain\.grounding\.repeat\.ave: expected int"),
     ],
 )
 def test_bad_values_are_named(path: str, value: object, message: str) -> None:

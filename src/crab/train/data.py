@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -360,6 +360,7 @@ def training_dataset(
     *,
     answers: AnswerForm = "reasoning",
     with_masks: bool = False,
+    repeat: Mapping[str, int] | None = None,
 ) -> AvuieDataset:
     """A stage's mixture: ``tasks``' records of ``split`` from ``data/avuie`` minus the quarantine, with features.
 
@@ -371,15 +372,20 @@ def training_dataset(
         split: the split to read.
         answers: the records' answer form (:func:`answer_forms`): as built, direct, or both.
         with_masks: mask tasks' examples carry the decoder's inputs and targets (:class:`AvuieDataset`).
+        repeat: task -> copies of each of its records (others: one), before the answer forms.
 
     Returns:
-        The dataset (records in task order, then file order; the sampler shuffles).
+        The dataset (records in task order, then file order, a repeated record's copies side by side; the
+        sampler shuffles).
 
     Raises:
         DataError: an AV-UIE file or the ``validate_avuie`` report is missing or malformed.
         FeatureStoreError: the feature store is missing, unfinished or lacks a record's media.
     """
-    records = answer_forms(load_records(AVUIE_DIR, tasks, split, load_quarantined_avuie(AVUIE_REPORT)), answers)
+    records = load_records(AVUIE_DIR, tasks, split, load_quarantined_avuie(AVUIE_REPORT))
+    if repeat:
+        records = [copy for r in records for copy in [r] * repeat.get(r.task, 1)]
+    records = answer_forms(records, answers)
     store = FeatureStore(params.features.out_dir)
     return AvuieDataset(records, tokenizer, config, store, params, with_masks=with_masks)
 

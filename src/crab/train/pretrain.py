@@ -218,7 +218,7 @@ def _ground(params: Params, setup: TrainSetup, work_dir: Path) -> dict[str, Any]
     assert grounding is not None
     trainable = set_trainable(setup.model, llm="full", projectors=True)
     dataset = training_dataset(params, grounding.tasks, setup.tokenizer, setup.model.config,
-                               answers=grounding.answers)  # fmt: skip
+                               answers=grounding.answers, repeat=grounding.repeat)  # fmt: skip
     fingerprint = {"stage": f"pretrain.{GROUNDING_PHASE}", "profile": params.profile,
                    "config": dataclasses.asdict(cfg), "trainable": trainable}  # fmt: skip
     result = fit(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import copy
 import dataclasses
 from pathlib import Path
@@ -122,6 +124,22 @@ def test_answer_forms_give_the_records_direct_or_both(workspace: Any) -> None:
     assert len(both) == 2 * len(train) - len(captions)  # a caption has one form: not trained twice
     with pytest.raises(ValueError, match="'reasoning', 'direct' or 'both'"):
         answer_forms(train, "plain")  # type: ignore[arg-type]
+
+
+def test_repeat_copies_a_tasks_records_in_every_answer_form(
+    workspace: Any, stage_dir: Path, model_and_tokenizer: tuple[Any, Any]
+) -> None:
+    model, tokenizer = model_and_tokenizer
+    once = training_dataset(workspace.params, ["avcap", "ave"], tokenizer, model.config, answers="both")
+    thrice = training_dataset(
+        workspace.params, ["avcap", "ave"], tokenizer, model.config, answers="both", repeat={"ave": 3}
+    )
+    assert once.task_counts() == {"avcap": 4, "ave": 8}  # 4 captions (one form), 4 AVE records in two forms
+    assert thrice.task_counts() == {"avcap": 4, "ave": 24}
+    ids = Counter(item.record_id for item in thrice.items if item.record_id.startswith("ave/"))
+    assert len(ids) == 4 and set(ids.values()) == {6}  # each AVE record: 3 copies x (reasoning, direct)
+    direct = [item for item in thrice.items if item.record_id == "ave/train/av001"]
+    assert len({item.answer_ids for item in direct}) == 2  # the copies keep both targets, none lost
 
 
 def test_feature_statistics_count_each_media_item_once(
