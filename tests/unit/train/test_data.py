@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import copy
 import dataclasses
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
