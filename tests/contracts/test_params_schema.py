@@ -27,9 +27,24 @@ def test_params_yaml_loads_into_typed_config() -> None:
 
 
 def _leaf_paths(value: object, prefix: str = "") -> list[str]:
-    if isinstance(value, dict):
+    if isinstance(value, dict) and prefix not in _mapping_fields(Params):  # a section, not a mapping-valued key
         return [p for k, v in value.items() for p in _leaf_paths(v, f"{prefix}.{k}" if prefix else k)]
     return [prefix]
+
+
+def _mapping_fields(cls: type, prefix: str = "") -> set[str]:
+    """Dotted paths of the fields whose value is a mapping (``dict[...]``), e.g. ``pretrain.grounding.repeat``."""
+    paths = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        tp = hints[f.name]
+        if typing.get_origin(tp) is dict:
+            paths.add(key)
+        for section in (tp, *typing.get_args(tp)):
+            if dataclasses.is_dataclass(section):
+                paths |= _mapping_fields(section, key)
+    return paths
 
 
 def _field_paths(cls: type, prefix: str = "") -> list[str]:
