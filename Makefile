@@ -59,7 +59,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 test-integration: setup
-	$(BIN)/python -m pytest -m integration
+	$(BIN)/python -m pytest -m integration --durations=15
 
 test-all: setup
 	$(BIN)/python -m pytest -m ""
