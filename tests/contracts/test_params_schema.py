@@ -27,7 +27,7 @@ def test_params_yaml_loads_into_typed_config() -> None:
 
 
 def _leaf_paths(value: object, prefix: str = "") -> list[str]:
-    if isinstance(value, dict) and prefix not in _mapping_fields(Params):  # a section, not a mapping-valued key
+    if isinstance(value, dict) and prefix not in _MAPPING_FIELDS:  # a section, not a mapping-valued key
         return [p for k, v in value.items() for p in _leaf_paths(v, f"{prefix}.{k}" if prefix else k)]
     return [prefix]
 
@@ -45,6 +45,9 @@ def _mapping_fields(cls: type, prefix: str = "") -> set[str]:
             if dataclasses.is_dataclass(section):
                 paths |= _mapping_fields(section, key)
     return paths
+
+
+_MAPPING_FIELDS = _mapping_fields(Params)
 
 
 def _field_paths(cls: type, prefix: str = "") -> list[str]:

@@ -137,8 +137,8 @@ def test_repeat_copies_a_tasks_records_in_every_answer_form(
     assert thrice.task_counts() == {"avcap": 4, "ave": 24}
     ids = Counter(item.record_id for item in thrice.items if item.record_id.startswith("ave/"))
     assert len(ids) == 4 and set(ids.values()) == {6}  # each AVE record: 3 copies x (reasoning, direct)
-    direct = [item for item in thrice.items if item.record_id == "ave/train/av001"]
-    assert len({item.answer_ids for item in direct}) == 2  # the copies keep both targets, none lost
+    copies = [item for item in thrice.items if item.record_id == "ave/train/av001"]
+    assert len({item.answer_ids for item in copies}) == 2  # the copies keep both targets, none lost
 
 
 def test_feature_statistics_count_each_media_item_once(
