@@ -246,12 +246,6 @@ class AvuieDataset(torch.utils.data.Dataset):
             lengths.append(len(expand_placeholders(list(item.prompt_ids), counts)) + len(item.answer_ids))
         return lengths
 
-    @property
-    def target_counts(self) -> list[int]:
-        """Per item, the answer tokens the LM loss is taken over (EOS included; ``fit``'s loss divisor with
-        ``optim.group_by_length``)."""
-        return [len(item.answer_ids) for item in self.items]
-
     def _check_store(self) -> None:
         widths = {"video": self.config.vision_hidden_size, "audio": self.config.audio_hidden_size,
                   "image": self.config.vision_hidden_size}  # fmt: skip

@@ -72,11 +72,6 @@ class LanguageDataset:
         """Prompt + target tokens per example (what ``optim.group_by_length`` batches by)."""
         return [len(prompt) + len(target) for prompt, target in self.examples]
 
-    @property
-    def target_counts(self) -> list[int]:
-        """Target tokens per example, EOS included (``fit``'s loss divisor with ``optim.group_by_length``)."""
-        return [len(target) for _, target in self.examples]
-
     def collate(self, examples: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> dict[str, torch.Tensor]:
         """Right-padded batch of prompt + target: ``input_ids``, ``attention_mask``, ``labels`` (B, L) each.
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import parse_flag_from_env, set_seed
@@ -242,24 +241,6 @@ def _lengths(dataset: Sequence[Any], desc: str) -> Sequence[int]:
     return lengths
 
 
-def target_tokens_per_batch(dataset: Sequence[Any], batch_size: int, desc: str) -> float:
-    """The epoch's mean number of target tokens in a micro-batch: the LM loss's fixed divisor with
-    ``optim.group_by_length`` (``batch_size`` times the mean of the dataset's ``target_counts``).
-
-    Why: the LM loss is the mean over a batch's target tokens, so each token weighs ``1 / (its batch's
-    tokens)``. Random batches mix long and short answers, and every token weighs about the same; batches
-    grouped by length do not: a batch of short direct answers gave each of its tokens some 20 times the weight
-    of a token in a batch of long reasoning answers. With the loss summed over the batch and divided by this
-    constant, every target token of the epoch weighs the same, grouped or not.
-    """
-    counts = getattr(dataset, "target_counts", None)
-    if counts is None:
-        raise ValueError(
-            f"{desc}: group_by_length needs a dataset with per-example target_counts, {type(dataset).__name__} has none"
-        )
-    return batch_size * float(np.mean(counts))
-
-
 def fit(
     model: nn.Module,
     dataset: Sequence[Any],
@@ -315,7 +296,6 @@ def fit(
         num_replicas=accelerator.num_processes, rank=accelerator.process_index,
     )  # fmt: skip
     plan = plan_steps(len(dataset), optim, accelerator.num_processes)
-    divisor = target_tokens_per_batch(dataset, optim.batch_size, desc) if optim.group_by_length else None
     set_seed(seed, device_specific=True)
     optimizer = build_optimizer(named, optim)
     scheduler = get_cosine_schedule_with_warmup(optimizer, plan.num_warmup_steps, plan.num_steps)
@@ -350,8 +330,6 @@ def fit(
     while run.position < plan.num_micro_batches:
         batch = _to_device(collate_fn([dataset[i] for i in sampler.batch(run.position)]), accelerator.device)
         tokens = int(batch["attention_mask"].sum())
-        if divisor is not None:
-            batch["num_items_in_batch"] = divisor  # the LM loss: summed target-token CE / divisor
         with accelerator.accumulate(wrapped):
             loss = wrapped(**batch).loss
             aux = extra_loss(model) if extra_loss is not None else None

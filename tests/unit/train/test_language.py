@@ -33,4 +33,3 @@ def test_examples_are_prompt_then_target_with_loss_on_the_target_only(
         assert batch["attention_mask"][row].tolist() == [1] * length + [0] * (max(lengths) - length)
         assert batch["labels"][row].tolist() == [-100] * len(prompt) + target + [-100] * (max(lengths) - length)
         assert target[-1] == tokenizer.eos_token_id  # the answer's end is learned too
-    assert dataset.target_counts == [int((row != -100).sum()) for row in batch["labels"]]  # the loss divisor's counts

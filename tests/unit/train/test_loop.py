@@ -105,42 +105,6 @@ def test_fit_refuses_a_model_without_trainable_parameters(setup: Any, tmp_path: 
         _fit(setup, tmp_path / "work")
 
 
-class _DivisorSpy(torch.nn.Module):
-    """Delegates to the model and records the loss divisor ``fit`` passes with each batch."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.divisors: list[float | None] = []
-
-    def forward(self, **batch: Any) -> Any:
-        self.divisors.append(batch.get("num_items_in_batch"))
-        return self.model(**batch)
-
-
-@pytest.mark.parametrize("group_by_length", [False, True])
-def test_grouped_batches_divide_the_summed_loss_by_the_epochs_mean_target_tokens(
-    setup: Any, tmp_path: Path, group_by_length: bool
-) -> None:
-    spy = _DivisorSpy(setup.model)
-    optim = dataclasses.replace(OPTIM, epochs=1.0, group_by_length=group_by_length)
-    fit(spy, setup.dataset, setup.collate_fn, optim, seed=0, work_dir=tmp_path / "work", fingerprint=setup.fingerprint)
-    counts = setup.dataset.target_counts
-    assert counts == [sum(label != -100 for label in setup.dataset[i].labels) for i in range(len(setup.dataset))]
-    expected = optim.batch_size * sum(counts) / len(counts) if group_by_length else None
-    assert spy.divisors and set(spy.divisors) == {expected}  # every micro-batch, the same constant
-
-
-def test_the_crab_loss_with_a_divisor_is_the_summed_target_token_loss_over_it(setup: Any) -> None:
-    model = setup.model.eval()
-    batch = setup.collate_fn([setup.dataset[i] for i in range(3)])
-    num_targets = int((batch["labels"][:, 1:] != -100).sum())  # the LLM shifts the labels by one
-    with torch.no_grad():
-        mean = model(**batch).loss
-        summed = model(**batch, num_items_in_batch=10.0).loss
-    torch.testing.assert_close(summed, mean * num_targets / 10.0)
-
-
 def test_activation_checkpointing_is_on_while_training_and_gives_the_same_weights(
     workspace: Any, stage_dir: Path, tmp_path: Path
 ) -> None:
