@@ -4,8 +4,8 @@
 step's time grows with the clip count times this per-clip cost. The model reads one frame a second
 (``media.num_frames`` over a 10-s clip), so frames rendered between those are work nobody reads; and
 FFmpeg's native AAC encoder spends most of a clip's encoding in its default two-loop coder. This script
-renders the same AVE train scenes under each variant ``fps:coder`` in turn (one process, one thread, the
-same scenes for all), and reports per clip: rendering of the frames and of the audio, encoding, decoding
+renders the same AVE train scenes under each variant ``fps:coder`` in turn (one process, the encoders single-threaded,
+the same scenes for all), and reports per clip: rendering of the frames and of the audio, encoding, decoding
 back the way the ``features`` stage does (10 sampled frames at the model's size + the 16 kHz track), the
 total of render + encode as a ratio of the first variant's, and the AAC round trip's signal-to-noise ratio
 (decoded track against the rendered samples) so a faster coder is not a worse one.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
 import tempfile
 import time
@@ -64,26 +63,21 @@ def measure(variant: str, scenes: list, params, folder: Path) -> Row:
     difficulty = params.synth.difficulty
     times: dict[str, list[float]] = {"frames": [], "audio": [], "encode": [], "decode": []}
     snrs = []
-    saved = render._AAC_OPTIONS
-    render._AAC_OPTIONS = {"aac_coder": coder}
-    try:
-        for index, scene in enumerate(scenes):
-            t0 = time.perf_counter()
-            frames = render.render_frames(scene, video, difficulty)  # (T, S, S, 3)
-            t1 = time.perf_counter()
-            samples = render.render_audio(scene, params.synth.audio, difficulty)  # (N,)
-            t2 = time.perf_counter()
-            path = folder / f"{fps_text}_{coder}_{index}.mp4"
-            render._encode(path, frames, samples, video.fps, params.synth.audio.sample_rate, video.crf)
-            t3 = time.perf_counter()
-            read_frames(path, params.media.num_frames, video.size)
-            decoded = read_audio(path, params.media.audio_sample_rate)
-            t4 = time.perf_counter()
-            for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                times[key].append(seconds)
-            snrs.append(snr_db(decoded, samples))
-    finally:
-        render._AAC_OPTIONS = saved
+    for index, scene in enumerate(scenes):
+        t0 = time.perf_counter()
+        frames = render.render_frames(scene, video, difficulty)  # (T, S, S, 3)
+        t1 = time.perf_counter()
+        samples = render.render_audio(scene, params.synth.audio, difficulty)  # (N,)
+        t2 = time.perf_counter()
+        path = folder / f"{fps_text}_{coder}_{index}.mp4"
+        render._encode(path, frames, samples, video.fps, params.synth.audio.sample_rate, video.crf, aac_coder=coder)
+        t3 = time.perf_counter()
+        read_frames(path, params.media.num_frames, video.size)
+        decoded = read_audio(path, params.media.audio_sample_rate)
+        t4 = time.perf_counter()
+        for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            times[key].append(seconds)
+        snrs.append(snr_db(decoded, samples))
     med = {key: statistics.median(values) for key, values in times.items()}
     return Row(variant, med["frames"], med["audio"], med["encode"], med["decode"], statistics.median(snrs))
 
@@ -94,7 +88,6 @@ def main() -> None:
     parser.add_argument("--variants", default="8:twoloop,2:twoloop,2:fast", help="comma-separated fps:aac_coder")
     parser.add_argument("--clips", type=int, default=12, help="AVE train scenes per variant")
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     params = load_params(args.params)
     scenes = _split_scenes(params, "train", args.clips, set())
     with tempfile.TemporaryDirectory() as tmp:

@@ -61,7 +61,7 @@ _AUDIO_FRAME = 1024  # AAC frame size
 _AUDIO_BIT_RATE = 48_000
 #: FFmpeg's native AAC encoder with its "fast" coder: half the encoding time of the default two-loop search
 #: (the larger part of a clip's encoding), and no worse a round trip on AV-Synth's mixes (benchmarks/README.md).
-_AAC_OPTIONS = {"aac_coder": "fast"}
+AAC_CODER = "fast"
 _OBJECT_SIZE = 0.26  # object diameter as a fraction of the frame size
 _SLOT_INDEX = {"left": 0, "middle": 1, "right": 2}
 
@@ -332,14 +332,16 @@ def render_frames(scene: Scene, video: SynthVideoConfig, difficulty: DifficultyC
 # --------------------------------------------------------------------------------------------------
 
 
-def _encode(path: Path, frames: np.ndarray, samples: np.ndarray, fps: int, sr: int, crf: int) -> None:
+def _encode(
+    path: Path, frames: np.ndarray, samples: np.ndarray, fps: int, sr: int, crf: int, aac_coder: str = AAC_CODER
+) -> None:
     """Write (T, H, W, 3) uint8 frames and (N,) float32 samples as H.264 + AAC mp4, single-threaded."""
     with av.open(str(path), "w", format="mp4") as out:
         vstream = out.add_stream("libx264", rate=fps, options={"threads": "1", "crf": str(crf), "preset": "veryfast"})
         vstream.thread_count = 1
         vstream.width, vstream.height = frames.shape[2], frames.shape[1]
         vstream.pix_fmt = "yuv420p"
-        astream = out.add_stream("aac", rate=sr, layout="mono", options=_AAC_OPTIONS)
+        astream = out.add_stream("aac", rate=sr, layout="mono", options={"aac_coder": aac_coder})
         astream.thread_count = 1
         astream.bit_rate = _AUDIO_BIT_RATE
         for i, rgb in enumerate(frames):
